@@ -1,0 +1,144 @@
+//! The experiment configuration: one TOML file parsed into one typed value.
+//!
+//! Every struct rejects unknown keys so a typo (`learning_rte`) is an error naming the key instead of a
+//! silently ignored setting. Defaults live here, in one place; CLI flags override after parsing.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+mod sections;
+
+pub use sections::*;
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {origin}: {message}")]
+    Parse { origin: String, message: String },
+    #[error("config {origin}: {field}: {message}")]
+    Invalid {
+        origin: String,
+        field: String,
+        message: String,
+    },
+}
+
+/// The whole experiment.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub data: DataConfig,
+    pub prompt: PromptConfig,
+    pub models: ModelsConfig,
+    pub training: TrainingConfig,
+    pub lora: LoraConfig,
+    pub eval: EvalConfig,
+    pub tracking: TrackingConfig,
+    pub privacy: PrivacyConfig,
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_toml_str(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates TOML text; `origin` names the source in errors.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            origin: origin.to_string(),
+            message: e.to_string(),
+        })?;
+        config.validate(origin)?;
+        Ok(config)
+    }
+
+    /// TOML text of the resolved config, written next to every run's outputs.
+    pub fn to_toml_string(&self) -> String {
+        toml::to_string_pretty(self).expect("config serialises to TOML")
+    }
+
+    /// Checks the cross-field rules that types alone cannot express.
+    pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let invalid = |field: &str, message: String| ConfigError::Invalid {
+            origin: origin.to_string(),
+            field: field.to_string(),
+            message,
+        };
+        self.data
+            .split
+            .check()
+            .map_err(|m| invalid("data.split", m))?;
+        self.lora.check().map_err(|m| invalid("lora", m))?;
+        self.training.check().map_err(|m| invalid("training", m))?;
+        self.eval.check().map_err(|m| invalid("eval", m))?;
+        let mut names = std::collections::BTreeSet::new();
+        for m in self.models.llm.iter().chain(&self.models.slm) {
+            if !names.insert(m.name.as_str()) {
+                return Err(invalid(
+                    "models",
+                    format!("model name {:?} is used twice; names key the output folders", m.name),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = Config::from_toml_str("", "test").unwrap();
+        assert_eq!(c.data.split.train, 0.70);
+        assert_eq!(c.lora.r, 16);
+        assert_eq!(c.eval.top_k, vec![1, 3, 5]);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::from_toml_str("[training]\nlearning_rte = 1.0\n", "x.toml").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("learning_rte"), "{msg}");
+        assert!(msg.contains("x.toml"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_section_is_named() {
+        let err = Config::from_toml_str("[trainig]\n", "x.toml").unwrap_err();
+        assert!(err.to_string().contains("trainig"), "{err}");
+    }
+
+    #[test]
+    fn ratios_must_sum_to_one() {
+        let err = Config::from_toml_str("[data.split]\ntrain = 0.9\n", "x").unwrap_err();
+        assert!(err.to_string().contains("data.split"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_model_names_are_rejected() {
+        let text = "[[models.llm]]\nname = \"a\"\nmodel = \"x\"\n[[models.slm]]\nname = \"a\"\nmodel = \"y\"\n";
+        let err = Config::from_toml_str(text, "x").unwrap_err();
+        assert!(err.to_string().contains("used twice"), "{err}");
+    }
+
+    #[test]
+    fn resolved_config_round_trips() {
+        let text = "[[models.slm]]\nname = \"smol\"\nmodel = \"m.gguf\"\n[data]\ndataset = \"d.csv\"\n";
+        let c = Config::from_toml_str(text, "x").unwrap();
+        let again = Config::from_toml_str(&c.to_toml_string(), "resolved").unwrap();
+        assert_eq!(c, again);
+    }
+}

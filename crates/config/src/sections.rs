@@ -1,0 +1,397 @@
+//! One struct per TOML section. Defaults follow the reference experiment in DESIGN.md.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// What to do with one kind of data problem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    /// Stop loading with an error naming file, row and field.
+    Error,
+    /// Leave the row out and count it in the validation report.
+    Drop,
+    /// Keep the row and list the problem in the validation report.
+    Flag,
+}
+
+/// Per-problem policies. The defaults never drop silently: malformed input is an error, everything else
+/// is flagged or dropped with a count in the report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    pub empty_text: Policy,
+    pub missing_label: Policy,
+    pub malformed_code: Policy,
+    pub unknown_code: Policy,
+    pub non_leaf_code: Policy,
+    pub duplicate_text: Policy,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            empty_text: Policy::Drop,
+            missing_label: Policy::Drop,
+            malformed_code: Policy::Drop,
+            unknown_code: Policy::Flag,
+            non_leaf_code: Policy::Flag,
+            duplicate_text: Policy::Flag,
+        }
+    }
+}
+
+/// Split ratios and seed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SplitConfig {
+    pub train: f64,
+    pub validation: f64,
+    pub test: f64,
+    pub seed: u64,
+}
+
+impl Default for SplitConfig {
+    fn default() -> Self {
+        SplitConfig {
+            train: 0.70,
+            validation: 0.15,
+            test: 0.15,
+            seed: 42,
+        }
+    }
+}
+
+impl SplitConfig {
+    pub(crate) fn check(&self) -> Result<(), String> {
+        let parts = [self.train, self.validation, self.test];
+        if parts.iter().any(|p| !(0.0..=1.0).contains(p)) {
+            return Err("each ratio must lie in [0, 1]".into());
+        }
+        let sum: f64 = parts.iter().sum();
+        if (sum - 1.0).abs() > 1e-6 {
+            return Err(format!(
+                "train + validation + test must be 1, got {sum}"
+            ));
+        }
+        if self.train <= 0.0 || self.test <= 0.0 {
+            return Err("train and test ratios must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// Where the examples come from and how to read them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// Dataset spec: `medsynth` (the preset), or a path whose extension picks the format
+    /// (`.csv`, `.jsonl`, `.jsonl.gz`, `.parquet`).
+    pub dataset: String,
+    /// Column holding the dialogue or note.
+    pub text_column: Option<String>,
+    /// Column holding the codes: a string (one code, or several joined by `codes_separator`) or a
+    /// JSON list of strings.
+    pub codes_column: Option<String>,
+    /// Optional id column; rows are named `row-<n>` without it.
+    pub id_column: Option<String>,
+    /// Separator for several codes in one string cell.
+    pub codes_separator: Option<String>,
+    /// Extra columns copied into `Example::meta` (never the text column).
+    pub meta_columns: Vec<String>,
+    pub split: SplitConfig,
+    pub policy: PolicyConfig,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            dataset: "medsynth".into(),
+            text_column: None,
+            codes_column: None,
+            id_column: None,
+            codes_separator: None,
+            meta_columns: Vec::new(),
+            split: SplitConfig::default(),
+            policy: PolicyConfig::default(),
+        }
+    }
+}
+
+/// The prompt, shared by training and inference so they can never drift apart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PromptConfig {
+    pub system: String,
+    /// Instruction placed before the dialogue in the user message.
+    pub instruction: String,
+}
+
+impl Default for PromptConfig {
+    fn default() -> Self {
+        PromptConfig {
+            system: "You are a clinical coding assistant. You assign ICD-10-CM diagnosis codes.".into(),
+            instruction: "Read the doctor-patient dialogue and answer with the ICD-10-CM code of the main diagnosis, nothing else.".into(),
+        }
+    }
+}
+
+/// Weight quantisation applied at load time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Quantize {
+    None,
+    Q8,
+    Q4,
+}
+
+/// One model of the comparison.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Short name; keys output folders and report rows.
+    pub name: String,
+    /// Model spec: HF-layout folder, `.gguf` file, or HF id resolved from the local cache.
+    pub model: String,
+    #[serde(default = "default_quantize")]
+    pub quantize: Quantize,
+    /// Compute dtype: `f32` (CPU default), `bf16`, `f16`.
+    #[serde(default = "default_dtype")]
+    pub dtype: String,
+}
+
+fn default_quantize() -> Quantize {
+    Quantize::None
+}
+
+fn default_dtype() -> String {
+    "f32".into()
+}
+
+/// Zero-shot LLMs and finetuned SLMs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelsConfig {
+    pub llm: Vec<ModelConfig>,
+    pub slm: Vec<ModelConfig>,
+}
+
+/// Learning-rate schedule after warmup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    Cosine,
+    Linear,
+    Constant,
+}
+
+/// Which end of an over-long dialogue is shortened; the answer is never cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TruncateSide {
+    Left,
+    Right,
+    Middle,
+}
+
+/// LoRA supervised finetuning.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainingConfig {
+    pub epochs: u32,
+    /// Stop after this many optimiser steps even if epochs remain (0 = no limit).
+    pub max_steps: u64,
+    pub batch_size: usize,
+    pub grad_accum: usize,
+    pub learning_rate: f64,
+    pub weight_decay: f64,
+    pub warmup_ratio: f64,
+    pub schedule: Schedule,
+    pub max_grad_norm: f64,
+    pub max_seq_len: usize,
+    pub truncate_side: TruncateSide,
+    pub eval_every: u64,
+    pub patience: u32,
+    pub min_delta: f64,
+    pub checkpoint_every: u64,
+    pub keep_checkpoints: usize,
+    pub recompute_activations: bool,
+    pub seed: u64,
+}
+
+impl Default for TrainingConfig {
+    fn default() -> Self {
+        TrainingConfig {
+            epochs: 3,
+            max_steps: 0,
+            batch_size: 4,
+            grad_accum: 4,
+            learning_rate: 2e-4,
+            weight_decay: 0.0,
+            warmup_ratio: 0.03,
+            schedule: Schedule::Cosine,
+            max_grad_norm: 1.0,
+            max_seq_len: 2048,
+            truncate_side: TruncateSide::Left,
+            eval_every: 100,
+            patience: 3,
+            min_delta: 0.0,
+            checkpoint_every: 100,
+            keep_checkpoints: 2,
+            recompute_activations: false,
+            seed: 42,
+        }
+    }
+}
+
+impl TrainingConfig {
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if self.batch_size == 0 || self.grad_accum == 0 {
+            return Err("batch_size and grad_accum must be at least 1".into());
+        }
+        if !(self.learning_rate > 0.0) {
+            return Err("learning_rate must be positive".into());
+        }
+        if !(0.0..1.0).contains(&self.warmup_ratio) {
+            return Err("warmup_ratio must lie in [0, 1)".into());
+        }
+        if self.max_seq_len < 16 {
+            return Err("max_seq_len must be at least 16".into());
+        }
+        Ok(())
+    }
+}
+
+/// LoRA adapter shape, PEFT names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoraConfig {
+    pub r: usize,
+    pub alpha: f64,
+    pub dropout: f64,
+    pub targets: Vec<String>,
+}
+
+impl Default for LoraConfig {
+    fn default() -> Self {
+        LoraConfig {
+            r: 16,
+            alpha: 32.0,
+            dropout: 0.05,
+            targets: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+}
+
+/// The projection names a decoder layer has, as PEFT spells them.
+pub const LORA_TARGETS: [&str; 7] = [
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+];
+
+impl LoraConfig {
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if self.r == 0 {
+            return Err("r must be at least 1".into());
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err("dropout must lie in [0, 1)".into());
+        }
+        if self.targets.is_empty() {
+            return Err("targets must name at least one projection".into());
+        }
+        if let Some(t) = self.targets.iter().find(|t| !LORA_TARGETS.contains(&t.as_str())) {
+            return Err(format!(
+                "unknown target {t:?}; expected one of {}",
+                LORA_TARGETS.join(", ")
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Decoding and scoring.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalConfig {
+    /// k values for top-k hit rates; the largest is the number of candidates requested.
+    pub top_k: Vec<usize>,
+    /// Constrain decoding to a trie of valid codes.
+    pub constrained: bool,
+    pub max_new_tokens: usize,
+    pub batch_size: usize,
+    pub bootstrap_samples: usize,
+    pub confidence: f64,
+    pub seed: u64,
+    /// Evaluate on at most this many test examples (0 = all).
+    pub limit: usize,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        EvalConfig {
+            top_k: vec![1, 3, 5],
+            constrained: true,
+            max_new_tokens: 16,
+            batch_size: 8,
+            bootstrap_samples: 1000,
+            confidence: 0.95,
+            seed: 42,
+            limit: 0,
+        }
+    }
+}
+
+impl EvalConfig {
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if self.top_k.is_empty() || self.top_k.contains(&0) {
+            return Err("top_k must list positive k values".into());
+        }
+        if !(0.5..1.0).contains(&self.confidence) {
+            return Err("confidence must lie in [0.5, 1)".into());
+        }
+        Ok(())
+    }
+}
+
+/// Where runs are recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrackingConfig {
+    /// Root of run directories.
+    pub output_dir: String,
+    /// MLflow tracking server, e.g. `http://127.0.0.1:5000`; none disables MLflow.
+    pub mlflow_uri: Option<String>,
+    pub experiment_name: String,
+    /// Extra tags recorded with every run.
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Default for TrackingConfig {
+    fn default() -> Self {
+        TrackingConfig {
+            output_dir: "outputs".into(),
+            mlflow_uri: None,
+            experiment_name: "icdtune".into(),
+            tags: BTreeMap::new(),
+        }
+    }
+}
+
+/// Privacy switches; everything off by default means no patient text anywhere but predictions.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivacyConfig {
+    /// Show short dialogue excerpts in the HTML report (opt-in).
+    pub show_excerpts: bool,
+    /// Plant this many canaries in a copy of the training data (0 = none).
+    pub canaries: usize,
+}

@@ -1,0 +1,4 @@
+//! End-to-end tests that drive the built `icdtune` binary. One test binary for the whole CLI keeps link
+//! time low; modules group tests by subcommand.
+
+mod cli;
