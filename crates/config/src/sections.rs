@@ -89,6 +89,9 @@ pub struct DataConfig {
     /// Dataset spec: `medsynth` (the preset), or a path whose extension picks the format
     /// (`.csv`, `.jsonl`, `.jsonl.gz`, `.parquet`).
     pub dataset: String,
+    /// Column preset applied when `dataset` is a path: `medsynth` (MedSynth's CSV layout). `medsynth:PATH`
+    /// in `dataset` does the same.
+    pub preset: Option<String>,
     /// Column holding the dialogue or note.
     pub text_column: Option<String>,
     /// Column holding the codes: a string (one code, or several joined by `codes_separator`) or a
@@ -108,6 +111,7 @@ impl Default for DataConfig {
     fn default() -> Self {
         DataConfig {
             dataset: "medsynth".into(),
+            preset: None,
             text_column: None,
             codes_column: None,
             id_column: None,

@@ -55,6 +55,11 @@ pub struct Prediction {
     /// Generated tokens actually produced (no padding).
     #[serde(default)]
     pub generated_tokens: u64,
+    /// How many leading candidates the predictor asserts as its answer set (multi-label scoring).
+    /// `None`: all candidates are the answer, as for generative predictors whose every parsed code
+    /// counts. Ranked predictors returning a long list (beam search, classifiers) set it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_size: Option<usize>,
 }
 
 #[cfg(test)]

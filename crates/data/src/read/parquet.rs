@@ -1,0 +1,119 @@
+//! Parquet through the row API: top-level string columns, or a list-of-strings column for codes.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use ::parquet::file::reader::{FileReader, SerializedFileReader};
+use ::parquet::record::Field;
+
+use super::{RawRow, RawTable};
+use crate::columns::{split_codes, ColumnMap};
+use crate::DataError;
+
+pub(super) fn read(path: &Path, map: &ColumnMap) -> Result<RawTable, DataError> {
+    let pq_err = |row: Option<u64>, e: ::parquet::errors::ParquetError| DataError::Parquet {
+        path: path.to_path_buf(),
+        row,
+        message: e.to_string(),
+    };
+    let file = std::fs::File::open(path).map_err(|source| DataError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let reader = SerializedFileReader::new(file).map_err(|e| pq_err(None, e))?;
+    let names: Vec<String> = reader
+        .metadata()
+        .file_metadata()
+        .schema_descr()
+        .root_schema()
+        .get_fields()
+        .iter()
+        .map(|f| f.name().to_string())
+        .collect();
+    let cols = map.resolve(&names, path, None)?;
+    let mut rows = Vec::new();
+    for (i, record) in reader
+        .get_row_iter(None)
+        .map_err(|e| pq_err(None, e))?
+        .enumerate()
+    {
+        let row = i as u64 + 1;
+        let record = record.map_err(|e| pq_err(Some(row), e))?;
+        let fields: Vec<&Field> = record.get_column_iter().map(|(_, f)| f).collect();
+        let field_err = |col: usize, message: String| DataError::Field {
+            path: path.to_path_buf(),
+            row,
+            field: names[col].clone(),
+            message,
+        };
+        let text = match fields[cols.text] {
+            Field::Str(s) => s.clone(),
+            Field::Null => String::new(),
+            other => {
+                return Err(field_err(
+                    cols.text,
+                    format!("text must be a string, found {other}"),
+                ))
+            }
+        };
+        let codes = match fields[cols.codes] {
+            Field::Str(s) => split_codes(s, map.separator.as_deref()),
+            Field::Null => Vec::new(),
+            Field::ListInternal(list) => {
+                let mut codes = Vec::new();
+                for item in list.elements() {
+                    match item {
+                        Field::Str(s) => codes.extend(split_codes(s, None)),
+                        Field::Null => {}
+                        other => {
+                            return Err(field_err(
+                                cols.codes,
+                                format!("list items must be code strings, found {other}"),
+                            ))
+                        }
+                    }
+                }
+                codes
+            }
+            other => {
+                return Err(field_err(
+                    cols.codes,
+                    format!("codes must be a string or a list of strings, found {other}"),
+                ))
+            }
+        };
+        let id = match cols.id.map(|c| (c, fields[c])) {
+            None => None,
+            Some((_, Field::Str(s))) => Some(s.trim().to_string()).filter(|s| !s.is_empty()),
+            Some((_, f @ (Field::Int(_) | Field::Long(_) | Field::UInt(_) | Field::ULong(_)))) => {
+                Some(f.to_string())
+            }
+            Some((c, other)) => {
+                return Err(field_err(
+                    c,
+                    format!("id must be a string or an integer, found {other}"),
+                ))
+            }
+        };
+        let meta: BTreeMap<String, String> = cols
+            .meta
+            .iter()
+            .filter_map(|(name, c)| match fields[*c] {
+                Field::Null => None,
+                Field::Str(s) => Some((name.clone(), s.clone())),
+                other => Some((name.clone(), other.to_string())),
+            })
+            .collect();
+        rows.push(RawRow {
+            row,
+            id,
+            text,
+            codes,
+            meta,
+        });
+    }
+    Ok(RawTable {
+        rows,
+        columns: cols.names,
+    })
+}

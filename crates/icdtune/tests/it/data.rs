@@ -1,0 +1,215 @@
+//! `icdtune data stats|validate|split` on the fixtures of the data crate.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::cli::{repo_root, TestCommand};
+
+fn fixture(name: &str) -> String {
+    repo_root()
+        .join("crates/data/tests/fixtures")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn read_json(path: PathBuf) -> serde_json::Value {
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Every dialogue line of the MedSynth fixture starts with one of these; none may reach stdout.
+fn assert_no_text(out: &str) {
+    for marker in ["Doctor:", "Patient:", "S: ", "A: "] {
+        assert!(!out.contains(marker), "text leaked into output:\n{out}");
+    }
+}
+
+#[test]
+fn help_lists_the_data_subcommands() {
+    let t = TestCommand::new();
+    let out = t.ok(&["data", "--help"]);
+    for sub in ["stats", "validate", "split"] {
+        assert!(out.contains(sub), "{out}");
+    }
+    let out = t.ok(&["data", "split", "--help"]);
+    assert!(
+        out.contains("--codes-separator") && out.contains("--seed"),
+        "{out}"
+    );
+}
+
+#[test]
+fn validate_medsynth_fixture_reports_its_problems_and_writes_json() {
+    let t = TestCommand::new();
+    let spec = format!("medsynth:{}", fixture("medsynth_sample.csv"));
+    let out = t.ok(&["data", "validate", "--dataset", &spec, "--out", "o"]);
+    assert_no_text(&out);
+    assert!(out.contains("read 12, kept 10, dropped 2"), "{out}");
+    assert!(
+        out.contains("row 6 (id row-6), field \"Dialogue\": empty text"),
+        "{out}"
+    );
+    assert!(out.contains("malformed code \"E11-9\""), "{out}");
+    assert!(out.contains("non-leaf code \"M545\""), "{out}");
+    assert!(
+        out.contains("same text (after case and whitespace normalisation) as row 2"),
+        "{out}"
+    );
+    let report = read_json(t.path("o/validation.json"));
+    assert_eq!(report["rows_read"], 12);
+    assert_eq!(report["rows_kept"], 10);
+    assert_eq!(report["problems"].as_array().unwrap().len(), 4);
+    assert!(t.path("o/config.resolved.toml").is_file());
+}
+
+#[test]
+fn validate_codiesp_like_list_column_flags_truncated_codes_with_rows() {
+    let t = TestCommand::new();
+    let out = t.ok(&[
+        "data",
+        "validate",
+        "--dataset",
+        &fixture("codiesp_sample.jsonl.gz"),
+        "--text-column",
+        "text_en",
+        "--codes-column",
+        "icd10cm_diagnosis",
+        "--id-column",
+        "id",
+    ]);
+    assert!(
+        out.contains(
+            "row 2 (id CE-0002), field \"icd10cm_diagnosis\": code not in table \"T81.4XX\""
+        ),
+        "{out}"
+    );
+    assert!(out.contains("\"W19.XXX\""), "{out}");
+    assert!(
+        out.contains("row 7 (id CE-0007), field \"icd10cm_diagnosis\": missing label"),
+        "{out}"
+    );
+}
+
+#[test]
+fn stats_prints_true_chapters_and_writes_stats_json() {
+    let t = TestCommand::new();
+    let spec = format!("medsynth:{}", fixture("medsynth_sample.csv"));
+    let out = t.ok(&["data", "stats", "--dataset", &spec, "--out", "o"]);
+    assert_no_text(&out);
+    // I10 is chapter IX (circulatory), J codes chapter X, E11.9 chapter IV.
+    assert!(out.contains("IX       I00-I99"), "{out}");
+    assert!(out.contains("X        J00-J99"), "{out}");
+    let stats = read_json(t.path("o/stats.json"));
+    assert_eq!(stats["examples"], 10);
+    assert_eq!(stats["distinct_codes"], 9);
+    assert!(stats["text_chars"]["max"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn split_writes_id_lists_that_cover_every_example_once() {
+    let t = TestCommand::new();
+    let spec = format!("medsynth:{}", fixture("medsynth_sample.csv"));
+    t.ok(&[
+        "data",
+        "split",
+        "--dataset",
+        &spec,
+        "--seed",
+        "7",
+        "--out",
+        "a",
+    ]);
+    t.ok(&[
+        "data",
+        "split",
+        "--dataset",
+        &spec,
+        "--seed",
+        "7",
+        "--out",
+        "b",
+    ]);
+    let a = std::fs::read_to_string(t.path("a/split.json")).unwrap();
+    let b = std::fs::read_to_string(t.path("b/split.json")).unwrap();
+    assert_eq!(a, b, "same seed, same split file");
+    let split: serde_json::Value = serde_json::from_str(&a).unwrap();
+    let mut ids: Vec<String> = ["train", "validation", "test"]
+        .iter()
+        .flat_map(|p| split[p].as_array().unwrap().clone())
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    let n = ids.len();
+    ids.dedup();
+    assert_eq!((n, ids.len()), (10, 10));
+    assert_eq!(split["seed"], 7);
+    assert_eq!(split["dataset"]["sha256"].as_str().unwrap().len(), 64);
+}
+
+#[test]
+fn malformed_input_fails_with_file_and_row() {
+    let t = TestCommand::new();
+    t.write(
+        "ragged.csv",
+        "text,codes\nhello there,J06.9\nbad row,I10,extra\n",
+    );
+    let err = t.fails(&["data", "validate", "--dataset", "ragged.csv"]);
+    assert!(
+        err.contains("ragged.csv: row 2 (line 3): ragged row"),
+        "{err}"
+    );
+
+    t.write("cols.csv", "body,codes\nhello,J06.9\n");
+    let err = t.fails(&[
+        "data",
+        "stats",
+        "--dataset",
+        "cols.csv",
+        "--text-column",
+        "text",
+    ]);
+    assert!(
+        err.contains("no column \"text\"") && err.contains("\"body\", \"codes\""),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn medsynth_spec_reads_the_hub_cache_or_hints_at_fetch() {
+    let t = TestCommand::new();
+    let run = |hub: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_icdtune"))
+            .args(["data", "stats", "--dataset", "medsynth"])
+            .current_dir(t.dir())
+            .env("HF_HUB_CACHE", hub)
+            .output()
+            .unwrap()
+    };
+    let hub = t.path("hub");
+    std::fs::create_dir_all(&hub).unwrap();
+    let out = run(&hub);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("\nhint: run icdtune fetch dataset medsynth"),
+        "{err}"
+    );
+
+    let snap = hub.join("datasets--Ahmad0067--MedSynth/snapshots/0123abcd");
+    std::fs::create_dir_all(&snap).unwrap();
+    std::fs::copy(
+        fixture("medsynth_sample.csv"),
+        snap.join("MedSynth_huggingface_final.csv"),
+    )
+    .unwrap();
+    let out = run(&hub);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("examples 10"), "{stdout}");
+}

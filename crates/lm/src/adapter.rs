@@ -1,0 +1,265 @@
+//! PEFT adapter directories: `adapter_config.json` + `adapter_model.safetensors`, in the layout
+//! PEFT, vLLM and mistral.rs read (see CANDLE.md). Writes go to a temp directory that is then
+//! renamed into place, so a crash never leaves a half-written adapter.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use serde_json::json;
+
+use crate::error::{LmError, Result};
+use crate::lora::LoraSpec;
+use crate::model::Model;
+
+pub const CONFIG_FILE: &str = "adapter_config.json";
+pub const WEIGHTS_FILE: &str = "adapter_model.safetensors";
+
+/// An adapter read from disk.
+#[derive(Debug, Clone)]
+pub struct Adapter {
+    pub spec: LoraSpec,
+    pub base_model_name_or_path: Option<String>,
+    /// PEFT names -> `lora_A [r, in]` / `lora_B [out, r]`.
+    pub tensors: HashMap<String, Tensor>,
+}
+
+fn adapter_err(path: &Path, message: impl Into<String>) -> LmError {
+    LmError::Adapter {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+fn io_err(path: &Path, source: std::io::Error) -> LmError {
+    LmError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn st_dtype(dtype: DType, path: &Path) -> Result<safetensors::Dtype> {
+    Ok(match dtype {
+        DType::F32 => safetensors::Dtype::F32,
+        DType::F16 => safetensors::Dtype::F16,
+        DType::BF16 => safetensors::Dtype::BF16,
+        other => return Err(adapter_err(path, format!("cannot save dtype {other:?}"))),
+    })
+}
+
+fn tensor_bytes(t: &Tensor) -> Result<Vec<u8>> {
+    let t = t.flatten_all()?.to_device(&Device::Cpu)?;
+    Ok(match t.dtype() {
+        DType::F32 => t
+            .to_vec1::<f32>()?
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect(),
+        DType::F16 => t
+            .to_vec1::<half::f16>()?
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect(),
+        DType::BF16 => t
+            .to_vec1::<half::bf16>()?
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect(),
+        other => {
+            return Err(LmError::Input(format!(
+                "tensor dtype {other:?} not serialisable"
+            )))
+        }
+    })
+}
+
+/// The `adapter_config.json` value for `spec`.
+pub fn config_json(spec: &LoraSpec, base_model_name_or_path: &str) -> serde_json::Value {
+    json!({
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "base_model_name_or_path": base_model_name_or_path,
+        "r": spec.r,
+        "lora_alpha": spec.alpha,
+        "lora_dropout": spec.dropout,
+        "target_modules": spec.targets,
+        "bias": "none",
+        "use_rslora": false,
+        "use_dora": false,
+        "modules_to_save": null,
+        "fan_in_fan_out": false,
+        "inference_mode": true,
+    })
+}
+
+/// Saves the model's LoRA weights as a PEFT adapter directory at `dir` (replacing it).
+pub fn save(model: &Model, dir: &Path, base_model_name_or_path: &str) -> Result<()> {
+    let spec = model
+        .lora_spec()
+        .ok_or_else(|| adapter_err(dir, "model has no LoRA adapters"))?;
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| io_err(parent, e))?;
+    let leaf = dir
+        .file_name()
+        .ok_or_else(|| adapter_err(dir, "not a directory name"))?
+        .to_string_lossy()
+        .to_string();
+    let tmp: PathBuf = parent.join(format!(".{leaf}.tmp-{}", std::process::id()));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
+    }
+    std::fs::create_dir(&tmp).map_err(|e| io_err(&tmp, e))?;
+
+    let cfg = serde_json::to_string_pretty(&config_json(spec, base_model_name_or_path)).map_err(
+        |source| LmError::Json {
+            path: tmp.join(CONFIG_FILE),
+            source,
+        },
+    )?;
+    std::fs::write(tmp.join(CONFIG_FILE), cfg).map_err(|e| io_err(&tmp.join(CONFIG_FILE), e))?;
+
+    let vars = model.lora_vars();
+    let mut owned = Vec::with_capacity(vars.len());
+    for (name, var) in &vars {
+        owned.push((
+            name.clone(),
+            st_dtype(var.dtype(), dir)?,
+            var.dims().to_vec(),
+            tensor_bytes(var.as_tensor())?,
+        ));
+    }
+    let views = owned
+        .iter()
+        .map(|(n, dt, shape, bytes)| {
+            safetensors::tensor::TensorView::new(*dt, shape.clone(), bytes)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| adapter_err(dir, format!("tensor {n}: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+    let weights = tmp.join(WEIGHTS_FILE);
+    safetensors::serialize_to_file(views, Some(metadata), &weights)
+        .map_err(|e| adapter_err(&weights, e.to_string()))?;
+
+    // Swap into place: a directory cannot be renamed over a non-empty one, so the old adapter
+    // steps aside first and is removed only after the new one is in place.
+    let old = parent.join(format!(".{leaf}.old-{}", std::process::id()));
+    let had_old = dir.exists();
+    if had_old {
+        std::fs::rename(dir, &old).map_err(|e| io_err(dir, e))?;
+    }
+    std::fs::rename(&tmp, dir).map_err(|e| io_err(dir, e))?;
+    if had_old {
+        std::fs::remove_dir_all(&old).map_err(|e| io_err(&old, e))?;
+    }
+    tracing::info!(path = %dir.display(), tensors = vars.len(), "adapter saved");
+    Ok(())
+}
+
+fn field<'a>(cfg: &'a serde_json::Value, key: &str, path: &Path) -> Result<&'a serde_json::Value> {
+    cfg.get(key)
+        .ok_or_else(|| adapter_err(path, format!("config key {key:?} missing")))
+}
+
+/// Reads a PEFT LoRA adapter directory, refusing variants we do not implement (DoRA, rsLoRA,
+/// fan-in-fan-out, trained biases, extra saved modules).
+pub fn load(dir: &Path, device: &Device) -> Result<Adapter> {
+    let cfg_path = dir.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&cfg_path).map_err(|e| io_err(&cfg_path, e))?;
+    let cfg: serde_json::Value = serde_json::from_str(&text).map_err(|source| LmError::Json {
+        path: cfg_path.clone(),
+        source,
+    })?;
+    let p = &cfg_path;
+    if field(&cfg, "peft_type", p)?.as_str() != Some("LORA") {
+        return Err(adapter_err(p, "peft_type is not \"LORA\""));
+    }
+    for key in ["use_rslora", "use_dora", "fan_in_fan_out"] {
+        if cfg.get(key).and_then(|v| v.as_bool()) == Some(true) {
+            return Err(adapter_err(p, format!("{key} = true is not supported")));
+        }
+    }
+    if let Some(b) = cfg.get("bias").and_then(|v| v.as_str()) {
+        if b != "none" {
+            return Err(adapter_err(p, format!("bias = {b:?} is not supported")));
+        }
+    }
+    if cfg.get("modules_to_save").is_some_and(|v| !v.is_null()) {
+        return Err(adapter_err(p, "modules_to_save is not supported"));
+    }
+    let r = field(&cfg, "r", p)?
+        .as_u64()
+        .ok_or_else(|| adapter_err(p, "r is not an integer"))? as usize;
+    let alpha = field(&cfg, "lora_alpha", p)?
+        .as_f64()
+        .ok_or_else(|| adapter_err(p, "lora_alpha is not a number"))?;
+    let dropout = cfg
+        .get("lora_dropout")
+        .and_then(|v| v.as_f64())
+        .unwrap_or(0.0);
+    let targets = field(&cfg, "target_modules", p)?
+        .as_array()
+        .ok_or_else(|| adapter_err(p, "target_modules must be an explicit list"))?
+        .iter()
+        .map(|v| {
+            v.as_str()
+                .map(str::to_string)
+                .ok_or_else(|| adapter_err(p, "target_modules holds a non-string"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let spec = LoraSpec {
+        r,
+        alpha,
+        dropout,
+        targets,
+    };
+    spec.validate().map_err(|e| adapter_err(p, e.to_string()))?;
+
+    let weights = dir.join(WEIGHTS_FILE);
+    let tensors = candle_core::safetensors::load(&weights, device)?;
+    for (name, t) in &tensors {
+        let ok = name.starts_with("base_model.model.model.layers.")
+            && (name.ends_with(".lora_A.weight") || name.ends_with(".lora_B.weight"));
+        if !ok {
+            return Err(adapter_err(&weights, format!("unexpected tensor {name}")));
+        }
+        let rank_dim = if name.ends_with(".lora_A.weight") {
+            0
+        } else {
+            1
+        };
+        if t.rank() != 2 || t.dims()[rank_dim] != r {
+            return Err(adapter_err(
+                &weights,
+                format!("tensor {name} has shape {:?}, rank r = {r}", t.dims()),
+            ));
+        }
+    }
+    Ok(Adapter {
+        spec,
+        base_model_name_or_path: cfg
+            .get("base_model_name_or_path")
+            .and_then(|v| v.as_str())
+            .map(str::to_string),
+        tensors,
+    })
+}
+
+/// Puts an adapter on a model: attaches LoRA pairs for its spec (when none are attached) and
+/// sets their values; names and shapes must match exactly.
+pub fn apply(model: &mut Model, adapter: &Adapter) -> Result<()> {
+    match model.lora_spec() {
+        None => model.add_lora(&adapter.spec, 0)?,
+        Some(s) if s.r == adapter.spec.r && s.targets == adapter.spec.targets => {}
+        Some(s) => {
+            return Err(LmError::Lora(format!(
+                "model carries LoRA r={} on {:?}, adapter has r={} on {:?}",
+                s.r, s.targets, adapter.spec.r, adapter.spec.targets
+            )))
+        }
+    }
+    model.set_lora_weights(&adapter.tensors)
+}

@@ -1,0 +1,149 @@
+//! PEFT adapter directories: layout, names, config keys, round trip.
+
+use candle_core::Device;
+use lm::{adapter, LogitPositions, LoraSpec};
+
+use crate::common::{all_targets, ids, load, max_diff, randomise_lora, tiny_model_dir};
+
+#[test]
+fn save_load_round_trip_and_layout() {
+    let (dir, _) = tiny_model_dir("llama", 31);
+    let mut model = load(dir.path());
+    let spec = LoraSpec {
+        r: 4,
+        alpha: 16.0,
+        dropout: 0.05,
+        targets: all_targets(),
+    };
+    model.add_lora(&spec, 9).unwrap();
+    randomise_lora(&model, 10);
+    let x = ids(&[&[1, 2, 3, 4, 5, 6]]);
+    let want = model
+        .forward_reference(&x, None, &LogitPositions::All, false)
+        .unwrap();
+
+    let out = tempfile::tempdir().unwrap();
+    let adir = out.path().join("adapter");
+    adapter::save(&model, &adir, "tiny-llama").unwrap();
+    // Saving again replaces the directory atomically and leaves no temp folders behind.
+    adapter::save(&model, &adir, "tiny-llama").unwrap();
+    let mut entries: Vec<String> = std::fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    entries.sort();
+    assert_eq!(entries, ["adapter"]);
+    let mut files: Vec<String> = std::fs::read_dir(&adir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    files.sort();
+    assert_eq!(files, ["adapter_config.json", "adapter_model.safetensors"]);
+
+    // Keys equal the committed fixture; metadata says pt; shapes are [r, in] / [out, r].
+    let bytes = std::fs::read(adir.join("adapter_model.safetensors")).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(
+        meta.metadata()
+            .as_ref()
+            .and_then(|m| m.get("format"))
+            .map(String::as_str),
+        Some("pt")
+    );
+    let mut keys: Vec<String> = st.names().into_iter().map(str::to_string).collect();
+    keys.sort();
+    let fixture = include_str!("../fixtures/peft_keys_2layer_llama.txt");
+    let mut want_keys: Vec<String> = fixture.lines().map(str::to_string).collect();
+    assert_eq!(
+        lm::lora::peft_keys(2, &lm::LORA_TARGETS),
+        want_keys,
+        "peft_keys order"
+    );
+    want_keys.sort();
+    assert_eq!(keys, want_keys);
+    let a = st
+        .tensor("base_model.model.model.layers.1.mlp.down_proj.lora_A.weight")
+        .unwrap();
+    assert_eq!(a.shape(), &[4, 96]);
+    let b = st
+        .tensor("base_model.model.model.layers.1.self_attn.k_proj.lora_B.weight")
+        .unwrap();
+    assert_eq!(b.shape(), &[32, 4]);
+
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(adir.join("adapter_config.json")).unwrap())
+            .unwrap();
+    for (k, v) in [
+        ("peft_type", serde_json::json!("LORA")),
+        ("task_type", serde_json::json!("CAUSAL_LM")),
+        ("base_model_name_or_path", serde_json::json!("tiny-llama")),
+        ("r", serde_json::json!(4)),
+        ("lora_alpha", serde_json::json!(16.0)),
+        ("lora_dropout", serde_json::json!(0.05)),
+        ("bias", serde_json::json!("none")),
+        ("use_rslora", serde_json::json!(false)),
+        ("use_dora", serde_json::json!(false)),
+        ("modules_to_save", serde_json::Value::Null),
+        ("fan_in_fan_out", serde_json::json!(false)),
+        ("inference_mode", serde_json::json!(true)),
+    ] {
+        assert_eq!(cfg.get(k), Some(&v), "config key {k}");
+    }
+    assert_eq!(cfg["target_modules"].as_array().unwrap().len(), 7);
+
+    // Load into a fresh base model: identical logits.
+    let loaded = adapter::load(&adir, &Device::Cpu).unwrap();
+    assert_eq!(loaded.spec, spec);
+    let mut fresh = load(dir.path());
+    adapter::apply(&mut fresh, &loaded).unwrap();
+    let got = fresh
+        .forward_reference(&x, None, &LogitPositions::All, false)
+        .unwrap();
+    assert_eq!(max_diff(&got, &want), 0.0);
+}
+
+#[test]
+fn load_rejects_foreign_variants() {
+    let (dir, _) = tiny_model_dir("llama", 32);
+    let mut model = load(dir.path());
+    model
+        .add_lora(
+            &LoraSpec {
+                r: 2,
+                alpha: 4.0,
+                dropout: 0.0,
+                targets: vec!["q_proj".into()],
+            },
+            0,
+        )
+        .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let adir = out.path().join("a");
+    adapter::save(&model, &adir, "x").unwrap();
+    let cfg_path = adir.join("adapter_config.json");
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    cfg["use_dora"] = serde_json::json!(true);
+    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    let err = adapter::load(&adir, &Device::Cpu).unwrap_err().to_string();
+    assert!(err.contains("use_dora"), "{err}");
+
+    // An adapter for other targets does not silently apply.
+    cfg["use_dora"] = serde_json::json!(false);
+    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    let a = adapter::load(&adir, &Device::Cpu).unwrap();
+    let mut other = load(dir.path());
+    other
+        .add_lora(
+            &LoraSpec {
+                r: 2,
+                alpha: 4.0,
+                dropout: 0.0,
+                targets: vec!["v_proj".into()],
+            },
+            0,
+        )
+        .unwrap();
+    assert!(adapter::apply(&mut other, &a).is_err());
+}

@@ -1,0 +1,9 @@
+//! Integration tests for the `lm` crate: one binary, tiny seeded random models, no network.
+
+mod adapter;
+mod common;
+mod loading;
+mod lora;
+mod parity;
+mod quant;
+mod smollm2;

@@ -1,0 +1,8 @@
+//! Integration tests of the metrics crate: hand-checked scorer tables, independent reference values
+//! (scikit-learn, scipy) from committed fixtures, bootstrap and paired comparisons, the prediction file.
+
+mod common;
+mod compare;
+mod predictions_file;
+mod reference;
+mod scorers;

@@ -1,0 +1,7 @@
+//! Integration tests of the `tokenize` crate: one test binary (see STYLE.md).
+
+mod gguf_reader;
+mod gguf_vocab;
+mod gguf_writer;
+mod hf_dir;
+mod smollm2;

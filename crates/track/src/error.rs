@@ -1,0 +1,97 @@
+//! One error type for the crate. Messages name the path, file, field or HTTP endpoint involved; they
+//! never carry request bodies, so nothing a run logs can leak into an error report.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while recording a run.
+#[derive(Debug, thiserror::Error)]
+pub enum TrackError {
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{path}: invalid JSON{line}: {source}", line = line.map(|l| format!(" at line {l}")).unwrap_or_default())]
+    Json {
+        path: PathBuf,
+        line: Option<usize>,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    #[error("invalid {what} name {name:?}: {reason}")]
+    InvalidName {
+        what: &'static str,
+        name: String,
+        reason: &'static str,
+    },
+
+    #[error("{path} is not a run directory: {reason}")]
+    NotARunDir { path: PathBuf, reason: String },
+
+    #[error("invalid MLflow tracking URI {uri:?}: {reason}")]
+    InvalidUri { uri: String, reason: &'static str },
+
+    #[error(
+        "refusing to send tracking data to non-loopback MLflow server {host:?}\n\
+         hint: set allow_remote to send run data to another machine"
+    )]
+    RemoteRefused { host: String },
+
+    #[error("MLflow {method} {path} failed with HTTP {status}{code}", code = error_code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default())]
+    Http {
+        method: &'static str,
+        path: String,
+        status: u16,
+        /// MLflow's `error_code` (for example `RESOURCE_DOES_NOT_EXIST`); the free-text message is not
+        /// kept because servers echo request values in it.
+        error_code: Option<String>,
+    },
+
+    #[error(
+        "MLflow {method} {path}: cannot reach the server after {attempts} attempt(s): {reason}"
+    )]
+    Transport {
+        method: &'static str,
+        path: String,
+        attempts: u32,
+        reason: String,
+    },
+
+    #[error("MLflow {path}: unexpected response: {reason}")]
+    BadResponse { path: String, reason: String },
+
+    #[error("MLflow {what} {key:?}: {reason}")]
+    InvalidValue {
+        what: &'static str,
+        key: String,
+        reason: String,
+    },
+
+    #[error(
+        "run {run_id} stores artifacts at {artifact_uri:?}, which the server does not proxy\n\
+         hint: start the server with --serve-artifacts (scripts/mlflow-server.sh does)"
+    )]
+    ArtifactsNotProxied {
+        run_id: String,
+        artifact_uri: String,
+    },
+}
+
+pub type Result<T, E = TrackError> = std::result::Result<T, E>;
+
+/// Attaches the path to an I/O error; every file operation in the crate goes through this.
+pub(crate) fn io_err(
+    action: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(std::io::Error) -> TrackError {
+    let path = path.into();
+    move |source| TrackError::Io {
+        action,
+        path,
+        source,
+    }
+}
