@@ -254,7 +254,7 @@ impl TrainingConfig {
         if self.batch_size == 0 || self.grad_accum == 0 {
             return Err("batch_size and grad_accum must be at least 1".into());
         }
-        if !(self.learning_rate > 0.0) {
+        if self.learning_rate.is_nan() || self.learning_rate <= 0.0 {
             return Err("learning_rate must be positive".into());
         }
         if !(0.0..1.0).contains(&self.warmup_ratio) {

@@ -6,24 +6,39 @@ use serde::{Deserialize, Serialize};
 ///
 /// Well-formed is not the same as valid: `A00` is well-formed and valid, `T814XX` is well-formed but
 /// not an ICD-10-CM 2026 item. Validity is a question for a code table, never for this type.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+///
+/// Stored inline (ASCII bytes, zero padded) rather than as a `String`: a code table holds about
+/// 100,000 codes and loading it must stay fast. Zero padding keeps the derived order equal to the
+/// order of the canonical strings.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct Code(String);
+pub struct Code {
+    bytes: [u8; MAX_LEN],
+    len: u8,
+}
+
+const MAX_LEN: usize = 7;
 
 /// Why a string is not an ICD-10 code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CodeError {
     #[error("empty code")]
     Empty,
-    #[error("code {input:?} has {len} characters after removing the dot; ICD-10 codes have 3 to 7")]
+    #[error(
+        "code {input:?} has {len} characters after removing the dot; ICD-10 codes have 3 to 7"
+    )]
     Length { input: String, len: usize },
     #[error("code {input:?} must start with a letter A-Z")]
     FirstNotLetter { input: String },
-    #[error("code {input:?} must have a digit in position 2")]
+    #[error(
+        "code {input:?} must have a digit in position 2 (or a letter followed by a digit, as in QA0)"
+    )]
     SecondNotDigit { input: String },
     #[error("code {input:?} contains {ch:?}; only letters and digits are allowed")]
     BadChar { input: String, ch: char },
-    #[error("code {input:?} has a dot in the wrong place; it belongs after the 3-character category")]
+    #[error(
+        "code {input:?} has a dot in the wrong place; it belongs after the 3-character category"
+    )]
     MisplacedDot { input: String },
 }
 
@@ -43,60 +58,93 @@ impl Code {
                 });
             }
         }
-        let canon: String = trimmed
-            .chars()
-            .filter(|c| *c != '.')
-            .map(|c| c.to_ascii_uppercase())
-            .collect();
-        if let Some(ch) = canon.chars().find(|c| !c.is_ascii_alphanumeric()) {
-            return Err(CodeError::BadChar {
-                input: input.to_string(),
-                ch,
-            });
+        let mut bytes = [0u8; MAX_LEN];
+        let mut len = 0usize;
+        for c in trimmed.chars().filter(|c| *c != '.') {
+            if !c.is_ascii_alphanumeric() {
+                return Err(CodeError::BadChar {
+                    input: input.to_string(),
+                    ch: c,
+                });
+            }
+            if len < MAX_LEN {
+                // ASCII checked above, so the cast keeps the character.
+                bytes[len] = c.to_ascii_uppercase() as u8;
+            }
+            len += 1;
         }
-        let len = canon.chars().count();
-        if !(3..=7).contains(&len) {
+        if !(3..=MAX_LEN).contains(&len) {
             return Err(CodeError::Length {
                 input: input.to_string(),
                 len,
             });
         }
-        let bytes = canon.as_bytes();
         if !bytes[0].is_ascii_uppercase() {
             return Err(CodeError::FirstNotLetter {
                 input: input.to_string(),
             });
         }
-        if !bytes[1].is_ascii_digit() {
+        // ICD-10-CM 2026 added category QA0, the first with a letter in position 2; a letter there
+        // is accepted only when a digit follows, so `XYZ` stays malformed.
+        let second_ok = bytes[1].is_ascii_digit()
+            || (bytes[1].is_ascii_uppercase() && bytes[2].is_ascii_digit());
+        if !second_ok {
             return Err(CodeError::SecondNotDigit {
                 input: input.to_string(),
             });
         }
-        Ok(Code(canon))
+        Ok(Code {
+            bytes,
+            len: len as u8,
+        })
     }
 
     /// Canonical undotted form, e.g. `J069`.
     pub fn as_str(&self) -> &str {
-        &self.0
+        // Only ASCII letters and digits are ever stored, so this cannot fail.
+        std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or_default()
     }
 
     /// Conventional dotted form, e.g. `J06.9`; 3-character categories have no dot.
     pub fn dotted(&self) -> String {
-        if self.0.len() > 3 {
-            format!("{}.{}", &self.0[..3], &self.0[3..])
+        let s = self.as_str();
+        if s.len() > 3 {
+            format!("{}.{}", &s[..3], &s[3..])
         } else {
-            self.0.clone()
+            s.to_string()
         }
     }
 
     /// The 3-character category, e.g. `J06` for `J069`.
     pub fn category(&self) -> &str {
-        &self.0[..3]
+        &self.as_str()[..3]
     }
 
     /// The parent code one level up (`J069` -> `J06`), or `None` for a category.
     pub fn parent(&self) -> Option<Code> {
-        (self.0.len() > 3).then(|| Code(self.0[..self.0.len() - 1].to_string()))
+        (self.len > 3).then(|| {
+            let mut up = self.clone();
+            up.len -= 1;
+            up.bytes[up.len as usize] = 0;
+            up
+        })
+    }
+}
+
+impl Code {
+    /// The code as a number with the same order as the canonical string (big-endian bytes, zero
+    /// padded), so that table indices sort and search on integers.
+    pub(crate) fn sort_key(&self) -> u64 {
+        let mut b = [0u8; 8];
+        b[..MAX_LEN].copy_from_slice(&self.bytes);
+        u64::from_be_bytes(b)
+    }
+}
+
+impl fmt::Debug for Code {
+    /// `Code("J069")`, as when the code was a `String` newtype.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Code").field(&self.as_str()).finish()
     }
 }
 
@@ -116,7 +164,7 @@ impl TryFrom<String> for Code {
 
 impl From<Code> for String {
     fn from(code: Code) -> String {
-        code.0
+        code.as_str().to_string()
     }
 }
 
@@ -144,17 +192,37 @@ mod tests {
         assert_eq!(Code::parse("m1a.0").unwrap().as_str(), "M1A0");
         assert_eq!(Code::parse("T84.50XA").unwrap().dotted(), "T84.50XA");
         assert_eq!(Code::parse("C7A.0").unwrap().category(), "C7A");
+        assert_eq!(Code::parse("qa0.0101").unwrap().dotted(), "QA0.0101");
+        assert!(matches!(
+            Code::parse("QAB"),
+            Err(CodeError::SecondNotDigit { .. })
+        ));
     }
 
     #[test]
     fn malformed_strings_are_rejected_with_a_reason() {
         assert_eq!(Code::parse("  "), Err(CodeError::Empty));
-        assert!(matches!(Code::parse("XYZ"), Err(CodeError::SecondNotDigit { .. })));
+        assert!(matches!(
+            Code::parse("XYZ"),
+            Err(CodeError::SecondNotDigit { .. })
+        ));
         assert!(matches!(Code::parse("J0"), Err(CodeError::Length { .. })));
-        assert!(matches!(Code::parse("J06.91234"), Err(CodeError::Length { .. })));
-        assert!(matches!(Code::parse("1069"), Err(CodeError::FirstNotLetter { .. })));
-        assert!(matches!(Code::parse("J0-6"), Err(CodeError::BadChar { .. })));
-        assert!(matches!(Code::parse("J0.69"), Err(CodeError::MisplacedDot { .. })));
+        assert!(matches!(
+            Code::parse("J06.91234"),
+            Err(CodeError::Length { .. })
+        ));
+        assert!(matches!(
+            Code::parse("1069"),
+            Err(CodeError::FirstNotLetter { .. })
+        ));
+        assert!(matches!(
+            Code::parse("J0-6"),
+            Err(CodeError::BadChar { .. })
+        ));
+        assert!(matches!(
+            Code::parse("J0.69"),
+            Err(CodeError::MisplacedDot { .. })
+        ));
     }
 
     #[test]
@@ -162,6 +230,31 @@ mod tests {
         let c = Code::parse("S52.521A").unwrap();
         assert_eq!(c.parent().unwrap().as_str(), "S52521");
         assert_eq!(Code::parse("I10").unwrap().parent(), None);
+    }
+
+    #[test]
+    fn order_and_debug_match_the_canonical_strings() {
+        let mut codes: Vec<Code> = ["J069", "J06", "A00", "C7A", "C44", "J0690", "Z99", "QA0"]
+            .iter()
+            .map(|s| Code::parse(s).unwrap())
+            .collect();
+        codes.sort();
+        let strings: Vec<&str> = codes.iter().map(Code::as_str).collect();
+        let mut sorted = strings.clone();
+        sorted.sort();
+        assert_eq!(strings, sorted);
+        assert_eq!(format!("{:?}", codes[0]), "Code(\"A00\")");
+        assert_eq!(String::from(codes[0].clone()), "A00");
+        assert_eq!(
+            Code::parse("S52.521A")
+                .unwrap()
+                .parent()
+                .unwrap()
+                .parent()
+                .unwrap()
+                .as_str(),
+            "S5252"
+        );
     }
 
     proptest::proptest! {
@@ -172,6 +265,14 @@ mod tests {
                 proptest::prop_assert_eq!(&again, &c);
                 proptest::prop_assert_eq!(Code::parse(&c.dotted()).unwrap(), c);
             }
+        }
+
+        #[test]
+        fn code_order_is_string_order(a in "[A-Z][0-9][0-9A-Z]{1,5}", b in "[A-Z][0-9][0-9A-Z]{1,5}") {
+            let (ca, cb) = (Code::parse(&a).unwrap(), Code::parse(&b).unwrap());
+            proptest::prop_assert_eq!(ca.cmp(&cb), a.cmp(&b));
+            proptest::prop_assert_eq!(ca.sort_key().cmp(&cb.sort_key()), a.cmp(&b));
+            proptest::prop_assert_eq!(ca == cb, a == b);
         }
     }
 }
