@@ -2,3 +2,7 @@
 //! time low; modules group tests by subcommand.
 
 mod cli;
+mod data;
+mod eval;
+mod icd;
+mod report;

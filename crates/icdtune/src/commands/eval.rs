@@ -1,0 +1,360 @@
+//! `icdtune eval`: train or load a predictor, predict every evaluation example, score the predictions
+//! with the metrics crate and (re)build the run's report.
+//!
+//! A predictor is anything that turns examples into [`Prediction`]s; the built-in baselines are the
+//! first. Whatever predicts, the same files are written (`<out>/<model>/predictions.jsonl`,
+//! `metrics.json`, `model.json`) and the report is rebuilt from every model folder in `<out>`, so
+//! several `eval` calls into one directory make one comparison.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use config::Config;
+use data::{DatasetSpec, Part, Split};
+use icd::CodeTable;
+use metrics::{names, MetricValue, MetricsConfig, ModelMetrics};
+use report::{ModelInfo, ModelKind};
+use types::{Example, Prediction};
+
+use crate::args::EvalArgs;
+
+/// Something that yields ranked predictions for examples.
+trait Predictor {
+    /// Predicts every example, `k` candidates each (more when a predicted set is longer).
+    fn predict(&self, examples: &[Example], k: usize) -> anyhow::Result<Vec<Prediction>>;
+    /// Settings worth recording next to the results.
+    fn details(&self) -> serde_json::Value;
+}
+
+struct MostFrequentPredictor(baseline::MostFrequent);
+
+impl Predictor for MostFrequentPredictor {
+    fn predict(&self, examples: &[Example], k: usize) -> anyhow::Result<Vec<Prediction>> {
+        Ok(examples.iter().map(|e| self.0.predict(e, k)).collect())
+    }
+    fn details(&self) -> serde_json::Value {
+        serde_json::json!({ "set_size": self.0.set_size() })
+    }
+}
+
+struct TfidfPredictor {
+    model: baseline::TfidfClassifier,
+    config: baseline::TfidfConfig,
+}
+
+impl Predictor for TfidfPredictor {
+    fn predict(&self, examples: &[Example], k: usize) -> anyhow::Result<Vec<Prediction>> {
+        Ok(self.model.predict_all(examples, k))
+    }
+    fn details(&self) -> serde_json::Value {
+        let (words, chars) = self.model.vocab_sizes();
+        serde_json::json!({
+            "mode": self.model.mode(),
+            "labels": self.model.num_labels(),
+            "word_features": words,
+            "char_features": chars,
+            "threshold": self.model.threshold(),
+            "config": self.config,
+        })
+    }
+}
+
+/// A trained predictor, its output folder name and its arm of the comparison.
+struct Built {
+    name: String,
+    kind: ModelKind,
+    predictor: Box<dyn Predictor>,
+    train_time_s: Option<f64>,
+}
+
+fn build_predictor(spec: &str, train: &[Example], seed: u64) -> anyhow::Result<Built> {
+    let start = Instant::now();
+    let (name, predictor): (&str, Box<dyn Predictor>) = match spec {
+        "most-frequent" => (
+            "most-frequent",
+            Box::new(MostFrequentPredictor(baseline::MostFrequent::fit(train)?)),
+        ),
+        "tfidf" => {
+            let config = baseline::TfidfConfig {
+                seed,
+                ..baseline::TfidfConfig::default()
+            };
+            let model = baseline::TfidfClassifier::fit(train, &config)?;
+            ("tfidf", Box::new(TfidfPredictor { model, config }))
+        }
+        other => bail!(
+            "model spec {other:?} is not available to `eval` in this build\n\
+             hint: the built-in predictors are `tfidf` and `most-frequent`"
+        ),
+    };
+    Ok(Built {
+        name: name.to_string(),
+        kind: ModelKind::Baseline,
+        predictor,
+        train_time_s: Some(start.elapsed().as_secs_f64()),
+    })
+}
+
+/// Config file (or defaults) with the command-line flags on top.
+fn resolve_config(args: &EvalArgs) -> anyhow::Result<Config> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    config.data.dataset = args.dataset.clone();
+    let set = |slot: &mut Option<String>, flag: &Option<String>| {
+        if flag.is_some() {
+            *slot = flag.clone();
+        }
+    };
+    set(&mut config.data.text_column, &args.text_column);
+    set(&mut config.data.codes_column, &args.codes_column);
+    set(&mut config.data.id_column, &args.id_column);
+    set(&mut config.data.codes_separator, &args.codes_separator);
+    if let Some(limit) = args.limit {
+        config.eval.limit = limit;
+    }
+    if let Some(b) = args.bootstrap {
+        config.eval.bootstrap_samples = b;
+    }
+    if let Some(k) = args.top_k {
+        if k == 0 {
+            bail!("--top-k must be at least 1");
+        }
+        if !config.eval.top_k.contains(&k) {
+            config.eval.top_k.push(k);
+            config.eval.top_k.sort_unstable();
+        }
+    }
+    if args.no_constrain {
+        config.eval.constrained = false;
+    }
+    config.validate("command line")?;
+    Ok(config)
+}
+
+fn load(spec: &str, config: &Config, table: &CodeTable) -> anyhow::Result<data::Dataset> {
+    let parsed = DatasetSpec::parse(spec, config.data.preset.as_deref())?;
+    data::load(&parsed, &config.data, table).with_context(|| format!("loading dataset {spec}"))
+}
+
+/// The training and evaluation examples, and a description of where each came from.
+struct Examples {
+    train: Vec<Example>,
+    eval: Vec<Example>,
+    split: String,
+}
+
+fn examples(args: &EvalArgs, config: &Config, table: &CodeTable) -> anyhow::Result<Examples> {
+    let dataset = load(&args.dataset, config, table)?;
+    if let Some(train_spec) = &args.train_dataset {
+        if args.split.as_deref().is_some_and(|s| s != "all") || args.split_file.is_some() {
+            bail!("--train-dataset evaluates on all of --dataset; drop --split / --split-file");
+        }
+        let train = load(train_spec, config, table)?;
+        return Ok(Examples {
+            train: train.examples,
+            eval: dataset.examples,
+            split: "all".into(),
+        });
+    }
+    let part_name = args.split.as_deref().unwrap_or("test");
+    let part = Part::parse(part_name)
+        .with_context(|| format!("--split {part_name:?}: expected train, validation or test"))?;
+    let split = match &args.split_file {
+        Some(path) => {
+            let s = Split::read(path)?;
+            s.verify(&dataset, path)?;
+            s
+        }
+        None => data::split(&dataset, &config.data.split)?,
+    };
+    let train: Vec<Example> = split
+        .select(&dataset, Part::Train)
+        .into_iter()
+        .cloned()
+        .collect();
+    let eval: Vec<Example> = split.select(&dataset, part).into_iter().cloned().collect();
+    if part == Part::Train {
+        tracing::warn!("evaluating on the training split: scores are optimistic");
+    }
+    let split_path = args.out.join("split.json");
+    split.write(&split_path)?;
+    Ok(Examples {
+        train,
+        eval,
+        split: part.name().to_string(),
+    })
+}
+
+pub fn run(args: EvalArgs) -> anyhow::Result<()> {
+    let config = resolve_config(&args)?;
+    if args.adapter.is_some() {
+        bail!(
+            "--adapter applies to language models; {:?} is a baseline",
+            args.model
+        );
+    }
+    let table = CodeTable::icd10cm();
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let Examples {
+        train,
+        mut eval,
+        split,
+    } = examples(&args, &config, &table)?;
+    if config.eval.limit > 0 {
+        eval.truncate(config.eval.limit);
+    }
+    if train.is_empty() || eval.is_empty() {
+        bail!(
+            "nothing to do: {} training and {} evaluation examples",
+            train.len(),
+            eval.len()
+        );
+    }
+    let built = build_predictor(&args.model, &train, config.eval.seed)?;
+    let k = args
+        .top_k
+        .unwrap_or_else(|| config.eval.top_k.iter().copied().max().unwrap_or(5));
+    let start = Instant::now();
+    let predictions = built.predictor.predict(&eval, k)?;
+    let wall = start.elapsed().as_secs_f64();
+
+    let folder = args.out.join(&built.name);
+    std::fs::create_dir_all(&folder)?;
+    metrics::write_predictions(&folder.join("predictions.jsonl"), &predictions)?;
+    let mcfg = MetricsConfig::from_eval_config(&config.eval);
+    let mut m = metrics::evaluate(
+        &built.name,
+        &predictions,
+        &table,
+        &train_counts(&train),
+        &mcfg,
+    )?;
+    m.set_run_measurements(Some(wall), metrics::peak_rss_bytes());
+    data::write_json_atomic(&folder.join("metrics.json"), &m)?;
+    let info = ModelInfo {
+        name: built.name.clone(),
+        kind: built.kind,
+        spec: args.model.clone(),
+        dataset: args.dataset.clone(),
+        split,
+        train_dataset: args.train_dataset.clone(),
+        n_train: train.len(),
+        n_eval: eval.len(),
+        train_time_s: built.train_time_s,
+        predict_time_s: wall,
+        details: built.predictor.details(),
+    };
+    report::write_model_info(&folder, &info)?;
+    data::write_atomic(
+        &args.out.join("config.resolved.toml"),
+        config.to_toml_string().as_bytes(),
+    )?;
+    let single_label = report::primary_metric([predictions.as_slice()]) == names::ACCURACY;
+    print!("{}", summary(&m, &info, single_label));
+    let excerpts = config
+        .privacy
+        .show_excerpts
+        .then(|| eval.iter().take(EXCERPTS).collect::<Vec<_>>());
+    rebuild_report(&args.out, &mcfg, excerpts.as_deref())?;
+    println!("wrote {}", args.out.join("report.html").display());
+    Ok(())
+}
+
+/// Number of training examples per code, for the frequency buckets.
+fn train_counts(train: &[Example]) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for ex in train {
+        for code in &ex.codes {
+            *counts.entry(code.as_str().to_string()).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+/// Examples shown with text when the `privacy.show_excerpts` opt-in is set.
+const EXCERPTS: usize = 5;
+/// Characters of text shown per excerpt.
+const EXCERPT_CHARS: usize = 300;
+
+/// Rebuilds `results.json` and `report.html` of a run directory from every model folder in it. With
+/// `excerpts` (the privacy opt-in), those examples' text opens an error-analysis table next to every
+/// model's top candidates.
+fn rebuild_report(
+    dir: &Path,
+    cfg: &MetricsConfig,
+    excerpts: Option<&[&Example]>,
+) -> anyhow::Result<()> {
+    let run = report::load_run(dir)?;
+    let excerpts = excerpts.map(|examples| {
+        examples
+            .iter()
+            .map(|ex| report::Excerpt {
+                id: ex.id.clone(),
+                text: ex.text.chars().take(EXCERPT_CHARS).collect(),
+                gold: ex.codes.iter().map(|c| c.dotted()).collect(),
+                predictions: run
+                    .models
+                    .iter()
+                    .filter_map(|m| {
+                        let p = m.predictions.as_ref()?.iter().find(|p| p.id == ex.id)?;
+                        let top = p
+                            .candidates
+                            .iter()
+                            .take(3)
+                            .map(|c| c.code.clone())
+                            .collect();
+                        Some((m.name.clone(), top))
+                    })
+                    .collect(),
+            })
+            .collect()
+    });
+    let results = report::assemble(vec![run], cfg, &generator(), excerpts)?;
+    let html = report::render_html(&results)?;
+    report::write_report(dir, &results, &html)?;
+    Ok(())
+}
+
+pub fn generator() -> String {
+    format!("icdtune {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// The lines printed on stdout: headline metrics with intervals (accuracy first for single-label
+/// data, where it is the primary metric).
+fn summary(m: &ModelMetrics, info: &ModelInfo, single_label: bool) -> String {
+    let mut keys = vec![names::MICRO_F1.to_string(), names::top_k(5)];
+    if single_label {
+        keys.insert(0, names::ACCURACY.to_string());
+    }
+    keys.push(names::MACRO_F1.to_string());
+    let mut out = format!(
+        "{}: trained on {} examples, evaluated on {} ({} split of {})\n",
+        m.model, info.n_train, info.n_eval, info.split, info.dataset
+    );
+    for key in keys {
+        match m.headline.get(&key) {
+            Some(v) => out.push_str(&format!("  {key:<10} {}\n", fmt_value(v, m.confidence))),
+            None => out.push_str(&format!("  {key:<10} n/a\n")),
+        }
+    }
+    if let Some(p50) = m.performance.latency_ms_p50 {
+        out.push_str(&format!("  latency    p50 {p50:.2} ms per example\n"));
+    }
+    out
+}
+
+fn fmt_value(v: &MetricValue, confidence: f64) -> String {
+    match (v.ci_low, v.ci_high) {
+        (Some(l), Some(h)) => format!(
+            "{:.4}  ({:.0}% CI {l:.4} - {h:.4})",
+            v.value,
+            confidence * 100.0
+        ),
+        _ => format!("{:.4}", v.value),
+    }
+}

@@ -1,0 +1,256 @@
+//! The self-contained HTML page: a minijinja template compiled into the binary, inline CSS, inline SVG.
+//! No script, no external stylesheet, font or image: the page renders offline and fetches nothing.
+
+use minijinja::{context, Environment};
+use serde::Serialize;
+
+use crate::answer::{answer, fmt_p, metric_label};
+use crate::{plots, ReportError, Results};
+
+/// `id` attributes of the plots' `<svg>` elements, in page order.
+pub const PLOT_IDS: [&str; 5] = [
+    "plot-metrics",
+    "plot-latency",
+    "plot-chapters",
+    "plot-frequency",
+    "plot-coverage",
+];
+
+const TEMPLATE: &str = include_str!("../templates/report.html");
+
+#[derive(Serialize)]
+struct Plot {
+    id: &'static str,
+    title: &'static str,
+    note: &'static str,
+    svg: String,
+}
+
+#[derive(Serialize)]
+struct Row {
+    name: String,
+    kind: String,
+    run: String,
+    n: usize,
+    cells: Vec<String>,
+}
+
+/// Renders the report page.
+pub fn render_html(results: &Results) -> Result<String, ReportError> {
+    let plots = vec![
+        Plot {
+            id: PLOT_IDS[0],
+            title: "Metrics per model",
+            note: "Bars are point estimates on all examples; whiskers are percentile bootstrap intervals.",
+            svg: plots::metric_bars(results)?,
+        },
+        Plot {
+            id: PLOT_IDS[1],
+            title: "Quality vs latency",
+            note: "Primary metric against the median per-example latency.",
+            svg: plots::accuracy_latency(results)?,
+        },
+        Plot {
+            id: PLOT_IDS[2],
+            title: "Per-chapter heatmap",
+            note: "F1 over the exact codes of each true ICD-10 chapter; '-' where the model saw no gold code of the chapter.",
+            svg: plots::chapter_heatmap(results)?,
+        },
+        Plot {
+            id: PLOT_IDS[3],
+            title: "Frequency buckets",
+            note: "Recall of gold codes grouped by how often they occur in the training split.",
+            svg: plots::frequency_bars(results)?,
+        },
+        Plot {
+            id: PLOT_IDS[4],
+            title: "Coverage curve",
+            note: "Top-1 accuracy among answered examples when abstaining below a top-1 score threshold; dots mark the largest coverage reaching the target precision (grey line).",
+            svg: plots::coverage_curve(results)?,
+        },
+    ];
+    let plots: Vec<Plot> = plots
+        .into_iter()
+        .map(|mut p| {
+            p.svg = tag_svg(&p.svg, p.id);
+            p
+        })
+        .collect();
+    let (columns, rows) = table(results);
+    let comparisons: Vec<Vec<String>> = results
+        .comparisons
+        .iter()
+        .map(|c| {
+            vec![
+                c.a.clone(),
+                c.b.clone(),
+                metric_label(&c.metric),
+                format!("{:.3}", c.value_a),
+                format!("{:.3}", c.value_b),
+                format!("{:+.3}", c.diff),
+                match (c.ci_low, c.ci_high) {
+                    (Some(l), Some(h)) => format!("[{l:+.3}, {h:+.3}]"),
+                    _ => "-".into(),
+                },
+                fmt_p(c.p_value),
+                format!("{:?}", c.test),
+                c.n.to_string(),
+            ]
+        })
+        .collect();
+    let runs: Vec<_> = results
+        .runs
+        .iter()
+        .map(|r| {
+            context! {
+                name => r.name,
+                dir => r.dir,
+                manifest => r.manifest.as_ref().map(|m| serde_json::to_string_pretty(m).unwrap_or_default()),
+            }
+        })
+        .collect();
+    let infos: Vec<_> = results
+        .models
+        .iter()
+        .filter_map(|m| m.info.as_ref().map(|i| (m, i)))
+        .map(|(m, i)| {
+            context! {
+                name => m.name,
+                spec => i.spec,
+                dataset => i.dataset,
+                split => i.split,
+                train_dataset => i.train_dataset,
+                n_train => i.n_train,
+                n_eval => i.n_eval,
+                train_time => i.train_time_s.map(|t| format!("{t:.1} s")),
+                predict_time => format!("{:.1} s", i.predict_time_s),
+                details => if i.details.is_null() { String::new() } else { i.details.to_string() },
+            }
+        })
+        .collect();
+    let privacy = results
+        .privacy
+        .as_ref()
+        .map(|p| serde_json::to_string_pretty(p).unwrap_or_default());
+    let mut env = Environment::new();
+    env.add_template("report.html", TEMPLATE)
+        .map_err(|e| ReportError::Render(e.to_string()))?;
+    let tmpl = env
+        .get_template("report.html")
+        .map_err(|e| ReportError::Render(e.to_string()))?;
+    tmpl.render(context! {
+        answer => answer(results),
+        primary => metric_label(&results.primary_metric),
+        columns => columns,
+        rows => rows,
+        comparisons => comparisons,
+        plots => plots,
+        runs => runs,
+        infos => infos,
+        privacy => privacy,
+        excerpts => results.excerpts,
+        generated_at => results.generated_at,
+        generator => results.generator,
+        schema_version => results.schema_version,
+    })
+    .map_err(|e| ReportError::Render(format!("{e:#}")))
+}
+
+/// Gives the root `<svg>` its id and drops the XML namespace attribute (HTML5 inline SVG needs none,
+/// and the page then names no URL at all).
+fn tag_svg(svg: &str, id: &str) -> String {
+    let Some(start) = svg.find("<svg") else {
+        return svg.to_string();
+    };
+    let head_end = svg[start..]
+        .find('>')
+        .map(|e| start + e)
+        .unwrap_or(svg.len());
+    let mut head = svg[start..head_end].to_string();
+    while let Some(pos) = head.find(" xmlns") {
+        let rest = &head[pos + 1..];
+        let Some(q1) = rest.find('"') else { break };
+        let Some(q2) = rest[q1 + 1..].find('"') else {
+            break;
+        };
+        head.replace_range(pos..pos + 1 + q1 + 1 + q2 + 1, "");
+    }
+    head = head.replacen("<svg", &format!("<svg id=\"{id}\" role=\"img\""), 1);
+    format!("{}{}{}", &svg[..start], head, &svg[head_end..])
+}
+
+/// Column headers and one row per model: primary metric, accuracy, top-k, F1s, validity, speed.
+fn table(results: &Results) -> (Vec<String>, Vec<Row>) {
+    let mut keys: Vec<String> = vec![results.primary_metric.clone()];
+    let mut push = |k: String| {
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    };
+    push("accuracy".into());
+    if let Some(m) = results.models.first() {
+        for k in &m.metrics.top_k {
+            push(metrics::names::top_k(*k));
+        }
+    }
+    for k in [
+        "micro_f1",
+        "macro_f1",
+        "accuracy_category",
+        "accuracy_chapter",
+        "valid_rate",
+        "empty_rate",
+    ] {
+        push(k.to_string());
+    }
+    let mut columns: Vec<String> = keys.iter().map(|k| metric_label(k)).collect();
+    columns[0] = format!("{} (CI)", columns[0]);
+    columns.push("latency p50 ms".into());
+    columns.push("examples/s".into());
+    let rows = results
+        .models
+        .iter()
+        .map(|m| {
+            let mut cells: Vec<String> = keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| match m.metrics.headline.get(k) {
+                    Some(v) if i == 0 => match (v.ci_low, v.ci_high) {
+                        (Some(l), Some(h)) => format!("{:.3} [{l:.3}, {h:.3}]", v.value),
+                        _ => format!("{:.3}", v.value),
+                    },
+                    Some(v) => format!("{:.3}", v.value),
+                    None => "-".into(),
+                })
+                .collect();
+            let perf = &m.metrics.performance;
+            cells.push(
+                perf.latency_ms_p50
+                    .map_or("-".into(), |v| format!("{v:.2}")),
+            );
+            cells.push(
+                perf.examples_per_s
+                    .map_or("-".into(), |v| format!("{v:.1}")),
+            );
+            Row {
+                name: m.name.clone(),
+                kind: m.kind.label().to_string(),
+                run: m.run.clone(),
+                n: m.metrics.n,
+                cells,
+            }
+        })
+        .collect();
+    (columns, rows)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn svg_gets_an_id_and_loses_its_namespace() {
+        let svg =
+            "<svg width=\"10\" height=\"10\" viewBox=\"0 0 10 10\" xmlns=\"urn:x\">\n<rect/></svg>";
+        let out = super::tag_svg(svg, "plot-x");
+        assert_eq!(out, "<svg id=\"plot-x\" role=\"img\" width=\"10\" height=\"10\" viewBox=\"0 0 10 10\">\n<rect/></svg>");
+    }
+}

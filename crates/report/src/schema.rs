@@ -1,0 +1,117 @@
+//! The serialised shape of `results.json`. Documented field by field in `SCHEMA.md`; any change that
+//! renames or removes a field bumps [`SCHEMA_VERSION`].
+
+use metrics::{ModelMetrics, PairedComparison};
+use serde::{Deserialize, Serialize};
+
+/// Version of the `results.json` layout written by this crate.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The whole comparison: every model of every merged run, scored by the same code.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Results {
+    pub schema_version: u32,
+    /// RFC 3339 UTC time this file was written.
+    pub generated_at: String,
+    /// `icdtune <version>` or another producer.
+    pub generator: String,
+    /// The run directories merged into this report, in the order given.
+    pub runs: Vec<RunInfo>,
+    /// `accuracy` when every example has one gold code (single-label data), `micro_f1` otherwise: the
+    /// number the research question is answered with.
+    pub primary_metric: String,
+    /// One entry per model, ordered finetuned, zero-shot, baseline, other.
+    pub models: Vec<ModelResult>,
+    /// Paired tests between models scored on the same examples (differences are `a - b`).
+    pub comparisons: Vec<PairedComparison>,
+    /// Memorisation audit (`icdtune audit`); absent when no audit ran. Never a placeholder value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<serde_json::Value>,
+    /// Dialogue excerpts for error analysis; absent unless the opt-in `show_excerpts` was set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub excerpts: Option<Vec<Excerpt>>,
+}
+
+/// One merged run directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// Short name: the directory's last path component (made unique across merged runs).
+    pub name: String,
+    /// The directory as given on the command line.
+    pub dir: String,
+    /// `manifest.json` of the run verbatim (versions, hashes, config); absent when the run has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<serde_json::Value>,
+}
+
+/// Which arm of the comparison a model belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    /// A small model finetuned with LoRA on the training split.
+    Finetuned,
+    /// A (larger) model prompted without finetuning.
+    ZeroShot,
+    /// A simple baseline (most-frequent, TF-IDF).
+    Baseline,
+    /// Unknown provenance (no `model.json`, name not recognised).
+    Other,
+}
+
+impl ModelKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            ModelKind::Finetuned => "LoRA-finetuned",
+            ModelKind::ZeroShot => "zero-shot",
+            ModelKind::Baseline => "baseline",
+            ModelKind::Other => "other",
+        }
+    }
+}
+
+/// What a predictor was and what it was run on: `<model>/model.json`, written by `icdtune eval`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub kind: ModelKind,
+    /// The model spec as given (`tfidf`, a folder, a `.gguf` file, an HF id).
+    pub spec: String,
+    /// Dataset spec the predictions were made on, and the split.
+    pub dataset: String,
+    pub split: String,
+    /// Dataset the predictor was trained on, when it differs from `dataset`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_dataset: Option<String>,
+    pub n_train: usize,
+    pub n_eval: usize,
+    /// Wall-clock seconds of training (baselines) and of prediction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_time_s: Option<f64>,
+    pub predict_time_s: f64,
+    /// Predictor-specific settings (for example the TF-IDF vocabulary sizes and threshold).
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub details: serde_json::Value,
+}
+
+/// One model in the comparison.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelResult {
+    /// Unique name in this report (`<model>` or `<model> (<run>)` when merged runs share a name).
+    pub name: String,
+    pub kind: ModelKind,
+    /// Name of the run (see [`RunInfo::name`]) the model comes from.
+    pub run: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub info: Option<ModelInfo>,
+    pub metrics: ModelMetrics,
+}
+
+/// A short piece of one example's text shown next to the models' answers (opt-in only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Excerpt {
+    pub id: String,
+    pub text: String,
+    pub gold: Vec<String>,
+    /// `(model, top candidates)` pairs.
+    pub predictions: Vec<(String, Vec<String>)>,
+}
