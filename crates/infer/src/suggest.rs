@@ -1,0 +1,124 @@
+//! Ranked code suggestions for prompts, and batch evaluation into `predictions.jsonl` records.
+
+use std::time::Instant;
+
+use types::{Candidate, Prediction};
+
+use crate::beam::{beam_search, BeamOptions, BeamOutput};
+use crate::codec::TextCodec;
+use crate::error::Result;
+use crate::generate::{generate, GenerateOptions, Generation};
+use crate::model::StepModel;
+use crate::trie::CodeTrie;
+
+/// The `opts.k` best codes of `trie` after `prompt_ids`, best first, as [`Candidate`]s with their
+/// sequence log-probabilities (canonical undotted codes).
+pub fn suggest<M: StepModel>(
+    model: &mut M,
+    trie: &CodeTrie,
+    prompt_ids: &[u32],
+    opts: &BeamOptions,
+) -> Result<Vec<Candidate>> {
+    let out = beam_search(model, trie, &[prompt_ids.to_vec()], opts)?;
+    Ok(candidates(&out[0]))
+}
+
+fn candidates(out: &BeamOutput) -> Vec<Candidate> {
+    out.hypotheses
+        .iter()
+        .map(|h| Candidate {
+            code: h.code.as_str().to_string(),
+            logprob: h.logprob,
+        })
+        .collect()
+}
+
+/// One example to evaluate: its id, gold codes (canonical undotted) and tokenized prompt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalItem {
+    pub id: String,
+    pub gold: Vec<String>,
+    pub prompt_ids: Vec<u32>,
+}
+
+/// Constrained top-k for every item, `batch_size` prompts per batch.
+///
+/// `latency_ms` is the batch's wall time divided by its size (each example's share; with
+/// `batch_size = 1` the example's own time). `generated_tokens` counts the tokens the example's
+/// beams fed through the model's decode step; `prompt_tokens` the prompt's ids. Neither counts
+/// padding. `set_size` is `Some(1)`: the best code is the answer, the rest are ranked alternatives.
+pub fn evaluate_constrained<M: StepModel>(
+    model: &mut M,
+    trie: &CodeTrie,
+    items: &[EvalItem],
+    opts: &BeamOptions,
+    batch_size: usize,
+) -> Result<Vec<Prediction>> {
+    let mut predictions = Vec::with_capacity(items.len());
+    for batch in items.chunks(batch_size.max(1)) {
+        let prompts: Vec<Vec<u32>> = batch.iter().map(|i| i.prompt_ids.clone()).collect();
+        let start = Instant::now();
+        let outputs = beam_search(model, trie, &prompts, opts)?;
+        let share = start.elapsed().as_secs_f64() * 1000.0 / batch.len() as f64;
+        for (item, out) in batch.iter().zip(&outputs) {
+            tracing::debug!(id = %item.id, best = ?out.hypotheses.first().map(|h| h.code.as_str()), "constrained");
+            predictions.push(Prediction {
+                id: item.id.clone(),
+                gold: item.gold.clone(),
+                candidates: candidates(out),
+                raw_text: None,
+                latency_ms: share,
+                prompt_tokens: out.prompt_tokens as u64,
+                generated_tokens: out.decode_tokens as u64,
+                set_size: Some(1),
+            });
+        }
+    }
+    Ok(predictions)
+}
+
+/// Unconstrained generation for every item, parsed with the lenient parser
+/// (`prompt::extract::classify`). Every parsed code gets the whole answer's log-probability as its
+/// score, in the order the answer lists them; `raw_text` keeps the answer for error analysis.
+/// Latency and token counts as in [`evaluate_constrained`] (generated tokens include the stop id).
+pub fn evaluate_generative<M: StepModel, C: TextCodec + ?Sized>(
+    model: &mut M,
+    codec: &C,
+    items: &[EvalItem],
+    opts: &GenerateOptions,
+    batch_size: usize,
+) -> Result<Vec<Prediction>> {
+    let mut predictions = Vec::with_capacity(items.len());
+    for batch in items.chunks(batch_size.max(1)) {
+        let prompts: Vec<Vec<u32>> = batch.iter().map(|i| i.prompt_ids.clone()).collect();
+        let start = Instant::now();
+        let outputs = generate(model, codec, &prompts, opts)?;
+        let share = start.elapsed().as_secs_f64() * 1000.0 / batch.len() as f64;
+        for (item, out) in batch.iter().zip(outputs) {
+            predictions.push(generative_prediction(item, out, share));
+        }
+    }
+    Ok(predictions)
+}
+
+fn generative_prediction(item: &EvalItem, out: Generation, latency_ms: f64) -> Prediction {
+    let extraction = prompt::extract::classify(&out.text);
+    tracing::debug!(id = %item.id, codes = extraction.codes.len(), "generative");
+    Prediction {
+        id: item.id.clone(),
+        gold: item.gold.clone(),
+        candidates: extraction
+            .codes
+            .iter()
+            .map(|c| Candidate {
+                code: c.as_str().to_string(),
+                logprob: out.logprob,
+            })
+            .collect(),
+        raw_text: Some(out.text),
+        latency_ms,
+        prompt_tokens: item.prompt_ids.len() as u64,
+        generated_tokens: out.tokens.len() as u64,
+        set_size: None,
+    }
+}

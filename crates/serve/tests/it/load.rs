@@ -1,0 +1,101 @@
+//! The load-test helper against a real listener with a fake model.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serve::{LoadError, ServeConfig};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use crate::fake::{self, Fixed};
+
+async fn start(config: ServeConfig, delay: Duration) -> (SocketAddr, oneshot::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = fake::state(config, Fixed::slow(fake::mixed_candidates(), delay));
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(serve::serve_state(listener, state, async {
+        let _ = stopped.await;
+    }));
+    (addr, stop)
+}
+
+const BODY: &str = r#"{"text": "Patient reports fever and cough.", "top_k": 3}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn within_capacity_every_request_succeeds() {
+    let config = ServeConfig {
+        max_running: 2,
+        max_waiting: 2,
+        ..ServeConfig::default()
+    };
+    let (addr, stop) = start(config, Duration::from_millis(2)).await;
+    let report = serve::load_test(addr, 4, 25, BODY, None).await.unwrap();
+    println!("load test within capacity: {report}");
+    assert_eq!(report.requests, 100);
+    assert_eq!(
+        (report.ok, report.status_503, report.other_errors),
+        (100, 0, 0)
+    );
+    assert!(
+        report.p50_ms >= 2.0 && report.p50_ms <= report.p95_ms,
+        "{report}"
+    );
+    assert!(
+        report.p95_ms <= report.p99_ms && report.p99_ms <= report.max_ms,
+        "{report}"
+    );
+    assert!(report.rps > 0.0);
+    let _ = stop.send(());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn over_capacity_only_503s_are_errors() {
+    let config = ServeConfig {
+        max_running: 1,
+        max_waiting: 1,
+        ..ServeConfig::default()
+    };
+    let (addr, stop) = start(config, Duration::from_millis(5)).await;
+    let report = serve::load_test(addr, 8, 10, BODY, None).await.unwrap();
+    println!("load test over capacity: {report}");
+    assert_eq!(report.requests, 80);
+    assert_eq!(report.other_errors, 0, "{report}");
+    assert_eq!(report.ok + report.status_503, 80, "{report}");
+    assert!(report.ok >= 1 && report.status_503 > 0, "{report}");
+    let _ = stop.send(());
+}
+
+#[tokio::test]
+async fn wrong_token_counts_as_other_errors() {
+    let config = ServeConfig {
+        token: Some(serve::Token::new("load-test-token-0123456789").unwrap()),
+        ..ServeConfig::default()
+    };
+    let (addr, stop) = start(config, Duration::ZERO).await;
+    let report = serve::load_test(addr, 1, 3, BODY, Some("wrong-token-0123456789"))
+        .await
+        .unwrap();
+    assert_eq!((report.ok, report.other_errors), (0, 3), "{report}");
+    let report = serve::load_test(addr, 1, 3, BODY, Some("load-test-token-0123456789"))
+        .await
+        .unwrap();
+    assert_eq!(report.ok, 3, "{report}");
+    let _ = stop.send(());
+}
+
+#[tokio::test]
+async fn refuses_non_loopback_and_unbounded_runs() {
+    let remote: SocketAddr = "10.0.0.1:8181".parse().unwrap();
+    let err = serve::load_test(remote, 1, 1, BODY, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LoadError::NotLoopback { .. }), "{err}");
+    let local: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let err = serve::load_test(local, 1000, 1, BODY, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LoadError::TooLarge { .. }), "{err}");
+    let err = serve::load_test(local, 0, 1, BODY, None).await.unwrap_err();
+    assert!(matches!(err, LoadError::Empty), "{err}");
+}
