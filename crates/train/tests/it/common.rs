@@ -1,0 +1,237 @@
+//! A tiny word-level tokenizer with a chat template and a tiny random Llama in one temp folder.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use icd::Code;
+use lm::{LoadOptions, LoraSpec, Model};
+use prompt::chat::{ChatPrompt, ChatTemplate};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{json, Value};
+use tokenize::Tokenizer;
+use types::Example;
+
+pub const CODES: [&str; 10] = [
+    "J06.9", "I10", "E11.9", "J02.9", "K21.9", "M54.5", "N39.0", "R51", "F41.1", "L70.0",
+];
+pub const TEMPLATE: &str = "{{ bos_token }}{% for m in messages %}<|{{ m.role }}|> {{ m.content }} <|end|> {% endfor %}{% if add_generation_prompt %}<|assistant|> {% endif %}";
+const SPECIALS: [&str; 6] = [
+    "<unk>",
+    "<s>",
+    "<|end|>",
+    "<|system|>",
+    "<|user|>",
+    "<|assistant|>",
+];
+pub const WORDS: usize = 40;
+
+pub fn vocab() -> Vec<String> {
+    let mut v: Vec<String> = SPECIALS.iter().map(|s| s.to_string()).collect();
+    v.push("code".into());
+    v.push("Dialogue:".into());
+    v.push("[...]".into());
+    v.extend(CODES.iter().map(|c| c.to_string()));
+    v.extend((0..WORDS).map(|i| format!("w{i}")));
+    v
+}
+
+fn tokenizer_json() -> Value {
+    let special = |id: usize, content: &str| {
+        json!({"id": id, "content": content, "single_word": false, "lstrip": false,
+               "rstrip": false, "normalized": false, "special": true})
+    };
+    let v = vocab();
+    let added: Vec<Value> = SPECIALS
+        .iter()
+        .enumerate()
+        .map(|(i, s)| special(i, s))
+        .collect();
+    let map: serde_json::Map<String, Value> = v
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (w.clone(), json!(i)))
+        .collect();
+    json!({
+        "version": "1.0", "truncation": null, "padding": null,
+        "added_tokens": added, "normalizer": null,
+        "pre_tokenizer": {"type": "WhitespaceSplit"}, "post_processor": null,
+        "decoder": null,
+        "model": {"type": "WordLevel", "vocab": map, "unk_token": "<unk>"}
+    })
+}
+
+pub fn model_config(vocab: usize) -> Value {
+    json!({
+        "model_type": "llama", "hidden_size": 32, "intermediate_size": 48,
+        "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "vocab_size": vocab, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+        "max_position_embeddings": 256, "tie_word_embeddings": false, "hidden_act": "silu",
+        "bos_token_id": 1, "eos_token_id": 2,
+    })
+}
+
+fn randn(rng: &mut ChaCha8Rng, shape: &[usize], std: f32, mean: f32) -> Tensor {
+    let n: usize = shape.iter().product();
+    let data: Vec<f32> = (0..n)
+        .map(|_| {
+            let s: f32 = (0..4).map(|_| rng.random_range(-1.0f32..1.0)).sum();
+            mean + std * s * 0.866
+        })
+        .collect();
+    Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
+}
+
+fn random_weights(cfg: &Value, seed: u64) -> HashMap<String, Tensor> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let g = |k: &str| cfg[k].as_u64().unwrap() as usize;
+    let (h, heads, kvh, inter, vocab) = (
+        g("hidden_size"),
+        g("num_attention_heads"),
+        g("num_key_value_heads"),
+        g("intermediate_size"),
+        g("vocab_size"),
+    );
+    let hd = h / heads;
+    let mut w = HashMap::new();
+    w.insert(
+        "model.embed_tokens.weight".into(),
+        randn(&mut rng, &[vocab, h], 0.5, 0.0),
+    );
+    for l in 0..g("num_hidden_layers") {
+        let p = format!("model.layers.{l}");
+        let mut put = |name: &str, shape: &[usize], std: f32, mean: f32| {
+            w.insert(format!("{p}.{name}"), randn(&mut rng, shape, std, mean));
+        };
+        put("input_layernorm.weight", &[h], 0.1, 1.0);
+        put("post_attention_layernorm.weight", &[h], 0.1, 1.0);
+        put("self_attn.q_proj.weight", &[heads * hd, h], 0.15, 0.0);
+        put("self_attn.k_proj.weight", &[kvh * hd, h], 0.15, 0.0);
+        put("self_attn.v_proj.weight", &[kvh * hd, h], 0.15, 0.0);
+        put("self_attn.o_proj.weight", &[h, heads * hd], 0.15, 0.0);
+        put("mlp.gate_proj.weight", &[inter, h], 0.15, 0.0);
+        put("mlp.up_proj.weight", &[inter, h], 0.15, 0.0);
+        put("mlp.down_proj.weight", &[h, inter], 0.15, 0.0);
+    }
+    w.insert("model.norm.weight".into(), randn(&mut rng, &[h], 0.1, 1.0));
+    // Large enough that logits of a final-normed hidden state can reach a near-zero loss.
+    w.insert(
+        "lm_head.weight".into(),
+        randn(&mut rng, &[vocab, h], 1.0, 0.0),
+    );
+    w
+}
+
+/// Writes tokenizer files and a tiny random model into `dir`.
+pub fn write_fixture(dir: &Path, seed: u64) {
+    std::fs::create_dir_all(dir).unwrap();
+    let w = |name: &str, v: &Value| {
+        std::fs::write(dir.join(name), serde_json::to_vec_pretty(v).unwrap()).unwrap()
+    };
+    w("tokenizer.json", &tokenizer_json());
+    w(
+        "tokenizer_config.json",
+        &json!({"bos_token": "<s>", "eos_token": "<|end|>", "pad_token": null,
+                "unk_token": "<unk>", "chat_template": TEMPLATE}),
+    );
+    let cfg = model_config(vocab().len());
+    w("config.json", &cfg);
+    candle_core::safetensors::save(&random_weights(&cfg, seed), dir.join("model.safetensors"))
+        .unwrap();
+}
+
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub tok: Tokenizer,
+    pub chat: ChatPrompt,
+}
+
+impl Fixture {
+    pub fn new(seed: u64) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        write_fixture(dir.path(), seed);
+        let tok = Tokenizer::load(dir.path()).unwrap();
+        let chat = chat_prompt(&tok);
+        Fixture { dir, tok, chat }
+    }
+
+    pub fn model(&self, dtype: DType) -> Model {
+        Model::load(
+            self.dir.path(),
+            &LoadOptions {
+                dtype,
+                ..LoadOptions::default()
+            },
+        )
+        .unwrap()
+    }
+
+    pub fn lora_model(&self, dtype: DType, r: usize) -> Model {
+        let mut m = self.model(dtype);
+        m.add_lora(&spec(r), 7).unwrap();
+        m
+    }
+}
+
+pub fn spec(r: usize) -> LoraSpec {
+    LoraSpec {
+        r,
+        alpha: 2.0 * r as f64,
+        dropout: 0.0,
+        targets: lm::LORA_TARGETS.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+pub fn chat_prompt(tok: &Tokenizer) -> ChatPrompt {
+    let eot: Vec<String> = tok
+        .eos_ids()
+        .iter()
+        .filter_map(|&i| tok.decode(&[i], false).ok())
+        .collect();
+    ChatPrompt::new(
+        ChatTemplate::new(tok.chat_template().unwrap()).unwrap(),
+        tok.bos_token(),
+        tok.eos_token(),
+        eot,
+        None,
+        "code".into(),
+    )
+}
+
+/// Ten examples, example `i` has code `CODES[i]` and a dialogue of distinct words.
+pub fn examples(n: usize) -> Vec<Example> {
+    (0..n)
+        .map(|i| {
+            let words: Vec<String> = (0..(3 + i % 4))
+                .map(|k| format!("w{}", (i * 3 + k) % WORDS))
+                .collect();
+            Example {
+                id: format!("ex{i}"),
+                text: words.join(" "),
+                codes: vec![Code::parse(CODES[i % CODES.len()]).unwrap()],
+                meta: Default::default(),
+            }
+        })
+        .collect()
+}
+
+/// Bytes of every tensor, for bit-for-bit comparisons.
+pub fn bytes(t: &Tensor) -> Vec<u8> {
+    let t = t.flatten_all().unwrap();
+    match t.dtype() {
+        DType::F32 => t
+            .to_vec1::<f32>()
+            .unwrap()
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect(),
+        DType::F64 => t
+            .to_vec1::<f64>()
+            .unwrap()
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect(),
+        other => panic!("dtype {other:?}"),
+    }
+}

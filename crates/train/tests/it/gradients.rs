@@ -1,0 +1,177 @@
+//! Gradients reach every LoRA variable and nothing else, match finite differences, and
+//! accumulate with per-token normalisation.
+
+use candle_core::{DType, Device, Tensor};
+use config::TruncateSide;
+use rand::{Rng, SeedableRng};
+use train::batch::{choose_pad_id, collate, Batch};
+use train::encode::{encode_all, EncodeOptions, EncodedExample};
+use train::loss::{batch_nll_sum, scalar};
+use train::trainer::accumulate_gradients;
+
+use crate::common::{examples, Fixture};
+
+fn encoded(fx: &Fixture, n: usize) -> Vec<EncodedExample> {
+    let o = EncodeOptions {
+        max_seq_len: 256,
+        truncate_side: TruncateSide::Left,
+    };
+    encode_all(&fx.tok, &fx.chat, &examples(n), &o)
+        .unwrap()
+        .examples
+}
+
+fn batch(fx: &Fixture, exs: &[EncodedExample]) -> Batch {
+    let rows: Vec<_> = exs.iter().collect();
+    collate(
+        &rows,
+        choose_pad_id(fx.tok.pad_id(), fx.tok.eos_ids()),
+        &Device::Cpu,
+    )
+    .unwrap()
+}
+
+/// LoRA B starts at zero (so A's gradient is exactly zero); give both random values.
+fn randomise(model: &lm::Model, seed: u64) {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    for (_, v) in model.lora_vars() {
+        let n = v.elem_count();
+        let data: Vec<f64> = (0..n).map(|_| rng.random_range(-0.3..0.3)).collect();
+        let t = Tensor::from_vec(data, v.dims(), &Device::Cpu)
+            .unwrap()
+            .to_dtype(v.dtype())
+            .unwrap();
+        v.set(&t).unwrap();
+    }
+}
+
+#[test]
+fn guard_every_lora_variable_gets_a_gradient_and_no_base_tensor_does() {
+    let fx = Fixture::new(3);
+    let model = fx.lora_model(DType::F32, 4);
+    randomise(&model, 1);
+    model
+        .assert_trainable(&model.expected_trainable().unwrap())
+        .unwrap();
+    let b = batch(&fx, &encoded(&fx, 4));
+    let grads = batch_nll_sum(&model, &b, true).unwrap().backward().unwrap();
+    let vars = model.lora_vars();
+    assert_eq!(vars.len(), 2 * 2 * 7);
+    for (name, var) in &vars {
+        let g = grads
+            .get(var.as_tensor())
+            .unwrap_or_else(|| panic!("{name}: no gradient"));
+        let norm = scalar(&g.sqr().unwrap().sum_all().unwrap()).unwrap();
+        assert!(norm > 0.0, "{name}: zero gradient");
+    }
+    for (name, t) in model.base_tensors() {
+        assert!(
+            grads.get(&t).is_none(),
+            "base tensor {name} received a gradient"
+        );
+    }
+}
+
+/// f64 model, central differences with eps 1e-3. Attention scores are computed in f32 inside
+/// `lm` (f64 elsewhere), which puts ~3e-7 of noise on the loss, i.e. ~1.5e-4 on a difference
+/// quotient: tolerance 1e-3 absolute + 2 % relative.
+#[test]
+fn lora_gradients_match_finite_differences() {
+    let fx = Fixture::new(4);
+    let model = fx.lora_model(DType::F64, 2);
+    randomise(&model, 2);
+    let b = vec![batch(&fx, &encoded(&fx, 3))];
+    let vars = model.lora_vars();
+    let (_, n_tok, grads) = accumulate_gradients(&model, &vars, &b, false).unwrap();
+    let loss =
+        |m: &lm::Model| scalar(&batch_nll_sum(m, &b[0], false).unwrap()).unwrap() / n_tok as f64;
+    let eps = 1e-3;
+    let mut checked = 0;
+    // First and last layer, A and B of an attention and an MLP projection, a few entries each.
+    for (vi, (name, var)) in vars.iter().enumerate() {
+        if !(name.contains("q_proj") || name.contains("down_proj") || name.contains("v_proj")) {
+            continue;
+        }
+        let orig = var
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
+        let g = grads[vi].flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        for j in [0, orig.len() / 2, orig.len() - 1] {
+            let mut plus = orig.clone();
+            plus[j] += eps;
+            var.set(&Tensor::from_vec(plus, var.dims(), &Device::Cpu).unwrap())
+                .unwrap();
+            let lp = loss(&model);
+            let mut minus = orig.clone();
+            minus[j] -= eps;
+            var.set(&Tensor::from_vec(minus, var.dims(), &Device::Cpu).unwrap())
+                .unwrap();
+            let lm_ = loss(&model);
+            var.set(&Tensor::from_vec(orig.clone(), var.dims(), &Device::Cpu).unwrap())
+                .unwrap();
+            let fd = (lp - lm_) / (2.0 * eps);
+            assert!(
+                (fd - g[j]).abs() <= 1e-3 + 0.02 * g[j].abs(),
+                "{name}[{j}]: analytic {} vs finite difference {fd}",
+                g[j]
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 2 * 3 * 2 * 3);
+}
+
+/// One row in the first micro-batch, three in the second (different token counts): the summed
+/// gradients equal those of the per-token mean over all four rows, not the mean of the two means.
+#[test]
+fn accumulation_normalises_per_token_over_the_accumulated_batch() {
+    let fx = Fixture::new(5);
+    let model = fx.lora_model(DType::F32, 4);
+    randomise(&model, 3);
+    let vars = model.lora_vars();
+    let mut exs = encoded(&fx, 4);
+    // Unequal supervised counts: drop the end token's supervision of none, but lengthen one answer
+    // by supervising one prompt token more (still a valid span).
+    exs[0].loss_start -= 1;
+    let split = vec![batch(&fx, &exs[..1]), batch(&fx, &exs[1..])];
+    let whole = vec![batch(&fx, &exs)];
+    assert_ne!(split[0].loss_tokens() * 3, split[1].loss_tokens());
+    let (ls, ns, gs) = accumulate_gradients(&model, &vars, &split, false).unwrap();
+    let (lw, nw, gw) = accumulate_gradients(&model, &vars, &whole, false).unwrap();
+    assert_eq!(ns, nw);
+    assert!((ls - lw).abs() < 1e-4 * lw.abs(), "{ls} vs {lw}");
+    for (i, (name, _)) in vars.iter().enumerate() {
+        let d = scalar(
+            &(&gs[i] - &gw[i])
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_keepdim(0)
+                .unwrap()
+                .max_keepdim(1)
+                .unwrap()
+                .squeeze(0)
+                .unwrap()
+                .squeeze(0)
+                .unwrap(),
+        )
+        .unwrap();
+        let m = scalar(&gw[i].abs().unwrap().flatten_all().unwrap().max(0).unwrap()).unwrap();
+        assert!(
+            d <= 1e-4 * m.max(1e-6) + 1e-7,
+            "{name}: max diff {d} of {m}"
+        );
+    }
+    // And the mean of means would differ.
+    let mean_of_means = {
+        let l0 = scalar(&batch_nll_sum(&model, &split[0], false).unwrap()).unwrap()
+            / split[0].loss_tokens() as f64;
+        let l1 = scalar(&batch_nll_sum(&model, &split[1], false).unwrap()).unwrap()
+            / split[1].loss_tokens() as f64;
+        (l0 + l1) / 2.0
+    };
+    assert!((mean_of_means - lw / nw as f64).abs() > 1e-4);
+}

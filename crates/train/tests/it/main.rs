@@ -1,0 +1,5 @@
+mod common;
+mod encoding;
+mod gradients;
+mod optim;
+mod training;

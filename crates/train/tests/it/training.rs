@@ -1,0 +1,293 @@
+//! End-to-end training on the tiny model: overfitting, generation that stops, frozen base,
+//! PEFT output, checkpoints and bit-exact resume.
+
+use std::path::Path;
+
+use candle_core::{DType, Tensor};
+use config::{Schedule, TrainingConfig, TruncateSide};
+use lm::{LogitPositions, Model};
+use train::batch::choose_pad_id;
+use train::encode::{encode_all, EncodeOptions, EncodedExample};
+use train::{train, Progress, TrainOptions};
+
+use crate::common::{bytes, examples, Fixture};
+
+fn encoded(fx: &Fixture, n: usize) -> Vec<EncodedExample> {
+    let o = EncodeOptions {
+        max_seq_len: 256,
+        truncate_side: TruncateSide::Left,
+    };
+    encode_all(&fx.tok, &fx.chat, &examples(n), &o)
+        .unwrap()
+        .examples
+}
+
+fn config(epochs: u32, batch: usize, accum: usize, lr: f64) -> TrainingConfig {
+    TrainingConfig {
+        epochs,
+        max_steps: 0,
+        batch_size: batch,
+        grad_accum: accum,
+        learning_rate: lr,
+        weight_decay: 0.01,
+        warmup_ratio: 0.05,
+        schedule: Schedule::Cosine,
+        max_grad_norm: 1.0,
+        max_seq_len: 256,
+        truncate_side: TruncateSide::Left,
+        eval_every: 0,
+        patience: 0,
+        min_delta: 0.0,
+        checkpoint_every: 0,
+        keep_checkpoints: 2,
+        recompute_activations: false,
+        seed: 11,
+    }
+}
+
+fn options(fx: &Fixture, cfg: TrainingConfig, out: &Path) -> TrainOptions {
+    TrainOptions {
+        config: cfg,
+        out_dir: out.to_path_buf(),
+        base_model_name: "tiny".into(),
+        resume: false,
+        pad_id: choose_pad_id(fx.tok.pad_id(), fx.tok.eos_ids()),
+        stop: None,
+        halt_after_step: None,
+        write_merged: false,
+    }
+}
+
+/// Greedy decoding with the inference forward and KV cache, up to a stop id or `max` tokens.
+fn greedy(model: &Model, prompt: &[u32], stops: &[u32], max: usize) -> (Vec<u32>, bool) {
+    let mut cache = model.new_cache();
+    let ids = Tensor::new(prompt, model.device())
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let mut logits = model
+        .forward(&ids, None, &mut cache, &LogitPositions::Last)
+        .unwrap();
+    let mut out = Vec::new();
+    for _ in 0..max {
+        let next = logits
+            .argmax(candle_core::D::Minus1)
+            .unwrap()
+            .to_vec1::<u32>()
+            .unwrap()[0];
+        out.push(next);
+        if stops.contains(&next) {
+            return (out, true);
+        }
+        let ids = Tensor::new(&[[next]], model.device()).unwrap();
+        logits = model
+            .forward(&ids, None, &mut cache, &LogitPositions::Last)
+            .unwrap();
+    }
+    (out, false)
+}
+
+#[test]
+fn overfits_ten_examples_and_generation_reproduces_each_code_then_stops() {
+    let fx = Fixture::new(21);
+    let model = fx.lora_model(DType::F32, 8);
+    let base_before: Vec<(String, Vec<u8>)> = model
+        .base_tensors()
+        .iter()
+        .map(|(n, t)| (n.clone(), bytes(t)))
+        .collect();
+    let lora_before: Vec<Vec<u8>> = model
+        .lora_vars()
+        .iter()
+        .map(|(_, v)| bytes(v.as_tensor()))
+        .collect();
+    let exs = examples(10);
+    let data = encoded(&fx, 10);
+    let out = tempfile::tempdir().unwrap();
+    let mut losses = Vec::new();
+    let outcome = train(
+        &model,
+        &data,
+        &[],
+        &options(&fx, config(40, 2, 1, 1e-2), out.path()),
+        &mut |p| {
+            if let Progress::Step { loss, .. } = p {
+                losses.push(*loss);
+            }
+        },
+    )
+    .unwrap();
+    assert_eq!(outcome.steps_done, 200);
+    assert_eq!(losses.len(), 200);
+    let first = losses[0];
+    let last = *losses.last().unwrap();
+    assert!(first > 2.0, "initial loss {first}");
+    assert!(last < 0.05, "final training loss {last} (from {first})");
+
+    // Base weights bit-identical; every LoRA tensor changed.
+    let base_after: Vec<(String, Vec<u8>)> = model
+        .base_tensors()
+        .iter()
+        .map(|(n, t)| (n.clone(), bytes(t)))
+        .collect();
+    assert!(base_before == base_after, "base weights changed");
+    for ((name, v), before) in model.lora_vars().iter().zip(&lora_before) {
+        assert_ne!(&bytes(v.as_tensor()), before, "{name} did not change");
+    }
+
+    // Greedy generation from the inference prompt: the gold code, then a stop token.
+    for ex in &exs {
+        let p = fx.chat.inference_prompt(&ex.text).unwrap();
+        let ids = fx.tok.encode(&p.text, !p.starts_with_bos).unwrap();
+        let (gen, stopped) = greedy(&model, &ids, fx.tok.eos_ids(), 8);
+        assert!(stopped, "{}: no stop token in {:?}", ex.id, gen);
+        let text = fx.tok.decode(&gen, true).unwrap();
+        assert_eq!(text.trim(), ex.codes[0].dotted(), "{}", ex.id);
+        assert_eq!(gen.len(), 2, "{}: code then stop", ex.id);
+    }
+
+    // The adapter on disk is PEFT-shaped and loads back into a fresh model with equal logits.
+    let adapter = out.path().join("adapter");
+    let keys: Vec<String> = {
+        let bytes = std::fs::read(adapter.join("adapter_model.safetensors")).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let mut k: Vec<String> = st.names().into_iter().map(String::from).collect();
+        k.sort();
+        k
+    };
+    let mut expected = lm::lora::peft_keys(2, &lm::LORA_TARGETS);
+    expected.sort();
+    assert_eq!(keys, expected);
+    assert!(keys
+        .contains(&"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight".to_string()));
+    let mut fresh = fx.model(DType::F32);
+    let loaded = lm::adapter::load(&adapter, &candle_core::Device::Cpu).unwrap();
+    lm::adapter::apply(&mut fresh, &loaded).unwrap();
+    let ids = Tensor::new(data[0].ids.as_slice(), model.device())
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let a = model
+        .forward_reference(&ids, None, &LogitPositions::All, false)
+        .unwrap();
+    let b = fresh
+        .forward_reference(&ids, None, &LogitPositions::All, false)
+        .unwrap();
+    assert_eq!(bytes(&a), bytes(&b));
+    // The log has one line per step.
+    let log =
+        track::read_jsonl::<track::TrainLogEntry>(&out.path().join("train_log.jsonl")).unwrap();
+    assert_eq!(log.len(), 200);
+    assert!(log
+        .iter()
+        .all(|e| e.train_loss.is_some() && e.grad_norm.is_some() && e.learning_rate.is_some()));
+}
+
+fn resumable_config() -> TrainingConfig {
+    TrainingConfig {
+        eval_every: 3,
+        patience: 0,
+        checkpoint_every: 4,
+        keep_checkpoints: 2,
+        ..config(3, 2, 2, 5e-3)
+    }
+}
+
+#[test]
+fn resume_after_interruption_gives_the_same_adapter_bit_for_bit() {
+    let fx = Fixture::new(31);
+    let data = encoded(&fx, 10);
+    let (tr, val) = data.split_at(8);
+
+    let full_dir = tempfile::tempdir().unwrap();
+    let full = fx.lora_model(DType::F32, 4);
+    let a = train(
+        &full,
+        tr,
+        val,
+        &options(&fx, resumable_config(), full_dir.path()),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(a.total_steps, 6);
+    assert!(a.best_val_loss.is_some());
+
+    let part_dir = tempfile::tempdir().unwrap();
+    let part = fx.lora_model(DType::F32, 4);
+    let mut o = options(&fx, resumable_config(), part_dir.path());
+    o.halt_after_step = Some(5);
+    let b = train(&part, tr, val, &o, &mut |_| {}).unwrap();
+    assert!(b.interrupted && b.adapter_dir.is_none());
+    assert_eq!(b.steps_done, 5);
+    let ckpts = train::checkpoint::list(&part_dir.path().join("checkpoints")).unwrap();
+    assert_eq!(
+        ckpts.iter().map(|c| c.0).collect::<Vec<_>>(),
+        vec![4, 5],
+        "last K kept"
+    );
+
+    // A fresh process: new model object, same init seed; resume continues from step 5.
+    let again = fx.lora_model(DType::F32, 4);
+    let mut o = options(&fx, resumable_config(), part_dir.path());
+    o.resume = true;
+    let c = train(&again, tr, val, &o, &mut |_| {}).unwrap();
+    assert_eq!(c.steps_done, 6);
+    assert_eq!(c.best_step, a.best_step);
+    let read = |d: &Path| std::fs::read(d.join("adapter/adapter_model.safetensors")).unwrap();
+    assert!(
+        read(full_dir.path()) == read(part_dir.path()),
+        "resumed adapter differs"
+    );
+    let log_a = track::read_jsonl::<track::TrainLogEntry>(&full_dir.path().join("train_log.jsonl"))
+        .unwrap();
+    let log_c = track::read_jsonl::<track::TrainLogEntry>(&part_dir.path().join("train_log.jsonl"))
+        .unwrap();
+    let losses = |l: &[track::TrainLogEntry]| {
+        l.iter()
+            .map(|e| (e.step, e.train_loss, e.val_loss))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(losses(&log_a), losses(&log_c));
+
+    // Without --resume an existing checkpoint folder is refused.
+    let err = train(
+        &fx.lora_model(DType::F32, 4),
+        tr,
+        val,
+        &options(&fx, resumable_config(), part_dir.path()),
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("--resume"), "{err}");
+}
+
+#[test]
+fn early_stopping_keeps_the_best_adapter() {
+    let fx = Fixture::new(41);
+    let data = encoded(&fx, 10);
+    let (tr, val) = data.split_at(7);
+    let model = fx.lora_model(DType::F32, 4);
+    // Validation examples have codes never seen in training: validation loss rises while the
+    // model memorises, so patience 2 stops the run and the best (earlier) adapter is written.
+    let cfg = TrainingConfig {
+        eval_every: 2,
+        patience: 2,
+        min_delta: 0.0,
+        ..config(60, 7, 1, 3e-2)
+    };
+    let out = tempfile::tempdir().unwrap();
+    let mut vals = Vec::new();
+    let r = train(&model, tr, val, &options(&fx, cfg, out.path()), &mut |p| {
+        if let Progress::Validation { val_loss, .. } = p {
+            vals.push(*val_loss);
+        }
+    })
+    .unwrap();
+    assert!(r.stopped_early, "{r:?}");
+    assert!(r.steps_done < 60);
+    let best = vals.iter().copied().fold(f64::INFINITY, f64::min);
+    assert_eq!(r.best_val_loss, Some(best));
+    // The model now holds the best adapter: its validation loss is the best one.
+    let now = train::trainer::evaluate(&model, val, 4, 0).unwrap();
+    assert!((now - best).abs() < 1e-5, "{now} vs {best}");
+}
