@@ -187,16 +187,23 @@ def dialogue(rng, case):
     code, _desc, complaints, details, findings, lay = case
     age = rng.choice(AGES)
     detail_a, detail_b = rng.sample(details, 2)
+    # Noise so that the task is not a keyword lookup: half of the doctors do not name the diagnosis, and most
+    # patients mention a side complaint that belongs to another condition of the set.
+    other = rng.choice([c for c in CASES if c[0] != code])
+    history = (f"Not really, I am {age}. I did have {rng.choice(other[2])} a while ago, but that settled."
+               if rng.random() < 0.6 else f"Not really, I am {age} and usually healthy.")
+    verdict = (f"Doctor: This looks like {lay}. {rng.choice(PLANS)}" if rng.random() < 0.5
+               else f"Doctor: I have an idea what this is. {rng.choice(PLANS)}")
     lines = [
         f"Doctor: {rng.choice(GREETINGS)}",
         f"Patient: I have had {rng.choice(complaints)} {rng.choice(DURATIONS)}.",
         "Doctor: Can you tell me more about it?",
         f"Patient: Well, {detail_a}. Also {detail_b}.",
         "Doctor: Any medical problems or medicines I should know about?",
-        f"Patient: Not really, I am {age} and usually healthy.",
+        f"Patient: {history}",
         "Doctor: Let me examine you.",
         f"Doctor: On examination there is {rng.choice(findings)}.",
-        f"Doctor: This looks like {lay}. {rng.choice(PLANS)}",
+        verdict,
         f"Patient: {rng.choice(CLOSINGS)}",
     ]
     note = (f"Subjective: {age}-year-old patient with {rng.choice(complaints)}; {detail_a}. "

@@ -87,7 +87,10 @@ impl Config {
             if !names.insert(m.name.as_str()) {
                 return Err(invalid(
                     "models",
-                    format!("model name {:?} is used twice; names key the output folders", m.name),
+                    format!(
+                        "model name {:?} is used twice; names key the output folders",
+                        m.name
+                    ),
                 ));
             }
         }
@@ -136,7 +139,8 @@ mod tests {
 
     #[test]
     fn resolved_config_round_trips() {
-        let text = "[[models.slm]]\nname = \"smol\"\nmodel = \"m.gguf\"\n[data]\ndataset = \"d.csv\"\n";
+        let text =
+            "[[models.slm]]\nname = \"smol\"\nmodel = \"m.gguf\"\n[data]\ndataset = \"d.csv\"\n";
         let c = Config::from_toml_str(text, "x").unwrap();
         let again = Config::from_toml_str(&c.to_toml_string(), "resolved").unwrap();
         assert_eq!(c, again);

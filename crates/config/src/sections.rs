@@ -71,9 +71,7 @@ impl SplitConfig {
         }
         let sum: f64 = parts.iter().sum();
         if (sum - 1.0).abs() > 1e-6 {
-            return Err(format!(
-                "train + validation + test must be 1, got {sum}"
-            ));
+            return Err(format!("train + validation + test must be 1, got {sum}"));
         }
         if self.train <= 0.0 || self.test <= 0.0 {
             return Err("train and test ratios must be positive".into());
@@ -283,9 +281,17 @@ impl Default for LoraConfig {
             r: 16,
             alpha: 32.0,
             dropout: 0.05,
-            targets: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-                .map(String::from)
-                .to_vec(),
+            targets: [
+                "q_proj",
+                "k_proj",
+                "v_proj",
+                "o_proj",
+                "gate_proj",
+                "up_proj",
+                "down_proj",
+            ]
+            .map(String::from)
+            .to_vec(),
         }
     }
 }
@@ -312,7 +318,11 @@ impl LoraConfig {
         if self.targets.is_empty() {
             return Err("targets must name at least one projection".into());
         }
-        if let Some(t) = self.targets.iter().find(|t| !LORA_TARGETS.contains(&t.as_str())) {
+        if let Some(t) = self
+            .targets
+            .iter()
+            .find(|t| !LORA_TARGETS.contains(&t.as_str()))
+        {
             return Err(format!(
                 "unknown target {t:?}; expected one of {}",
                 LORA_TARGETS.join(", ")

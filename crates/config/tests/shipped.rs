@@ -25,7 +25,11 @@ fn reference_experiment_matches_the_design() {
     let cfg = config::Config::load(&root.join("medsynth.toml")).unwrap();
     assert_eq!(cfg.models.llm.len(), 2);
     assert_eq!(cfg.models.slm.len(), 2);
-    assert!(cfg.models.llm.iter().all(|m| m.quantize == config::Quantize::Q4));
+    assert!(cfg
+        .models
+        .llm
+        .iter()
+        .all(|m| m.quantize == config::Quantize::Q4));
     assert_eq!((cfg.lora.r, cfg.lora.alpha), (16, 32.0));
     assert_eq!(cfg.lora.targets.len(), 7);
     assert_eq!(cfg.training.learning_rate, 2e-4);

@@ -23,6 +23,14 @@ pub enum Command {
     Eval(EvalArgs),
     /// Rebuild results.json and report.html from saved run directories (merging several runs)
     Report(ReportArgs),
+    /// Ranked ICD-10 codes for one dialogue read from stdin (JSON on stdout)
+    Predict(PredictArgs),
+    /// Local coding assistant: HTTP API and a page on 127.0.0.1 (bearer token for other addresses)
+    Serve(ServeArgs),
+    /// Download a model or dataset into the Hugging Face cache (the only command that uses the network)
+    Fetch(FetchArgs),
+    /// LoRA-finetune a language model on the training split (adapter, train_log.jsonl, checkpoints)
+    Train(TrainArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -182,6 +190,126 @@ pub struct ReportArgs {
     #[arg(long, value_name = "DIR")]
     pub out: Option<std::path::PathBuf>,
     /// TOML config whose [eval] section sets the paired tests' bootstrap and seed
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PredictArgs {
+    /// Model: Hugging Face folder, .gguf file, or ORG/NAME[:FILE.gguf] from the local hub cache
+    #[arg(long, value_name = "SPEC")]
+    pub model: String,
+    /// PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors)
+    #[arg(long, value_name = "DIR")]
+    pub adapter: Option<std::path::PathBuf>,
+    /// Number of ranked codes
+    #[arg(long, value_name = "K", default_value_t = 5)]
+    pub top_k: usize,
+    /// Free generation parsed by the lenient parser instead of decoding constrained to valid codes
+    #[arg(long)]
+    pub no_constrain: bool,
+    /// Constrain to the codes in FILE (one per line) instead of every ICD-10-CM leaf
+    #[arg(long, value_name = "FILE")]
+    pub labels: Option<std::path::PathBuf>,
+    /// TOML config: [prompt] system prompt and instruction, [eval] max_new_tokens
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Environment:\n  \
+    HF_HUB_CACHE, HF_HOME   where files land (default ~/.cache/huggingface/hub)\n  \
+    HF_ENDPOINT             hub address (default: the public Hugging Face hub; set for a mirror)\n  \
+    HF_TOKEN                token for gated models (else the file $HF_HOME/token); never printed\n  \
+    HF_HUB_OFFLINE=1        makes this command refuse (every other command is offline anyway)")]
+pub struct FetchArgs {
+    #[command(subcommand)]
+    pub command: FetchCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FetchCommand {
+    /// Config, tokenizer and safetensors weights of a hub model (HF_TOKEN for gated models)
+    Model(FetchModelOpts),
+    /// `medsynth` (Ahmad0067/MedSynth CSV), or a hub dataset id with --include
+    Dataset(FetchDatasetOpts),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FetchModelOpts {
+    /// Hub model id, e.g. Qwen/Qwen2.5-0.5B-Instruct
+    #[arg(value_name = "HF_ID")]
+    pub id: String,
+    /// Branch, tag or commit
+    #[arg(long, default_value = "main")]
+    pub revision: String,
+    /// Extra files to fetch by glob (repeatable), e.g. '*.bin' or 'original/*'
+    #[arg(long, value_name = "PATTERN")]
+    pub include: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FetchDatasetOpts {
+    /// `medsynth` or a hub dataset id ORG/NAME
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// Branch, tag or commit
+    #[arg(long, default_value = "main")]
+    pub revision: String,
+    /// Files to fetch by glob (repeatable; required for ids other than medsynth)
+    #[arg(long, value_name = "PATTERN")]
+    pub include: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    /// Base model: a Hugging Face folder, a .gguf file or a cached ORG/NAME
+    #[arg(long, value_name = "SPEC")]
+    pub model: String,
+    /// Dataset: `medsynth`, `medsynth:PATH`, or a .csv/.jsonl(.gz)/.parquet path
+    #[arg(long, value_name = "SPEC")]
+    pub dataset: String,
+    /// A split.json written by `icdtune data split` (default: split --dataset with [data.split])
+    #[arg(long, value_name = "FILE")]
+    pub split_file: Option<std::path::PathBuf>,
+    /// TOML config: [data], [prompt], [training], [lora]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+    /// Output folder: adapter/, train_log.jsonl, checkpoints/, split.json
+    #[arg(long, value_name = "DIR")]
+    pub out: std::path::PathBuf,
+    /// Continue from the newest checkpoint in --out
+    #[arg(long)]
+    pub resume: bool,
+    /// Stop after N optimiser steps (overrides training.max_steps)
+    #[arg(long, value_name = "N")]
+    pub max_steps: Option<u64>,
+    /// Also write the merged full model (merged.safetensors)
+    #[arg(long)]
+    pub merged: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Model spec: HF-layout folder, `.gguf` file, or HF id in the local cache
+    #[arg(long, value_name = "SPEC")]
+    pub model: String,
+    /// PEFT LoRA adapter folder, merged at load
+    #[arg(long, value_name = "DIR")]
+    pub adapter: Option<std::path::PathBuf>,
+    /// Address to listen on; anything but loopback needs --token-file
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8181")]
+    pub bind: std::net::SocketAddr,
+    /// File holding the bearer token clients must send (Authorization: Bearer ...)
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<std::path::PathBuf>,
+    /// Restrict suggestions to the codes in this file (one per line); default: every billable code
+    #[arg(long, value_name = "FILE")]
+    pub labels: Option<std::path::PathBuf>,
+    /// Requests that may wait while the model is busy; more get 503 at once
+    #[arg(long, value_name = "N")]
+    pub max_waiting: Option<usize>,
+    /// Config file; its [prompt] section must match the one the adapter was trained with
     #[arg(long, value_name = "FILE")]
     pub config: Option<std::path::PathBuf>,
 }

@@ -140,17 +140,6 @@ pub struct Model {
     lora: Option<LoraSpec>,
 }
 
-/// Repeats each kv head `n` times: `[B, kvh, T, D] -> [B, kvh * n, T, D]` (GQA).
-fn repeat_kv(x: &Tensor, n: usize) -> Result<Tensor> {
-    if n == 1 {
-        return Ok(x.clone());
-    }
-    let (b, h, t, d) = x.dims4()?;
-    Ok(x.unsqueeze(2)?
-        .broadcast_as((b, h, n, t, d))?
-        .reshape((b, h * n, t, d))?)
-}
-
 impl Model {
     /// Loads a Hugging Face folder or a GGUF file strictly (see [`WeightStore`]).
     pub fn load(path: &Path, opts: &LoadOptions) -> Result<Self> {
@@ -354,18 +343,27 @@ impl Model {
             *slot = Some((k.clone(), v.clone()));
         }
         let n_rep = cfg.num_heads / cfg.num_kv_heads;
-        let k = repeat_kv(&k, n_rep)?.contiguous()?;
-        let v = repeat_kv(&v, n_rep)?.contiguous()?;
+        let kvh = cfg.num_kv_heads;
+        let tkv = k.dim(2)?;
         let in_dtype = q.dtype();
         // Scores in f32: the finite mask constant and long softmax sums need the range.
         let q = q.to_dtype(DType::F32)?;
         let k = k.to_dtype(DType::F32)?;
         let v = v.to_dtype(DType::F32)?;
         let scale = 1.0 / (cfg.head_dim as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?;
+        // GQA without copying the cache `n_rep` times: query heads `[kvh][n_rep]` are grouped
+        // onto their kv head, `[B, kvh, n_rep * T, D]` against `[B, kvh, Tkv, D]`.
+        let qg = q.reshape((b, kvh, n_rep * t, cfg.head_dim))?;
+        let scores = (qg.matmul(&k.t()?)? * scale)?
+            .reshape((b, kvh, n_rep, t, tkv))?
+            .broadcast_add(&mask.unsqueeze(2)?)?;
         let probs = kernels.softmax(&scores)?;
-        let y = probs.matmul(&v)?.to_dtype(in_dtype)?;
-        let y = y.transpose(1, 2)?.reshape((b, t, cfg.q_dim()))?;
+        let probs = probs.reshape((b, kvh, n_rep * t, tkv))?;
+        let y = probs.matmul(&v.contiguous()?)?.to_dtype(in_dtype)?;
+        let y = y
+            .reshape((b, cfg.num_heads, t, cfg.head_dim))?
+            .transpose(1, 2)?
+            .reshape((b, t, cfg.q_dim()))?;
         layer.o_proj.forward(&y, train)
     }
 

@@ -97,6 +97,55 @@ fn build_predictor(spec: &str, train: &[Example], seed: u64) -> anyhow::Result<B
     })
 }
 
+impl Predictor for super::predict::LmEval {
+    fn predict(&self, examples: &[Example], k: usize) -> anyhow::Result<Vec<Prediction>> {
+        super::predict::LmEval::predict(self, examples, k)
+    }
+    fn details(&self) -> serde_json::Value {
+        super::predict::LmEval::details(self)
+    }
+}
+
+/// A language model (folder, .gguf or cached Hugging Face id), zero-shot or with `--adapter`.
+fn build_lm_predictor(
+    args: &EvalArgs,
+    config: &Config,
+    table: &CodeTable,
+) -> anyhow::Result<Built> {
+    let lm = super::predict::LmEval::load(
+        &args.model,
+        args.adapter.as_deref(),
+        config,
+        config.eval.constrained,
+        table,
+    )?;
+    let stem = |p: &Path| {
+        p.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "model".into())
+    };
+    let mut name = stem(Path::new(
+        args.model.split(':').next().unwrap_or(&args.model),
+    ));
+    if let Some(adapter) = &args.adapter {
+        name = format!("{name}+{}", stem(adapter));
+    }
+    if !config.eval.constrained {
+        name.push_str("-free");
+    }
+    Ok(Built {
+        name,
+        kind: if lm.is_finetuned() {
+            ModelKind::Finetuned
+        } else {
+            ModelKind::ZeroShot
+        },
+        predictor: Box::new(lm),
+        // Loading is not training: load and trie times are in the details.
+        train_time_s: None,
+    })
+}
+
 /// Config file (or defaults) with the command-line flags on top.
 fn resolve_config(args: &EvalArgs) -> anyhow::Result<Config> {
     let mut config = match &args.config {
@@ -191,7 +240,8 @@ fn examples(args: &EvalArgs, config: &Config, table: &CodeTable) -> anyhow::Resu
 
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let config = resolve_config(&args)?;
-    if args.adapter.is_some() {
+    let baseline = matches!(args.model.as_str(), "tfidf" | "most-frequent");
+    if args.adapter.is_some() && baseline {
         bail!(
             "--adapter applies to language models; {:?} is a baseline",
             args.model
@@ -215,7 +265,11 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             eval.len()
         );
     }
-    let built = build_predictor(&args.model, &train, config.eval.seed)?;
+    let built = if baseline {
+        build_predictor(&args.model, &train, config.eval.seed)?
+    } else {
+        build_lm_predictor(&args, &config, &table)?
+    };
     let k = args
         .top_k
         .unwrap_or_else(|| config.eval.top_k.iter().copied().max().unwrap_or(5));

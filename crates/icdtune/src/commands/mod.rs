@@ -2,8 +2,12 @@
 
 mod data;
 mod eval;
+mod fetch;
 mod icd;
+mod predict;
+mod serve;
 mod report;
+mod train;
 
 use crate::args::Command;
 
@@ -13,5 +17,9 @@ pub fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Icd(args) => icd::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Report(args) => report::run(args),
+        Command::Predict(args) => predict::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Fetch(args) => fetch::run(args),
+        Command::Train(args) => train::run(args),
     }
 }

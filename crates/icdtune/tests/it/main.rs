@@ -4,5 +4,8 @@
 mod cli;
 mod data;
 mod eval;
+mod fetch;
 mod icd;
+mod predict;
 mod report;
+mod train;

@@ -1,0 +1,63 @@
+"""PyTorch transformers side of bench/run.sh: SmolLM2 from the same GGUF (transformers dequantises
+it), prefill / decode tokens/s on the same 512-token prompt construction, and the seed's way of
+evaluating: greedy `generate` with up to 50 new tokens per dialogue. Prints `key value` lines."""
+import csv
+import sys
+import time
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+SYSTEM = "You are a clinical coding assistant. You assign ICD-10-CM diagnosis codes."
+INSTRUCTION = ("Read the doctor-patient dialogue and answer with the ICD-10-CM code of the main "
+               "diagnosis, nothing else.")
+
+
+def main():
+    gguf, csv_path, n, decode = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    directory, name = gguf.rsplit("/", 1) if "/" in gguf else (".", gguf)
+    tok = AutoTokenizer.from_pretrained(directory, gguf_file=name)
+    model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=name, torch_dtype=torch.float32)
+    model.eval()
+    with open(csv_path, newline="") as f:
+        texts = [row["Dialogue"] for row in csv.DictReader(f)][:n]
+
+    def prompt_ids(text):
+        messages = [{"role": "system", "content": SYSTEM},
+                    {"role": "user", "content": f"{INSTRUCTION}\n\nDialogue:\n{text}"}]
+        return tok.apply_chat_template(messages, add_generation_prompt=True)
+
+    ids = []
+    for text in texts * 10:
+        ids += prompt_ids(text)
+        if len(ids) >= 512:
+            break
+    x = torch.tensor([ids[:512]])
+    print(f"torch_threads {torch.get_num_threads()}")
+    with torch.inference_mode():
+        model(x[:, :16])
+        t = time.perf_counter()
+        out = model(x, use_cache=True)
+        print(f"torch_prefill_tok_s {512 / (time.perf_counter() - t):.1f}")
+        past = out.past_key_values
+        nxt = out.logits[:, -1].argmax(-1, keepdim=True)
+        t = time.perf_counter()
+        for _ in range(decode):
+            out = model(nxt, past_key_values=past, use_cache=True)
+            past = out.past_key_values
+            nxt = out.logits[:, -1].argmax(-1, keepdim=True)
+        print(f"torch_decode_tok_s {decode / (time.perf_counter() - t):.1f}")
+        t = time.perf_counter()
+        new = 0
+        for text in texts:
+            p = torch.tensor([prompt_ids(text)])
+            g = model.generate(p, max_new_tokens=50, do_sample=False,
+                               pad_token_id=tok.eos_token_id)
+            new += g.shape[1] - p.shape[1]
+        dt = time.perf_counter() - t
+        print(f"torch_greedy50_dialogues_s {len(texts) / dt:.3f}")
+        print(f"torch_greedy50_mean_new_tokens {new / len(texts):.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+//! [`infer::StepModel`] for an [`lm::Model`]: batched left-padded prefill, cache row selection and
+//! batched one-token decode, each returning only the next-token logits (the LM head runs on one
+//! position per row, never on the whole prompt).
+
+use candle_core::{DType, Tensor};
+use infer::{InferError, Logits, StepModel};
+use lm::{KvCache, LogitPositions, Model};
+
+/// A borrowed model seen as a step-wise generator. Counts the work it did, for benchmarks.
+pub struct LmStep<'a> {
+    model: &'a Model,
+    /// Token positions run through the model (prompt tokens and padding of prefills, plus one per
+    /// row and step).
+    pub tokens_processed: usize,
+}
+
+impl<'a> LmStep<'a> {
+    pub fn new(model: &'a Model) -> LmStep<'a> {
+        LmStep {
+            model,
+            tokens_processed: 0,
+        }
+    }
+}
+
+fn model_err(op: &'static str) -> impl Fn(lm::LmError) -> InferError {
+    move |e| InferError::Model {
+        op,
+        message: e.to_string(),
+    }
+}
+
+fn candle_err(op: &'static str) -> impl Fn(candle_core::Error) -> InferError {
+    move |e| InferError::Model {
+        op,
+        message: e.to_string(),
+    }
+}
+
+/// `[B, V]` logits on the device to the flat host matrix `infer` works on.
+fn to_logits(t: &Tensor, op: &'static str) -> infer::Result<Logits> {
+    let (_, v) = t.dims2().map_err(candle_err(op))?;
+    let data = t
+        .to_dtype(DType::F32)
+        .and_then(|t| t.flatten_all())
+        .and_then(|t| t.to_vec1::<f32>())
+        .map_err(candle_err(op))?;
+    Logits::new(v, data)
+}
+
+impl StepModel for LmStep<'_> {
+    type Cache = KvCache;
+
+    fn vocab_size(&self) -> usize {
+        self.model.config().vocab_size
+    }
+
+    fn prefill(&mut self, prompts: &[Vec<u32>]) -> infer::Result<(KvCache, Logits)> {
+        let device = self.model.device();
+        let b = prompts.len();
+        let t = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        if b == 0 || t == 0 {
+            return Err(InferError::Option {
+                option: "prompts",
+                value: format!("{b} prompts of at most {t} tokens"),
+                reason: "prefill needs at least one non-empty prompt",
+            });
+        }
+        // Left padding: every row's last token is at the end, so decode steps append in line.
+        let mut ids = Vec::with_capacity(b * t);
+        let mut real = Vec::with_capacity(b * t);
+        for p in prompts {
+            let pad = t - p.len();
+            ids.extend(std::iter::repeat_n(0u32, pad));
+            ids.extend_from_slice(p);
+            real.extend(std::iter::repeat_n(0u32, pad));
+            real.extend(std::iter::repeat_n(1u32, p.len()));
+        }
+        let ids = Tensor::from_vec(ids, (b, t), device).map_err(candle_err("prefill"))?;
+        let mask = if prompts.iter().all(|p| p.len() == t) {
+            None
+        } else {
+            Some(Tensor::from_vec(real, (b, t), device).map_err(candle_err("prefill"))?)
+        };
+        let mut cache = self.model.new_cache();
+        let logits = self
+            .model
+            .forward(&ids, mask.as_ref(), &mut cache, &LogitPositions::Last)
+            .map_err(model_err("prefill"))?;
+        self.tokens_processed += b * t;
+        Ok((cache, to_logits(&logits, "prefill")?))
+    }
+
+    fn select(&mut self, cache: KvCache, rows: &[usize]) -> infer::Result<KvCache> {
+        if rows.len() == cache.batch_size() && rows.iter().enumerate().all(|(i, &r)| i == r) {
+            return Ok(cache);
+        }
+        cache.select_rows(rows).map_err(model_err("select"))
+    }
+
+    fn step(&mut self, cache: &mut KvCache, tokens: &[u32]) -> infer::Result<Logits> {
+        let ids = Tensor::from_vec(tokens.to_vec(), (tokens.len(), 1), self.model.device())
+            .map_err(candle_err("step"))?;
+        let logits = self
+            .model
+            .forward(&ids, None, cache, &LogitPositions::Last)
+            .map_err(model_err("step"))?;
+        self.tokens_processed += tokens.len();
+        to_logits(&logits, "step")
+    }
+}

@@ -1,0 +1,3 @@
+mod engine;
+mod resolve;
+pub mod tiny;
