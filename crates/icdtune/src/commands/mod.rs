@@ -5,8 +5,8 @@ mod eval;
 mod fetch;
 mod icd;
 mod predict;
-mod serve;
 mod report;
+mod serve;
 mod train;
 
 use crate::args::Command;

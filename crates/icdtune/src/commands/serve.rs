@@ -93,4 +93,3 @@ fn serve_config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
     cfg.validate()?;
     Ok(cfg)
 }
-
