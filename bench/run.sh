@@ -8,9 +8,12 @@
 # Usage: bench/run.sh [GGUF] [N_DIALOGUES]
 #   GGUF          default models/SmolLM2-135M-Instruct.gguf
 #   N_DIALOGUES   default 20 (rows of data/demo/demo_dialogues.csv, column Dialogue)
-# Env: BENCH_VENV (default $CARGO_TARGET_DIR/bench-venv or target/bench-venv), BENCH_PYTHON=0 to
-#      skip the Python part, BENCH_PIP_INSTALL=1 to let the script pip install torch transformers
-#      gguf (PyPI's default Linux torch wheel is the CUDA build: several GB with its nvidia-* deps).
+# Env: BENCH_VENV (default $CARGO_TARGET_DIR/bench-venv or target/bench-venv): a throwaway
+#        virtualenv for the PyTorch side, created with `pip install torch transformers gguf` when
+#        missing (CPU torch wheel from BENCH_TORCH_INDEX, default PyTorch's CPU index, so no CUDA
+#        wheels are pulled in; needs the network once).
+#      BENCH_PIP_INSTALL=0  never create or install the venv (offline machines).
+#      BENCH_PYTHON=0       skip the Python part altogether.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GGUF=${1:-models/SmolLM2-135M-Instruct.gguf}
@@ -26,15 +29,19 @@ cargo build --release -q -p engine --example bench
 "$TARGET/release/examples/bench" "$GGUF" "$CSV" "$N" 32 | tee "$OUT"
 
 if [ "${BENCH_PYTHON:-1}" != 0 ]; then
-  if [ ! -x "$VENV/bin/python" ] && [ "${BENCH_PIP_INSTALL:-0}" = 1 ]; then
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q torch transformers gguf
+  if [ "${BENCH_PIP_INSTALL:-1}" != 0 ] \
+    && ! { [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import torch, transformers, gguf' 2>/dev/null; }; then
+    echo "creating $VENV (pip install torch transformers gguf; BENCH_PIP_INSTALL=0 skips this)"
+    python3 -m venv "$VENV" \
+      && "$VENV/bin/pip" install -q torch --index-url "${BENCH_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}" \
+      && "$VENV/bin/pip" install -q transformers gguf \
+      || echo "venv creation failed; the Python part is skipped"
   fi
   if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import torch, transformers, gguf' 2>/dev/null; then
     "$VENV/bin/python" bench/hf_baseline.py "$GGUF" "$CSV" "$N" 32 | tee "$OUT.py"
     cat "$OUT.py" >> "$OUT"
   else
-    echo "python part skipped: no venv with torch, transformers and gguf at $VENV (BENCH_PIP_INSTALL=1 creates it)"
+    echo "python part skipped: no venv with torch, transformers and gguf at $VENV (BENCH_PIP_INSTALL=0 was set or pip failed)"
   fi
 fi
 

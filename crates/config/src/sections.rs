@@ -188,6 +188,16 @@ pub enum Schedule {
     Constant,
 }
 
+/// Which forward pass computes training losses and gradients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrainForward {
+    /// Custom ops with hand-written backward passes and seeded LoRA dropout (fast, low memory).
+    Fast,
+    /// candle's stock differentiable ops: the slow oracle the fast path is tested against.
+    Reference,
+}
+
 /// Which end of an over-long dialogue is shortened; the answer is never cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -218,7 +228,10 @@ pub struct TrainingConfig {
     pub min_delta: f64,
     pub checkpoint_every: u64,
     pub keep_checkpoints: usize,
+    /// Keep only each decoder block's input and recompute the block during the backward pass
+    /// (fast forward only): less memory for one extra forward.
     pub recompute_activations: bool,
+    pub forward: TrainForward,
     pub seed: u64,
 }
 
@@ -242,6 +255,7 @@ impl Default for TrainingConfig {
             checkpoint_every: 100,
             keep_checkpoints: 2,
             recompute_activations: false,
+            forward: TrainForward::Fast,
             seed: 42,
         }
     }
@@ -260,6 +274,9 @@ impl TrainingConfig {
         }
         if self.max_seq_len < 16 {
             return Err("max_seq_len must be at least 16".into());
+        }
+        if self.recompute_activations && self.forward == TrainForward::Reference {
+            return Err("recompute_activations needs forward = \"fast\"".into());
         }
         Ok(())
     }

@@ -15,8 +15,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The whole experiment from one config: baselines, zero-shot LLMs, LoRA-finetuned SLMs, one report
+    Run(RunArgs),
     /// Inspect, validate and split a dataset
     Data(DataArgs),
+    /// Memorisation audit of a trained adapter: canary exposure, membership inference, extraction
+    Audit(AuditArgs),
     /// Look up ICD-10 codes or search them by description
     Icd(IcdArgs),
     /// Predict and score a model or baseline on a dataset; writes predictions, metrics and the report
@@ -181,6 +185,45 @@ pub struct EvalArgs {
     pub out: std::path::PathBuf,
 }
 
+/// Which arms of the comparison `icdtune run` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Experiment {
+    /// Every LLM zero-shot on the test split
+    Baseline,
+    /// Every SLM zero-shot, then LoRA-finetuned and evaluated again
+    Training,
+    /// Both, plus the TF-IDF and most-frequent baselines, in one report with paired tests
+    Full,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// TOML config: [data], [[models.llm]], [[models.slm]], [training], [lora], [eval], [tracking]
+    #[arg(long, value_name = "FILE")]
+    pub config: std::path::PathBuf,
+    /// Which arms to run
+    #[arg(long, value_enum, default_value = "full")]
+    pub experiment: Experiment,
+    /// Zero-shot model(s) instead of the config's [[models.llm]] (repeatable; NAME=SPEC or SPEC)
+    #[arg(long = "model-llm", value_name = "ID")]
+    pub model_llm: Vec<String>,
+    /// Model(s) to finetune instead of the config's [[models.slm]] (repeatable; NAME=SPEC or SPEC)
+    #[arg(long = "model-slm", value_name = "ID")]
+    pub model_slm: Vec<String>,
+    /// Reuse the newest adapter trained on the same weights and split (found by hash) instead of training
+    #[arg(long)]
+    pub skip_training: bool,
+    /// Evaluate on at most N test examples (overrides eval.limit; 0 = all)
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Root of run directories (overrides tracking.output_dir)
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<std::path::PathBuf>,
+    /// Start a new run directory and redo every stage instead of continuing the last run of this config
+    #[arg(long)]
+    pub force: bool,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {
     /// Run directories (each with <model>/metrics.json and predictions.jsonl)
@@ -287,6 +330,10 @@ pub struct TrainArgs {
     /// Also write the merged full model (merged.safetensors)
     #[arg(long)]
     pub merged: bool,
+    /// Plant N random fake secrets (canaries) in a copy of the training data for `icdtune audit`
+    /// (overrides privacy.canaries; recorded in --out/canaries.json)
+    #[arg(long, value_name = "N")]
+    pub canaries: Option<usize>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -312,4 +359,42 @@ pub struct ServeArgs {
     /// Config file; its [prompt] section must match the one the adapter was trained with
     #[arg(long, value_name = "FILE")]
     pub config: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AuditArgs {
+    /// Base model the adapter was trained on: HF folder, .gguf file or cached ORG/NAME
+    #[arg(long, value_name = "SPEC")]
+    pub model: String,
+    /// Adapter folder written by `icdtune train` (its parent holds split.json and canaries.json)
+    #[arg(long, value_name = "DIR")]
+    pub adapter: std::path::PathBuf,
+    /// The dataset the adapter was trained on
+    #[arg(long, value_name = "SPEC")]
+    pub dataset: String,
+    /// TOML config of the training run: [data], [prompt], [training] (max_seq_len), [eval] (bootstrap)
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+    /// split.json of the training run (default: next to the adapter, else split --dataset)
+    #[arg(long, value_name = "FILE")]
+    pub split_file: Option<std::path::PathBuf>,
+    /// canaries.json of the training run (default: next to the adapter when present)
+    #[arg(long, value_name = "FILE")]
+    pub canaries: Option<std::path::PathBuf>,
+    /// Random candidates each canary is ranked among
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub candidates: usize,
+    /// Most training and most held-out examples scored for membership inference (each side)
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    pub limit: usize,
+    /// Training dialogues prompted for verbatim extraction
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub extraction: usize,
+    /// Continuation tokens generated and compared per extraction example
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    pub max_new_tokens: usize,
+    /// Where privacy.json goes (default: the run directory of the adapter); report.html and
+    /// results.json there are rebuilt when it holds evaluated models
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<std::path::PathBuf>,
 }

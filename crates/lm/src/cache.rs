@@ -1,35 +1,78 @@
 //! The KV cache lives outside the model so that one model serves many independent batches
 //! (and beam search can reorder rows) without interior mutability.
+//!
+//! Layout, chosen for beam search over long prompts with short answers:
+//! - the **prefix** is what the first forward (the prefill) computed, `[P, Tp, kv_heads,
+//!   head_dim]` per layer. It is never copied: rows that continue the same prompt (the beams of
+//!   one prompt) point at one prefix row, so forking a beam costs nothing for the prompt.
+//! - the **own** slots are what each row appended since, in buffers `[B, capacity, kv_heads,
+//!   head_dim]` preallocated in chunks of [`CHUNK`] tokens and written in place; a decode step
+//!   copies only its new token in, and selecting rows copies only these few slots.
 
-use candle_core::Tensor;
+use candle_core::{DType, Device, Tensor};
 
 use crate::error::{LmError, Result};
 
+/// Own slots are allocated this many at a time.
+pub const CHUNK: usize = 64;
+
+/// Keys and values of one layer.
+#[derive(Debug)]
+pub(crate) struct LayerKv {
+    /// `(k, v)` of the prefill, `[P, Tp, kv_heads, head_dim]` after RoPE.
+    pub(crate) prefix: Option<(Tensor, Tensor)>,
+    /// `(k, v)` buffers `[B, capacity, kv_heads, head_dim]`; slots `0..own_len` are filled.
+    pub(crate) own: Option<(Tensor, Tensor)>,
+}
+
 /// Keys and values of every layer for a batch of sequences, with which cache slots hold real
 /// tokens and the next RoPE position of each sequence.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct KvCache {
-    /// Per layer `(k, v)`, each `[B, kv_heads, Tkv, head_dim]` after RoPE.
-    pub(crate) layers: Vec<Option<(Tensor, Tensor)>>,
-    /// `[B][Tkv]`: slot holds a real (not padding) token.
-    pub(crate) key_real: Vec<Vec<bool>>,
+    pub(crate) layers: Vec<LayerKv>,
+    /// `[P][Tp]`: prefix slot holds a real (not padding) token.
+    pub(crate) prefix_real: Vec<Vec<bool>>,
+    /// Prefix row of each sequence.
+    pub(crate) rows: Vec<usize>,
+    /// `[B][own_len]`: own slot holds a real token.
+    pub(crate) own_real: Vec<Vec<bool>>,
+    /// Filled own slots (the same for every row).
+    pub(crate) own_len: usize,
     /// Next position id per sequence.
     pub(crate) next_pos: Vec<u32>,
+}
+
+/// A deep copy of the own slots (they are written in place, so two caches must never share a
+/// buffer); the prefix is immutable and shared.
+impl Clone for KvCache {
+    fn clone(&self) -> Self {
+        let all: Vec<usize> = (0..self.batch_size()).collect();
+        self.select_rows(&all)
+            .expect("selecting every row of a consistent cache")
+    }
 }
 
 impl KvCache {
     /// An empty cache for a model with `num_layers` layers.
     pub fn new(num_layers: usize) -> Self {
         Self {
-            layers: vec![None; num_layers],
-            key_real: Vec::new(),
+            layers: (0..num_layers)
+                .map(|_| LayerKv {
+                    prefix: None,
+                    own: None,
+                })
+                .collect(),
+            prefix_real: Vec::new(),
+            rows: Vec::new(),
+            own_real: Vec::new(),
+            own_len: 0,
             next_pos: Vec::new(),
         }
     }
 
-    /// Number of cached slots (including padding).
+    /// Number of cached slots per sequence (including padding).
     pub fn len(&self) -> usize {
-        self.key_real.first().map_or(0, Vec::len)
+        self.prefix_real.first().map_or(0, Vec::len) + self.own_len
     }
 
     pub fn is_empty(&self) -> bool {
@@ -38,7 +81,7 @@ impl KvCache {
 
     /// Number of sequences, 0 before the first forward.
     pub fn batch_size(&self) -> usize {
-        self.key_real.len()
+        self.rows.len()
     }
 
     /// The next position id of each sequence (its count of real tokens so far).
@@ -47,7 +90,7 @@ impl KvCache {
     }
 
     /// A cache holding the given rows in the given order (beam reordering, dropping finished
-    /// sequences). Rows may repeat.
+    /// sequences). Rows may repeat. Only the own slots are copied; the prefix is shared.
     pub fn select_rows(&self, rows: &[usize]) -> Result<Self> {
         let b = self.batch_size();
         if let Some(&bad) = rows.iter().find(|&&r| r >= b) {
@@ -55,24 +98,76 @@ impl KvCache {
                 "cache row {bad} out of range for batch size {b}"
             )));
         }
-        let device = match self.layers.iter().flatten().next() {
-            Some((k, _)) => k.device().clone(),
-            None => return Ok(Self::new(self.layers.len())),
-        };
-        let idx: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
-        let idx = Tensor::new(idx.as_slice(), &device)?;
         let layers = self
             .layers
             .iter()
-            .map(|l| match l {
-                Some((k, v)) => Ok(Some((k.index_select(&idx, 0)?, v.index_select(&idx, 0)?))),
-                None => Ok(None),
+            .map(|l| {
+                Ok(LayerKv {
+                    prefix: l.prefix.clone(),
+                    own: match &l.own {
+                        Some((k, v)) => Some((
+                            select_slots(k, rows, self.own_len)?,
+                            select_slots(v, rows, self.own_len)?,
+                        )),
+                        None => None,
+                    },
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             layers,
-            key_real: rows.iter().map(|&r| self.key_real[r].clone()).collect(),
+            prefix_real: self.prefix_real.clone(),
+            rows: rows.iter().map(|&r| self.rows[r]).collect(),
+            own_real: rows.iter().map(|&r| self.own_real[r].clone()).collect(),
+            own_len: self.own_len,
             next_pos: rows.iter().map(|&r| self.next_pos[r]).collect(),
         })
     }
+
+    /// Makes room for `t` more own slots in every layer. Contents and `own_len` are unchanged,
+    /// so a forward that fails later leaves the cache as it was.
+    pub(crate) fn reserve(
+        &mut self,
+        t: usize,
+        kv_heads: usize,
+        head_dim: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<()> {
+        let b = self.batch_size();
+        let need = self.own_len + t;
+        let len = self.own_len;
+        for layer in &mut self.layers {
+            let cap = layer.own.as_ref().map_or(Ok(0), |(k, _)| k.dim(1))?;
+            if need <= cap {
+                continue;
+            }
+            let new_cap = need.div_ceil(CHUNK) * CHUNK;
+            let grow = |old: Option<&Tensor>| -> Result<Tensor> {
+                let buf = Tensor::zeros((b, new_cap, kv_heads, head_dim), dtype, device)?;
+                if let Some(old) = old.filter(|_| len > 0) {
+                    buf.slice_set(&old.narrow(1, 0, len)?.contiguous()?, 1, 0)?;
+                }
+                Ok(buf)
+            };
+            let k = grow(layer.own.as_ref().map(|(k, _)| k))?;
+            let v = grow(layer.own.as_ref().map(|(_, v)| v))?;
+            layer.own = Some((k, v));
+        }
+        Ok(())
+    }
+}
+
+/// Rows `rows` of the first `len` slots of a `[B, capacity, kv, D]` buffer, in a fresh buffer
+/// of the same capacity (so the copy can be appended to in place).
+fn select_slots(buf: &Tensor, rows: &[usize], len: usize) -> Result<Tensor> {
+    let (_, cap, kv, d) = buf.dims4()?;
+    let out = Tensor::zeros((rows.len(), cap, kv, d), buf.dtype(), buf.device())?;
+    if len > 0 && !rows.is_empty() {
+        let idx: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
+        let idx = Tensor::new(idx.as_slice(), buf.device())?;
+        let picked = buf.narrow(1, 0, len)?.contiguous()?.index_select(&idx, 0)?;
+        out.slice_set(&picked, 1, 0)?;
+    }
+    Ok(out)
 }

@@ -22,9 +22,11 @@
 //! ```
 
 pub mod adapter;
+mod attention;
 pub mod cache;
 pub mod config;
 pub mod error;
+mod fused;
 pub mod linear;
 pub mod lora;
 pub mod mask;

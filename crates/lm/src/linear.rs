@@ -152,6 +152,25 @@ impl Linear {
         Ok(y)
     }
 
+    /// Inference forward (no dropout, no gradients needed): all leading dimensions are folded
+    /// into one so each weight is read once per call, not once per batch row as a batched matmul
+    /// against a broadcast weight does. Same values as [`Linear::forward`] with `train = false`.
+    pub fn forward_inference(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims();
+        let Some((&inner, lead)) = dims.split_last() else {
+            return self.forward(x, false);
+        };
+        if lead.len() < 2 {
+            return self.forward(x, false);
+        }
+        let rows: usize = lead.iter().product();
+        let flat = x.contiguous()?.reshape((rows, inner))?;
+        let y = self.forward(&flat, false)?;
+        let mut out = lead.to_vec();
+        out.push(self.out_dim);
+        Ok(y.reshape(out)?)
+    }
+
     /// `scale * B A`, the dense update the LoRA pair stands for.
     fn lora_delta(l: &LoraPair, dtype: DType) -> Result<Tensor> {
         let d = l.b.as_tensor().matmul(l.a.as_tensor())?;

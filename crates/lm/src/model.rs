@@ -7,6 +7,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor, Var, D};
 
+use crate::attention::{self, Heads, Own, Shared};
 use crate::cache::KvCache;
 use crate::config::ModelConfig;
 use crate::error::{LmError, Result};
@@ -308,9 +309,8 @@ impl Model {
             .reshape((b, t, self.config.hidden_size))?)
     }
 
-    /// Attention of one layer. `history` holds cached `(k, v)` (inference) and receives the new
-    /// concatenation; `mask` is `[B, 1, T, Tkv]`.
-    #[allow(clippy::too_many_arguments)]
+    /// Attention of one layer without a cache (the reference forward); `mask` is
+    /// `[B, 1, T, T]`.
     fn attention(
         &self,
         layer: &Layer,
@@ -318,7 +318,6 @@ impl Model {
         cos: &Tensor,
         sin: &Tensor,
         mask: &Tensor,
-        history: Option<&mut Option<(Tensor, Tensor)>>,
         kernels: Kernels,
     ) -> Result<Tensor> {
         let cfg = &self.config;
@@ -333,15 +332,7 @@ impl Model {
         let k = heads(layer.k_proj.forward(x, train)?, cfg.num_kv_heads)?;
         let v = heads(layer.v_proj.forward(x, train)?, cfg.num_kv_heads)?;
         let q = kernels.rope(&q, cos, sin)?;
-        let mut k = kernels.rope(&k, cos, sin)?;
-        let mut v = v;
-        if let Some(slot) = history {
-            if let Some((pk, pv)) = slot.as_ref() {
-                k = Tensor::cat(&[pk, &k], 2)?;
-                v = Tensor::cat(&[pv, &v], 2)?;
-            }
-            *slot = Some((k.clone(), v.clone()));
-        }
+        let k = kernels.rope(&k, cos, sin)?;
         let n_rep = cfg.num_heads / cfg.num_kv_heads;
         let kvh = cfg.num_kv_heads;
         let tkv = k.dim(2)?;
@@ -374,6 +365,15 @@ impl Model {
         layer.down_proj.forward(&(gate * up)?, train)
     }
 
+    /// The MLP of the inference forward: fused SwiGLU (see [`crate::fused::swiglu`]).
+    fn mlp_inference(&self, layer: &Layer, x: &Tensor) -> Result<Tensor> {
+        let gate = layer.gate_proj.forward_inference(x)?;
+        let up = layer.up_proj.forward_inference(x)?;
+        layer
+            .down_proj
+            .forward_inference(&crate::fused::swiglu(&gate, &up)?)
+    }
+
     /// Runs all layers; `cache` is `None` for the reference forward.
     fn run(
         &self,
@@ -387,46 +387,148 @@ impl Model {
             return Err(LmError::Input("empty input (T = 0)".into()));
         }
         let real = mask::real_tokens(attention_mask, b, t)?;
-        let (start, mut key_real) = match cache.as_deref() {
-            Some(c) if !c.is_empty() => {
-                if c.batch_size() != b {
-                    return Err(LmError::Input(format!(
-                        "batch of {b} rows against a cache of {} rows",
-                        c.batch_size()
-                    )));
-                }
-                (c.next_pos.clone(), c.key_real.clone())
-            }
-            _ => (vec![0; b], vec![Vec::new(); b]),
-        };
-        for (keys, new) in key_real.iter_mut().zip(&real) {
-            keys.extend_from_slice(new);
+        if let Some(cache) = cache {
+            let hidden = self.run_cached(input_ids, &real, cache)?;
+            return Ok((hidden, real));
         }
-        self.check_length(key_real[0].len())?;
-        let (pos, next) = mask::positions(&real, &start);
+        self.check_length(t)?;
+        let (pos, _) = mask::positions(&real, &vec![0; b]);
         let (cos, sin) = self.rope.tables(&pos, self.dtype)?;
-        let mask = mask::additive_mask(&key_real, t, &self.device)?;
+        let mask = mask::additive_mask(&real, t, &self.device)?;
         let mut x = self.embed(input_ids)?;
-        // New cache entries are committed only after every layer succeeded, so an error leaves
-        // the caller's cache as it was.
-        let mut slots: Option<Vec<Option<(Tensor, Tensor)>>> =
-            cache.as_deref().map(|c| c.layers.clone());
         let eps = self.config.rms_norm_eps;
-        for (i, layer) in self.layers.iter().enumerate() {
+        for layer in &self.layers {
             let h = kernels.rms_norm(&x, &layer.input_norm, eps)?;
-            let history = slots.as_mut().map(|s| &mut s[i]);
-            let a = self.attention(layer, &h, &cos, &sin, &mask, history, kernels)?;
+            let a = self.attention(layer, &h, &cos, &sin, &mask, kernels)?;
             x = (x + a)?;
             let h = kernels.rms_norm(&x, &layer.post_attention_norm, eps)?;
             x = (&x + self.mlp(layer, &h, kernels)?)?;
         }
         let hidden = kernels.rms_norm(&x, &self.norm, eps)?;
-        if let Some(c) = cache {
-            c.layers = slots.unwrap_or_default();
-            c.key_real = key_real;
-            c.next_pos = next;
-        }
         Ok((hidden, real))
+    }
+
+    /// The inference layers: fused kernels, keys and values appended to `cache` in place. The
+    /// cache's length and masks advance only after every layer succeeded, so an error leaves it
+    /// as it was (slots past its length may have been written; they are never read).
+    fn run_cached(
+        &self,
+        input_ids: &Tensor,
+        real: &[Vec<bool>],
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        let (b, t) = input_ids.dims2()?;
+        let cfg = &self.config;
+        let prefill = cache.is_empty();
+        if !prefill && cache.batch_size() != b {
+            return Err(LmError::Input(format!(
+                "batch of {b} rows against a cache of {} rows",
+                cache.batch_size()
+            )));
+        }
+        self.check_length(cache.len() + t)?;
+        let start = if prefill {
+            vec![0; b]
+        } else {
+            cache.next_pos.clone()
+        };
+        let (pos, next) = mask::positions(real, &start);
+        let (cos, sin) = self.rope.tables(&pos, self.dtype)?;
+        let own_real: Vec<Vec<bool>> = if prefill {
+            real.to_vec()
+        } else {
+            cache.reserve(t, cfg.num_kv_heads, cfg.head_dim, self.dtype, &self.device)?;
+            cache
+                .own_real
+                .iter()
+                .zip(real)
+                .map(|(own, new)| [own.as_slice(), new].concat())
+                .collect()
+        };
+        let mut prefix = Vec::with_capacity(if prefill { self.layers.len() } else { 0 });
+        let mut x = self.embed(input_ids)?;
+        let eps = cfg.rms_norm_eps;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let h = Kernels::Fused.rms_norm(&x, &layer.input_norm, eps)?;
+            let (q, k, v) = self.qkv_thd(layer, &h, &cos, &sin)?;
+            let heads = Heads {
+                q: cfg.num_heads,
+                kv: cfg.num_kv_heads,
+                dim: cfg.head_dim,
+            };
+            let y = if prefill {
+                let own = Own {
+                    k: &k,
+                    v: &v,
+                    len: t,
+                    real: &own_real,
+                };
+                let y = attention::attend(&q, None, &own, heads)?;
+                prefix.push((k, v));
+                y
+            } else {
+                let layer_kv = &cache.layers[i];
+                let (Some((pk, pv)), Some((ok, ov))) = (&layer_kv.prefix, &layer_kv.own) else {
+                    return Err(LmError::Input(format!("cache layer {i} is empty")));
+                };
+                ok.slice_set(&k, 1, cache.own_len)?;
+                ov.slice_set(&v, 1, cache.own_len)?;
+                let shared = Shared {
+                    k: pk,
+                    v: pv,
+                    rows: &cache.rows,
+                    real: &cache.prefix_real,
+                };
+                let own = Own {
+                    k: ok,
+                    v: ov,
+                    len: cache.own_len + t,
+                    real: &own_real,
+                };
+                attention::attend(&q, Some(&shared), &own, heads)?
+            };
+            x = (x + layer.o_proj.forward_inference(&y)?)?;
+            let h = Kernels::Fused.rms_norm(&x, &layer.post_attention_norm, eps)?;
+            x = (&x + self.mlp_inference(layer, &h)?)?;
+        }
+        let hidden = Kernels::Fused.rms_norm(&x, &self.norm, eps)?;
+        if prefill {
+            for (slot, kv) in cache.layers.iter_mut().zip(prefix) {
+                slot.prefix = Some(kv);
+                slot.own = None;
+            }
+            cache.prefix_real = real.to_vec();
+            cache.rows = (0..b).collect();
+            cache.own_real = vec![Vec::new(); b];
+            cache.own_len = 0;
+        } else {
+            cache.own_real = own_real;
+            cache.own_len += t;
+        }
+        cache.next_pos = next;
+        Ok(hidden)
+    }
+
+    /// Queries, keys and values `[B, T, heads, head_dim]` after RoPE, token-major as the cache
+    /// and the inference attention read them (no transposes).
+    fn qkv_thd(
+        &self,
+        layer: &Layer,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let cfg = &self.config;
+        let (b, t, _) = x.dims3()?;
+        let split = |y: Tensor, n: usize| y.reshape((b, t, n, cfg.head_dim));
+        let q = split(layer.q_proj.forward_inference(x)?, cfg.num_heads)?;
+        let k = split(layer.k_proj.forward_inference(x)?, cfg.num_kv_heads)?;
+        let v = split(layer.v_proj.forward_inference(x)?, cfg.num_kv_heads)?;
+        Ok((
+            rope::rope_fused_thd(&q, cos, sin)?,
+            rope::rope_fused_thd(&k, cos, sin)?,
+            v.contiguous()?,
+        ))
     }
 
     fn logits(

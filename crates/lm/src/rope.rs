@@ -86,3 +86,9 @@ pub fn rope_reference(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> 
 pub fn rope_fused(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
     Ok(candle_nn::rotary_emb::rope(&x.contiguous()?, cos, sin)?)
 }
+
+/// Fused RoPE on the token-major layout `[B, T, heads, head_dim]` the inference forward and the
+/// KV cache use (no transposes; no backward).
+pub fn rope_fused_thd(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    Ok(candle_nn::rotary_emb::rope_thd(&x.contiguous()?, cos, sin)?)
+}

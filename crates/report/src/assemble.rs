@@ -38,6 +38,7 @@ pub fn assemble(
     let mut run_infos: Vec<RunInfo> = Vec::new();
     let mut models: Vec<(String, String, LoadedModel)> = Vec::new();
     let mut privacy = None;
+    let mut failures = Vec::new();
     let mut seen_runs = BTreeSet::new();
     for run in runs {
         let mut info = run.info;
@@ -48,6 +49,7 @@ pub fn assemble(
             k += 1;
         }
         privacy = privacy.or(run.privacy);
+        failures.extend(run.failures);
         for m in run.models {
             models.push((m.name.clone(), info.name.clone(), m));
         }
@@ -106,6 +108,7 @@ pub fn assemble(
         comparisons,
         privacy,
         excerpts,
+        failures,
     })
 }
 

@@ -132,6 +132,11 @@ pub fn render_html(results: &Results) -> Result<String, ReportError> {
         .privacy
         .as_ref()
         .map(|p| serde_json::to_string_pretty(p).unwrap_or_default());
+    // A typed audit gets readable tables; anything else is shown verbatim.
+    let audit = results
+        .privacy
+        .as_ref()
+        .and_then(|p| serde_json::from_value::<crate::PrivacyAudit>(p.clone()).ok());
     let mut env = Environment::new();
     env.add_template("report.html", TEMPLATE)
         .map_err(|e| ReportError::Render(e.to_string()))?;
@@ -148,7 +153,9 @@ pub fn render_html(results: &Results) -> Result<String, ReportError> {
         runs => runs,
         infos => infos,
         privacy => privacy,
+        audit => audit,
         excerpts => results.excerpts,
+        failures => results.failures,
         generated_at => results.generated_at,
         generator => results.generator,
         schema_version => results.schema_version,

@@ -13,6 +13,7 @@ mod files;
 mod html;
 mod load;
 mod plots;
+mod privacy;
 mod schema;
 
 pub use assemble::{assemble, primary_metric};
@@ -20,4 +21,10 @@ pub use error::ReportError;
 pub use files::{write_atomic, write_report};
 pub use html::{render_html, PLOT_IDS};
 pub use load::{load_run, read_model_info, write_model_info, LoadedModel, LoadedRun};
-pub use schema::{Excerpt, ModelInfo, ModelKind, ModelResult, Results, RunInfo, SCHEMA_VERSION};
+pub use privacy::{
+    CanaryAudit, CanaryExposure, ExposureGroup, ExtractionAudit, MembershipAudit, PrivacyAudit,
+};
+pub use schema::{
+    Excerpt, Failure, ModelInfo, ModelKind, ModelResult, Results, RunInfo, FAILURE_FILE,
+    SCHEMA_VERSION,
+};

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use types::Prediction;
 
 use crate::files::write_atomic;
-use crate::{ModelInfo, ModelKind, ReportError, RunInfo};
+use crate::{Failure, ModelInfo, ModelKind, ReportError, RunInfo, FAILURE_FILE};
 
 /// One model folder of a run.
 #[derive(Debug, Clone)]
@@ -30,6 +30,8 @@ pub struct LoadedRun {
     pub models: Vec<LoadedModel>,
     /// The audit's result (`privacy.json`, or the `privacy` field of an earlier `results.json`).
     pub privacy: Option<serde_json::Value>,
+    /// Models that failed (`<model>/failure.json`), in folder name order.
+    pub failures: Vec<Failure>,
 }
 
 /// Loads a run directory; model folders are visited in name order.
@@ -38,12 +40,18 @@ pub fn load_run(dir: &Path) -> Result<LoadedRun, ReportError> {
         path: dir.display().to_string(),
         source,
     })?;
-    let mut folders: Vec<_> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
+    let mut all: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+    all.sort();
+    let failures = all
+        .iter()
+        .map(|p| p.join(FAILURE_FILE))
+        .filter(|p| p.is_file())
+        .map(|p| read_json::<Failure>(&p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let folders: Vec<_> = all
+        .into_iter()
         .filter(|p| p.join("metrics.json").is_file())
         .collect();
-    folders.sort();
     if folders.is_empty() {
         return Err(ReportError::EmptyRun {
             path: dir.display().to_string(),
@@ -110,6 +118,7 @@ pub fn load_run(dir: &Path) -> Result<LoadedRun, ReportError> {
         },
         models,
         privacy,
+        failures,
     })
 }
 

@@ -30,6 +30,30 @@ pub struct Results {
     /// Dialogue excerpts for error analysis; absent unless the opt-in `show_excerpts` was set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub excerpts: Option<Vec<Excerpt>>,
+    /// Models of the merged runs that failed (`<model>/failure.json`); absent when none did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<Failure>,
+}
+
+/// File in a model folder that records why the model has no scores.
+pub const FAILURE_FILE: &str = "failure.json";
+
+/// A model that failed in `icdtune run`: the other models still ran, and the report says which one
+/// did not, at which stage and why (errors name files, fields and codes, never dialogue text).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    /// The model's folder name.
+    pub model: String,
+    /// `baseline`, `zero-shot`, `untrained` or `finetuned`.
+    pub arm: String,
+    /// The model spec as configured.
+    pub spec: String,
+    /// `load`, `train` or `eval`.
+    pub stage: String,
+    /// The error with its context chain.
+    pub error: String,
+    /// RFC 3339 UTC time of the failure.
+    pub failed_utc: String,
 }
 
 /// One merged run directory.

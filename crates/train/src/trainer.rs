@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::{Tensor, Var};
-use config::TrainingConfig;
+use config::{TrainForward, TrainingConfig};
 use lm::Model;
 use track::{JsonlAppender, TrainLogEntry};
 
@@ -17,6 +17,7 @@ use crate::batch::{collate, epoch_batches, eval_batches, Batch};
 use crate::checkpoint::{self, TrainState, CHECKPOINTS_DIR};
 use crate::encode::EncodedExample;
 use crate::error::{Result, TrainError};
+use crate::forward::{self, DropoutSite, FastPass};
 use crate::loss::{batch_nll_sum, scalar};
 use crate::optim::{clip_global_norm, learning_rate, warmup_steps, AdamW, AdamWParams};
 
@@ -147,6 +148,41 @@ fn restore(vars: &[(String, Var)], values: &HashMap<String, Tensor>, path: &Path
     Ok(())
 }
 
+/// How a step computes its losses and gradients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepPass {
+    pub forward: TrainForward,
+    /// Recompute block activations during the backward pass (fast forward only).
+    pub recompute: bool,
+    /// LoRA dropout on, with seeds from this site (its `micro` is set per micro-batch; the
+    /// reference forward draws unseeded masks). `None` disables dropout.
+    pub dropout: Option<DropoutSite>,
+}
+
+impl StepPass {
+    /// The pass of training step `step` (0-based) under `cfg`, dropout on.
+    pub fn training(cfg: &TrainingConfig, step: u64) -> Self {
+        Self {
+            forward: cfg.forward,
+            recompute: cfg.recompute_activations,
+            dropout: Some(DropoutSite {
+                seed: cfg.seed,
+                step,
+                micro: 0,
+            }),
+        }
+    }
+
+    /// A pass without dropout (gradient checks, evaluation).
+    pub fn deterministic(forward: TrainForward) -> Self {
+        Self {
+            forward,
+            recompute: false,
+            dropout: None,
+        }
+    }
+}
+
 /// Loss sum, supervised token count and gradients (in `vars` order) of micro-batches, each
 /// micro-batch's loss divided by the total supervised tokens of all of them before its backward:
 /// the sum of the gradients is then the gradient of the per-token mean over the accumulated
@@ -155,7 +191,7 @@ pub fn accumulate_gradients(
     model: &Model,
     vars: &[(String, Var)],
     batches: &[Batch],
-    train: bool,
+    pass: &StepPass,
 ) -> Result<(f64, usize, Vec<Tensor>)> {
     let n_tok: usize = batches.iter().map(Batch::loss_tokens).sum();
     if n_tok == 0 {
@@ -163,19 +199,42 @@ pub fn accumulate_gradients(
             "accumulated batch without supervised tokens".into(),
         ));
     }
+    if pass.recompute && pass.forward == TrainForward::Reference {
+        return Err(TrainError::Setup(
+            "activation recomputation needs the fast forward".into(),
+        ));
+    }
     let mut acc: Option<Vec<Tensor>> = None;
     let mut loss_sum = 0.0;
-    for batch in batches {
-        let nll = batch_nll_sum(model, batch, train)?;
-        loss_sum += scalar(&nll)?;
-        let store = (nll / n_tok as f64)?.backward()?;
-        let mut grads = Vec::with_capacity(vars.len());
-        for (name, var) in vars {
-            let g = store.get(var.as_tensor()).ok_or_else(|| {
-                TrainError::Setup(format!("LoRA variable {name} received no gradient"))
-            })?;
-            grads.push(g.clone());
-        }
+    for (micro, batch) in batches.iter().enumerate() {
+        let grads = match pass.forward {
+            TrainForward::Fast => {
+                let fast = FastPass {
+                    dropout: pass.dropout.map(|site| DropoutSite {
+                        micro: micro as u64,
+                        ..site
+                    }),
+                    recompute: pass.recompute,
+                };
+                let (loss, grads) =
+                    forward::loss_and_gradients(model, vars, batch, n_tok as f64, fast)?;
+                loss_sum += loss * n_tok as f64;
+                grads
+            }
+            TrainForward::Reference => {
+                let nll = batch_nll_sum(model, batch, pass.dropout.is_some())?;
+                loss_sum += scalar(&nll)?;
+                let store = (nll / n_tok as f64)?.backward()?;
+                let mut grads = Vec::with_capacity(vars.len());
+                for (name, var) in vars {
+                    let g = store.get(var.as_tensor()).ok_or_else(|| {
+                        TrainError::Setup(format!("LoRA variable {name} received no gradient"))
+                    })?;
+                    grads.push(g.clone());
+                }
+                grads
+            }
+        };
         acc = Some(match acc {
             None => grads,
             Some(prev) => prev
@@ -188,12 +247,13 @@ pub fn accumulate_gradients(
     Ok((loss_sum, n_tok, acc.unwrap_or_default()))
 }
 
-/// Per-token validation loss over `examples` (no dropout, no update).
+/// Per-token validation loss over `examples` (no dropout, no update) with the given forward.
 pub fn evaluate(
     model: &Model,
     examples: &[EncodedExample],
     batch_size: usize,
     pad_id: u32,
+    forward: TrainForward,
 ) -> Result<f64> {
     let lengths: Vec<usize> = examples.iter().map(|e| e.ids.len()).collect();
     let mut sum = 0.0;
@@ -201,7 +261,10 @@ pub fn evaluate(
     for idx in eval_batches(&lengths, batch_size) {
         let rows: Vec<&EncodedExample> = idx.iter().map(|&i| &examples[i]).collect();
         let batch = collate(&rows, pad_id, model.device())?;
-        sum += scalar(&batch_nll_sum(model, &batch, false)?.detach())?;
+        sum += match forward {
+            TrainForward::Fast => forward::nll_sum(model, &batch)?,
+            TrainForward::Reference => scalar(&batch_nll_sum(model, &batch, false)?.detach())?,
+        };
         n += batch.loss_tokens();
     }
     Ok(if n == 0 { f64::NAN } else { sum / n as f64 })
@@ -222,7 +285,8 @@ pub fn train(
         return Err(TrainError::Setup("no training examples".into()));
     }
     model.assert_trainable(&model.expected_trainable()?)?;
-    if model.lora_spec().is_some_and(|s| s.dropout > 0.0) {
+    if cfg.forward == TrainForward::Reference && model.lora_spec().is_some_and(|s| s.dropout > 0.0)
+    {
         tracing::warn!("LoRA dropout uses candle's unseeded RNG: runs are not bit-reproducible");
     }
     let vars = model.lora_vars();
@@ -330,7 +394,7 @@ pub fn train(
             real += b.real_tokens;
             micro.push(b);
         }
-        let (loss_sum, n_tok, mut grads) = accumulate_gradients(model, &vars, &micro, true)?;
+        let (loss_sum, n_tok, mut grads) = accumulate_gradients(model, &vars, &micro, &StepPass::training(cfg, step))?;
         let loss = loss_sum / n_tok as f64;
         let grad_norm = clip_global_norm(&mut grads, cfg.max_grad_norm)?;
         if !loss.is_finite() || !grad_norm.is_finite() {
@@ -371,7 +435,7 @@ pub fn train(
         if !val.is_empty()
             && ((cfg.eval_every > 0 && state.step.is_multiple_of(cfg.eval_every)) || last)
         {
-            let v = evaluate(model, val, cfg.batch_size, opts.pad_id)?;
+            let v = evaluate(model, val, cfg.batch_size, opts.pad_id, cfg.forward)?;
             let improved = state.best_val.is_none_or(|b| v < b - cfg.min_delta);
             if improved {
                 state.best_val = Some(v);

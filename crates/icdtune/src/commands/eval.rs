@@ -21,7 +21,7 @@ use types::{Example, Prediction};
 use crate::args::EvalArgs;
 
 /// Something that yields ranked predictions for examples.
-trait Predictor {
+pub(crate) trait Predictor {
     /// Predicts every example, `k` candidates each (more when a predicted set is longer).
     fn predict(&self, examples: &[Example], k: usize) -> anyhow::Result<Vec<Prediction>>;
     /// Settings worth recording next to the results.
@@ -62,14 +62,15 @@ impl Predictor for TfidfPredictor {
 }
 
 /// A trained predictor, its output folder name and its arm of the comparison.
-struct Built {
-    name: String,
-    kind: ModelKind,
-    predictor: Box<dyn Predictor>,
-    train_time_s: Option<f64>,
+pub(crate) struct Built {
+    pub name: String,
+    pub kind: ModelKind,
+    pub predictor: Box<dyn Predictor>,
+    pub train_time_s: Option<f64>,
 }
 
-fn build_predictor(spec: &str, train: &[Example], seed: u64) -> anyhow::Result<Built> {
+/// Fits a built-in baseline (`tfidf`, `most-frequent`) on the training examples.
+pub(crate) fn build_predictor(spec: &str, train: &[Example], seed: u64) -> anyhow::Result<Built> {
     let start = Instant::now();
     let (name, predictor): (&str, Box<dyn Predictor>) = match spec {
         "most-frequent" => (
@@ -106,19 +107,35 @@ impl Predictor for super::predict::LmEval {
     }
 }
 
-/// A language model (folder, .gguf or cached Hugging Face id), zero-shot or with `--adapter`.
+/// A language model (folder, .gguf or cached Hugging Face id), zero-shot or with an adapter, as a
+/// predictor writing into folder `name`.
+pub(crate) fn load_lm(
+    spec: &str,
+    adapter: Option<&Path>,
+    config: &Config,
+    table: &CodeTable,
+    name: String,
+) -> anyhow::Result<Built> {
+    let lm = super::predict::LmEval::load(spec, adapter, config, config.eval.constrained, table)?;
+    Ok(Built {
+        name,
+        kind: if lm.is_finetuned() {
+            ModelKind::Finetuned
+        } else {
+            ModelKind::ZeroShot
+        },
+        predictor: Box::new(lm),
+        // Loading is not training: load and trie times are in the details.
+        train_time_s: None,
+    })
+}
+
+/// `eval --model`: the folder is named after the model file (and adapter folder).
 fn build_lm_predictor(
     args: &EvalArgs,
     config: &Config,
     table: &CodeTable,
 ) -> anyhow::Result<Built> {
-    let lm = super::predict::LmEval::load(
-        &args.model,
-        args.adapter.as_deref(),
-        config,
-        config.eval.constrained,
-        table,
-    )?;
     let stem = |p: &Path| {
         p.file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -133,17 +150,7 @@ fn build_lm_predictor(
     if !config.eval.constrained {
         name.push_str("-free");
     }
-    Ok(Built {
-        name,
-        kind: if lm.is_finetuned() {
-            ModelKind::Finetuned
-        } else {
-            ModelKind::ZeroShot
-        },
-        predictor: Box::new(lm),
-        // Loading is not training: load and trie times are in the details.
-        train_time_s: None,
-    })
+    load_lm(&args.model, args.adapter.as_deref(), config, table, name)
 }
 
 /// Config file (or defaults) with the command-line flags on top.
@@ -270,22 +277,94 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     } else {
         build_lm_predictor(&args, &config, &table)?
     };
-    let k = args
-        .top_k
-        .unwrap_or_else(|| config.eval.top_k.iter().copied().max().unwrap_or(5));
+    let k = args.top_k.unwrap_or_else(|| largest_k(&config));
+    let setup = EvalSetup {
+        config: &config,
+        table: &table,
+        train: &train,
+        eval: &eval,
+        dataset: &args.dataset,
+        split: &split,
+        train_dataset: args.train_dataset.as_deref(),
+        k,
+    };
+    let folder = args.out.join(&built.name);
+    let scored = evaluate_into(&folder, &built, &args.model, &setup)?;
+    data::write_atomic(
+        &args.out.join("config.resolved.toml"),
+        config.to_toml_string().as_bytes(),
+    )?;
+    print!("{}", scored.summary());
+    rebuild_report(
+        &args.out,
+        &MetricsConfig::from_eval_config(&config.eval),
+        excerpts(&config, &eval).as_deref(),
+    )?;
+    println!("wrote {}", args.out.join("report.html").display());
+    Ok(())
+}
+
+/// The largest configured k: how many ranked candidates each prediction gets.
+pub(crate) fn largest_k(config: &Config) -> usize {
+    config.eval.top_k.iter().copied().max().unwrap_or(5)
+}
+
+/// The examples whose text the report may show: only with the `privacy.show_excerpts` opt-in.
+pub(crate) fn excerpts<'a>(config: &Config, eval: &'a [Example]) -> Option<Vec<&'a Example>> {
+    config
+        .privacy
+        .show_excerpts
+        .then(|| eval.iter().take(EXCERPTS).collect())
+}
+
+/// What one evaluation runs on and how it is recorded.
+pub(crate) struct EvalSetup<'a> {
+    pub config: &'a Config,
+    pub table: &'a CodeTable,
+    pub train: &'a [Example],
+    pub eval: &'a [Example],
+    /// Dataset spec and split name, recorded in `model.json`.
+    pub dataset: &'a str,
+    pub split: &'a str,
+    pub train_dataset: Option<&'a str>,
+    /// Ranked candidates per example.
+    pub k: usize,
+}
+
+/// A scored model: its metrics and the `model.json` written beside them.
+pub(crate) struct Scored {
+    pub metrics: ModelMetrics,
+    pub info: ModelInfo,
+    pub single_label: bool,
+}
+
+impl Scored {
+    /// The lines printed on stdout after a model is scored.
+    pub fn summary(&self) -> String {
+        summary(&self.metrics, &self.info, self.single_label)
+    }
+}
+
+/// Predicts every evaluation example with `built` and writes `predictions.jsonl`, `metrics.json`
+/// and `model.json` into `folder` (the one code path of `eval` and `run`).
+pub(crate) fn evaluate_into(
+    folder: &Path,
+    built: &Built,
+    spec: &str,
+    setup: &EvalSetup,
+) -> anyhow::Result<Scored> {
     let start = Instant::now();
-    let predictions = built.predictor.predict(&eval, k)?;
+    let predictions = built.predictor.predict(setup.eval, setup.k)?;
     let wall = start.elapsed().as_secs_f64();
 
-    let folder = args.out.join(&built.name);
-    std::fs::create_dir_all(&folder)?;
+    std::fs::create_dir_all(folder).with_context(|| format!("creating {}", folder.display()))?;
     metrics::write_predictions(&folder.join("predictions.jsonl"), &predictions)?;
-    let mcfg = MetricsConfig::from_eval_config(&config.eval);
+    let mcfg = MetricsConfig::from_eval_config(&setup.config.eval);
     let mut m = metrics::evaluate(
         &built.name,
         &predictions,
-        &table,
-        &train_counts(&train),
+        setup.table,
+        &train_counts(setup.train),
         &mcfg,
     )?;
     m.set_run_measurements(Some(wall), metrics::peak_rss_bytes());
@@ -293,34 +372,27 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let info = ModelInfo {
         name: built.name.clone(),
         kind: built.kind,
-        spec: args.model.clone(),
-        dataset: args.dataset.clone(),
-        split,
-        train_dataset: args.train_dataset.clone(),
-        n_train: train.len(),
-        n_eval: eval.len(),
+        spec: spec.to_string(),
+        dataset: setup.dataset.to_string(),
+        split: setup.split.to_string(),
+        train_dataset: setup.train_dataset.map(str::to_string),
+        n_train: setup.train.len(),
+        n_eval: setup.eval.len(),
         train_time_s: built.train_time_s,
         predict_time_s: wall,
         details: built.predictor.details(),
     };
-    report::write_model_info(&folder, &info)?;
-    data::write_atomic(
-        &args.out.join("config.resolved.toml"),
-        config.to_toml_string().as_bytes(),
-    )?;
+    report::write_model_info(folder, &info)?;
     let single_label = report::primary_metric([predictions.as_slice()]) == names::ACCURACY;
-    print!("{}", summary(&m, &info, single_label));
-    let excerpts = config
-        .privacy
-        .show_excerpts
-        .then(|| eval.iter().take(EXCERPTS).collect::<Vec<_>>());
-    rebuild_report(&args.out, &mcfg, excerpts.as_deref())?;
-    println!("wrote {}", args.out.join("report.html").display());
-    Ok(())
+    Ok(Scored {
+        metrics: m,
+        info,
+        single_label,
+    })
 }
 
 /// Number of training examples per code, for the frequency buckets.
-fn train_counts(train: &[Example]) -> HashMap<String, usize> {
+pub(crate) fn train_counts(train: &[Example]) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
     for ex in train {
         for code in &ex.codes {
@@ -338,7 +410,7 @@ const EXCERPT_CHARS: usize = 300;
 /// Rebuilds `results.json` and `report.html` of a run directory from every model folder in it. With
 /// `excerpts` (the privacy opt-in), those examples' text opens an error-analysis table next to every
 /// model's top candidates.
-fn rebuild_report(
+pub(crate) fn rebuild_report(
     dir: &Path,
     cfg: &MetricsConfig,
     excerpts: Option<&[&Example]>,

@@ -26,12 +26,15 @@ fn resolve_config(args: &TrainArgs) -> anyhow::Result<Config> {
     if let Some(n) = args.max_steps {
         config.training.max_steps = n;
     }
+    if let Some(n) = args.canaries {
+        config.privacy.canaries = n;
+    }
     config.validate("command line")?;
     Ok(config)
 }
 
 /// The inference renderer, built exactly as the evaluation engine builds it.
-fn chat_prompt(tok: &Tokenizer, config: &Config) -> anyhow::Result<ChatPrompt> {
+pub(crate) fn chat_prompt(tok: &Tokenizer, config: &Config) -> anyhow::Result<ChatPrompt> {
     let template = tok
         .chat_template()
         .context("the model's tokenizer has no chat template")?;
@@ -55,7 +58,7 @@ fn chat_prompt(tok: &Tokenizer, config: &Config) -> anyhow::Result<ChatPrompt> {
 }
 
 /// Ctrl-C sets the flag; the trainer then writes a checkpoint after the current step and returns.
-fn install_interrupt(flag: Arc<AtomicBool>) -> anyhow::Result<()> {
+pub(crate) fn install_interrupt(flag: Arc<AtomicBool>) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -98,86 +101,22 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         .into_iter()
         .cloned()
         .collect();
-
-    let path = engine::resolve_model(&args.model)?;
-    let tok = Tokenizer::load(&path).with_context(|| format!("tokenizer of {}", args.model))?;
-    let chat = chat_prompt(&tok, &config)?;
-    let enc = EncodeOptions {
-        max_seq_len: config.training.max_seq_len,
-        truncate_side: config.training.truncate_side,
-    };
-    let train_set = ::train::encode_all(&tok, &chat, &train_ex, &enc)?;
-    let val_set = ::train::encode_all(&tok, &chat, &val_ex, &enc)?;
-    eprintln!(
-        "{} training / {} validation examples; dialogues shortened to fit max_seq_len {}: {} / {}",
-        train_set.examples.len(),
-        val_set.examples.len(),
-        enc.max_seq_len,
-        train_set.truncated,
-        val_set.truncated
-    );
-
-    let mut model = Model::load(&path, &LoadOptions::default())
-        .with_context(|| format!("loading model {}", args.model))?;
-    let l = &config.lora;
-    model.add_lora(
-        &LoraSpec {
-            r: l.r,
-            alpha: l.alpha,
-            dropout: l.dropout,
-            targets: l.targets.clone(),
-        },
-        config.training.seed,
-    )?;
+    let train_ex = with_canaries(train_ex, &config, &args.out)?;
 
     let stop = Arc::new(AtomicBool::new(false));
     install_interrupt(stop.clone())?;
-    let opts = TrainOptions {
-        config: config.training.clone(),
-        out_dir: args.out.clone(),
-        base_model_name: args.model.clone(),
+    let job = TrainJob {
+        model: &args.model,
+        train: &train_ex,
+        validation: &val_ex,
+        out: &args.out,
         resume: args.resume,
-        pad_id: ::train::batch::choose_pad_id(tok.pad_id(), tok.eos_ids()),
-        stop: Some(stop),
-        halt_after_step: None,
         write_merged: args.merged,
+        stop,
     };
-    let bar = ProgressBar::hidden();
-    let mut on_progress = |p: &Progress| match p {
-        Progress::Started {
-            start_step,
-            total_steps,
-        } => {
-            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-            bar.set_length(*total_steps);
-            bar.set_position(*start_step);
-            bar.set_style(
-                ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  eta {eta}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
-        }
-        Progress::Step {
-            step,
-            loss,
-            tokens_per_s,
-            ..
-        } => {
-            bar.set_position(*step);
-            bar.set_message(format!("loss {loss:.4}  {tokens_per_s:.0} tok/s"));
-        }
-        Progress::Validation { step, val_loss, .. } => {
-            bar.println(format!("step {step}: validation loss {val_loss:.4}"));
-        }
-        Progress::Checkpoint { .. } => {}
-    };
-    let outcome = ::train::train(
-        &model,
-        &train_set.examples,
-        &val_set.examples,
-        &opts,
-        &mut on_progress,
-    )?;
-    bar.finish_and_clear();
+    let bar = TrainProgress::new();
+    let outcome = train_adapter(&job, &config, &mut |p| bar.show(p))?;
+    bar.finish();
     if outcome.interrupted {
         eprintln!(
             "interrupted at step {}/{}; checkpoint written, continue with --resume",
@@ -200,4 +139,148 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         adapter.display()
     );
     Ok(())
+}
+
+/// The training examples plus copies carrying `privacy.canaries` planted canaries (seeded by
+/// `training.seed`), recorded in `<out>/canaries.json` for `icdtune audit`. The copies live in
+/// memory only: the user's file and the originals are never changed.
+pub(crate) fn with_canaries(
+    mut train: Vec<types::Example>,
+    config: &Config,
+    out: &Path,
+) -> anyhow::Result<Vec<types::Example>> {
+    let n = config.privacy.canaries;
+    if n == 0 {
+        return Ok(train);
+    }
+    let mut set = audit::canary::generate(n, config.training.seed);
+    let copies = audit::canary::plant(&train, &mut set)?;
+    audit::canary::write(out, &set)?;
+    eprintln!(
+        "planted {n} canaries in {} copies of training dialogues (recorded in {})",
+        copies.len(),
+        out.join(audit::canary::CANARY_FILE).display()
+    );
+    train.extend(copies);
+    Ok(train)
+}
+
+/// One LoRA finetuning: the model, its training and validation examples and where it writes.
+pub(crate) struct TrainJob<'a> {
+    /// Model spec (folder, `.gguf`, cached HF id).
+    pub model: &'a str,
+    pub train: &'a [types::Example],
+    pub validation: &'a [types::Example],
+    /// Receives `adapter/`, `train_log.jsonl` and `checkpoints/`.
+    pub out: &'a Path,
+    /// Continue from the newest checkpoint in `out`.
+    pub resume: bool,
+    pub write_merged: bool,
+    /// Set by Ctrl-C: a checkpoint is written after the current step and training returns.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Encodes the examples with the model's own chat template, adds LoRA and trains (the one code
+/// path of `train` and `run`). The model is dropped on return, so its memory is released.
+pub(crate) fn train_adapter(
+    job: &TrainJob,
+    config: &Config,
+    on_progress: &mut dyn FnMut(&Progress),
+) -> anyhow::Result<::train::TrainOutcome> {
+    let path = engine::resolve_model(job.model)?;
+    let tok = Tokenizer::load(&path).with_context(|| format!("tokenizer of {}", job.model))?;
+    let chat = chat_prompt(&tok, config)?;
+    let enc = EncodeOptions {
+        max_seq_len: config.training.max_seq_len,
+        truncate_side: config.training.truncate_side,
+    };
+    let train_set = ::train::encode_all(&tok, &chat, job.train, &enc)?;
+    let val_set = ::train::encode_all(&tok, &chat, job.validation, &enc)?;
+    eprintln!(
+        "{} training / {} validation examples; dialogues shortened to fit max_seq_len {}: {} / {}",
+        train_set.examples.len(),
+        val_set.examples.len(),
+        enc.max_seq_len,
+        train_set.truncated,
+        val_set.truncated
+    );
+
+    let mut model = Model::load(&path, &LoadOptions::default())
+        .with_context(|| format!("loading model {}", job.model))?;
+    let l = &config.lora;
+    model.add_lora(
+        &LoraSpec {
+            r: l.r,
+            alpha: l.alpha,
+            dropout: l.dropout,
+            targets: l.targets.clone(),
+        },
+        config.training.seed,
+    )?;
+
+    let opts = TrainOptions {
+        config: config.training.clone(),
+        out_dir: job.out.to_path_buf(),
+        base_model_name: job.model.to_string(),
+        resume: job.resume,
+        pad_id: ::train::batch::choose_pad_id(tok.pad_id(), tok.eos_ids()),
+        stop: Some(job.stop.clone()),
+        halt_after_step: None,
+        write_merged: job.write_merged,
+    };
+    Ok(::train::train(
+        &model,
+        &train_set.examples,
+        &val_set.examples,
+        &opts,
+        on_progress,
+    )?)
+}
+
+/// The training progress bar on stderr (hidden until training starts).
+pub(crate) struct TrainProgress {
+    bar: ProgressBar,
+}
+
+impl TrainProgress {
+    pub fn new() -> TrainProgress {
+        TrainProgress {
+            bar: ProgressBar::hidden(),
+        }
+    }
+
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+
+    pub fn show(&self, p: &Progress) {
+        let bar = &self.bar;
+        match p {
+            Progress::Started {
+                start_step,
+                total_steps,
+            } => {
+                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                bar.set_length(*total_steps);
+                bar.set_position(*start_step);
+                bar.set_style(
+                    ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  eta {eta}")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                );
+            }
+            Progress::Step {
+                step,
+                loss,
+                tokens_per_s,
+                ..
+            } => {
+                bar.set_position(*step);
+                bar.set_message(format!("loss {loss:.4}  {tokens_per_s:.0} tok/s"));
+            }
+            Progress::Validation { step, val_loss, .. } => {
+                bar.println(format!("step {step}: validation loss {val_loss:.4}"));
+            }
+            Progress::Checkpoint { .. } => {}
+        }
+    }
 }

@@ -7,5 +7,8 @@ mod eval;
 mod fetch;
 mod icd;
 mod predict;
+mod privacy;
 mod report;
+mod run;
+mod serve;
 mod train;

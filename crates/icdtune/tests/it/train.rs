@@ -98,3 +98,149 @@ fn train_writes_a_peft_adapter_log_and_checkpoints_and_resumes() {
         .collect();
     assert_eq!(steps, vec![1, 2, 3, 4], "{log}");
 }
+
+/// Steps at which the killed run is stopped: after the first checkpoint that reaches this step.
+/// Seeded (`ICDTUNE_TEST_SEED`, default 5) so a failure can be replayed.
+fn kill_after_checkpoint_step() -> u64 {
+    let seed: u64 = std::env::var("ICDTUNE_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    // splitmix64 of the seed, mapped onto the checkpoints 2, 4, ..., 16.
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    2 * (1 + z % 8)
+}
+
+/// Newest checkpoint step under `dir/checkpoints` (finished folders only: `step-N`).
+fn newest_checkpoint(dir: &std::path::Path) -> Option<u64> {
+    std::fs::read_dir(dir.join("checkpoints"))
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.strip_prefix("step-")?.parse().ok())
+        .max()
+}
+
+#[test]
+fn sigkill_mid_run_then_resume_gives_the_uninterrupted_adapter_bit_for_bit() {
+    let t = TestCommand::new();
+    tiny::write_tiny_model(&t.path("tiny"), 3);
+    let data = write_dataset(&t);
+    // LoRA dropout on: the fast forward's seeded masks must be redrawn identically on resume.
+    let config = CONFIG.replace("dropout = 0.0", "dropout = 0.1");
+    let cfg = t.write("cfg.toml", config).display().to_string();
+    let steps = "40";
+    let args = |out: &str, resume: bool| {
+        let mut a = vec![
+            "train",
+            "--model",
+            "tiny",
+            "--dataset",
+            &data,
+            "--config",
+            &cfg,
+            "--out",
+            out,
+            "--max-steps",
+            steps,
+        ];
+        if resume {
+            a.push("--resume");
+        }
+        a.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let full = t.run(&args("full", false).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(full.status.success(), "{}", String::from_utf8_lossy(&full.stderr));
+
+    let target = kill_after_checkpoint_step();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_icdtune"))
+        .args(args("part", false))
+        .current_dir(t.dir())
+        .env_remove("ICDTUNE_LOG")
+        .env("HF_HUB_OFFLINE", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let part = t.path("part");
+    let started = std::time::Instant::now();
+    while newest_checkpoint(&part).is_none_or(|s| s < target) {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before checkpoint {target}"
+        );
+        assert!(started.elapsed().as_secs() < 120, "no checkpoint {target} after 120 s");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    child.kill().unwrap(); // SIGKILL on Unix: no handler runs, no final checkpoint.
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the run finished before it was killed");
+    assert!(!part.join("adapter").exists(), "killed run wrote an adapter");
+
+    let resumed = t.run(&args("part", true).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    let read = |d: &str| std::fs::read(t.path(d).join("adapter/adapter_model.safetensors")).unwrap();
+    assert!(read("full") == read("part"), "resumed adapter differs (killed after checkpoint {target})");
+}
+
+/// Opt-in: a short LoRA run of SmolLM2-135M on the CodiEsp training split whose validation loss
+/// falls. Set ICDTUNE_SMOLLM2_GGUF (the .gguf file) and ICDTUNE_CODIESP_DIR (the folder with
+/// train.jsonl.gz). Takes minutes on a CPU; run under `flock /tmp/icdtune-heavy.lock` on shared
+/// machines.
+#[test]
+fn smollm2_on_codiesp_validation_loss_falls_when_available() {
+    let (Some(gguf), Some(dir)) = (
+        std::env::var_os("ICDTUNE_SMOLLM2_GGUF"),
+        std::env::var_os("ICDTUNE_CODIESP_DIR"),
+    ) else {
+        eprintln!("skipped: set ICDTUNE_SMOLLM2_GGUF and ICDTUNE_CODIESP_DIR to run on SmolLM2 + CodiEsp");
+        return;
+    };
+    let t = TestCommand::new();
+    let data = std::path::Path::new(&dir).join("train.jsonl.gz");
+    // A small validation split keeps each evaluation short; loss on the code list only.
+    let cfg = t.write(
+        "codiesp.toml",
+        "[data]\ntext_column = \"text_en\"\ncodes_column = \"icd10cm_diagnosis\"\nid_column = \"id\"\n\
+         [data.split]\ntrain = 0.9\nvalidation = 0.05\ntest = 0.05\nseed = 42\n\
+         [data.policy]\nunknown_code = \"flag\"\nnon_leaf_code = \"flag\"\n\
+         [prompt]\ninstruction = \"Read the clinical case report and answer with all ICD-10-CM diagnosis codes it supports, separated by commas, nothing else.\"\n\
+         [training]\nbatch_size = 2\ngrad_accum = 2\nlearning_rate = 0.001\nwarmup_ratio = 0.1\n\
+         max_seq_len = 768\ntruncate_side = \"middle\"\neval_every = 8\ncheckpoint_every = 0\n\
+         schedule = \"constant\"\n\
+         [lora]\nr = 16\nalpha = 32.0\ndropout = 0.05\n",
+    );
+    let start = std::time::Instant::now();
+    t.ok(&[
+        "train",
+        "--model",
+        gguf.to_str().unwrap(),
+        "--dataset",
+        data.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        "run",
+        "--max-steps",
+        "24",
+    ]);
+    let log = std::fs::read_to_string(t.path("run/train_log.jsonl")).unwrap();
+    let vals: Vec<f64> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["val_loss"].as_f64())
+        .collect();
+    eprintln!(
+        "validation losses {vals:?} in {:.0} s",
+        start.elapsed().as_secs_f64()
+    );
+    assert!(vals.len() >= 2, "{log}");
+    assert!(
+        vals.last().unwrap() < vals.first().unwrap(),
+        "validation loss did not fall: {vals:?}"
+    );
+}

@@ -3,4 +3,5 @@
 
 mod browser;
 mod fixture;
+mod privacy;
 mod render;

@@ -109,6 +109,11 @@ fn random_weights(cfg: &Value, seed: u64) -> HashMap<String, Tensor> {
         put("self_attn.q_proj.weight", &[heads * hd, h], 0.15, 0.0);
         put("self_attn.k_proj.weight", &[kvh * hd, h], 0.15, 0.0);
         put("self_attn.v_proj.weight", &[kvh * hd, h], 0.15, 0.0);
+        if cfg["model_type"] == "qwen2" {
+            put("self_attn.q_proj.bias", &[heads * hd], 0.1, 0.0);
+            put("self_attn.k_proj.bias", &[kvh * hd], 0.1, 0.0);
+            put("self_attn.v_proj.bias", &[kvh * hd], 0.1, 0.0);
+        }
         put("self_attn.o_proj.weight", &[h, heads * hd], 0.15, 0.0);
         put("mlp.gate_proj.weight", &[inter, h], 0.15, 0.0);
         put("mlp.up_proj.weight", &[inter, h], 0.15, 0.0);
@@ -116,15 +121,17 @@ fn random_weights(cfg: &Value, seed: u64) -> HashMap<String, Tensor> {
     }
     w.insert("model.norm.weight".into(), randn(&mut rng, &[h], 0.1, 1.0));
     // Large enough that logits of a final-normed hidden state can reach a near-zero loss.
-    w.insert(
-        "lm_head.weight".into(),
-        randn(&mut rng, &[vocab, h], 1.0, 0.0),
-    );
+    if cfg["tie_word_embeddings"] != true {
+        w.insert(
+            "lm_head.weight".into(),
+            randn(&mut rng, &[vocab, h], 1.0, 0.0),
+        );
+    }
     w
 }
 
-/// Writes tokenizer files and a tiny random model into `dir`.
-pub fn write_fixture(dir: &Path, seed: u64) {
+/// Writes tokenizer files and a tiny random model with config `cfg` into `dir`.
+pub fn write_fixture_with(dir: &Path, seed: u64, cfg: Value) {
     std::fs::create_dir_all(dir).unwrap();
     let w = |name: &str, v: &Value| {
         std::fs::write(dir.join(name), serde_json::to_vec_pretty(v).unwrap()).unwrap()
@@ -135,7 +142,6 @@ pub fn write_fixture(dir: &Path, seed: u64) {
         &json!({"bos_token": "<s>", "eos_token": "<|end|>", "pad_token": null,
                 "unk_token": "<unk>", "chat_template": TEMPLATE}),
     );
-    let cfg = model_config(vocab().len());
     w("config.json", &cfg);
     candle_core::safetensors::save(&random_weights(&cfg, seed), dir.join("model.safetensors"))
         .unwrap();
@@ -149,8 +155,20 @@ pub struct Fixture {
 
 impl Fixture {
     pub fn new(seed: u64) -> Fixture {
+        Self::with_config(seed, model_config(vocab().len()))
+    }
+
+    /// A tiny Qwen2: q/k/v biases, tied embeddings.
+    pub fn qwen2(seed: u64) -> Fixture {
+        let mut cfg = model_config(vocab().len());
+        cfg["model_type"] = "qwen2".into();
+        cfg["tie_word_embeddings"] = true.into();
+        Self::with_config(seed, cfg)
+    }
+
+    pub fn with_config(seed: u64, cfg: Value) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        write_fixture(dir.path(), seed);
+        write_fixture_with(dir.path(), seed, cfg);
         let tok = Tokenizer::load(dir.path()).unwrap();
         let chat = chat_prompt(&tok);
         Fixture { dir, tok, chat }

@@ -1,5 +1,6 @@
 mod common;
 mod encoding;
+mod fast_forward;
 mod gradients;
 mod optim;
 mod training;

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use candle_core::{DType, Tensor};
-use config::{Schedule, TrainingConfig, TruncateSide};
+use config::{Schedule, TrainForward, TrainingConfig, TruncateSide};
 use lm::{LogitPositions, Model};
 use train::batch::choose_pad_id;
 use train::encode::{encode_all, EncodeOptions, EncodedExample};
@@ -41,6 +41,7 @@ fn config(epochs: u32, batch: usize, accum: usize, lr: f64) -> TrainingConfig {
         checkpoint_every: 0,
         keep_checkpoints: 2,
         recompute_activations: false,
+        forward: TrainForward::Fast,
         seed: 11,
     }
 }
@@ -288,6 +289,6 @@ fn early_stopping_keeps_the_best_adapter() {
     let best = vals.iter().copied().fold(f64::INFINITY, f64::min);
     assert_eq!(r.best_val_loss, Some(best));
     // The model now holds the best adapter: its validation loss is the best one.
-    let now = train::trainer::evaluate(&model, val, 4, 0).unwrap();
+    let now = train::trainer::evaluate(&model, val, 4, 0, TrainForward::Fast).unwrap();
     assert!((now - best).abs() < 1e-5, "{now} vs {best}");
 }

@@ -1,0 +1,410 @@
+//! Inference attention over the KV cache, without backward (the reference forward in `model.rs`
+//! is the training oracle).
+//!
+//! Keys and values are read where the cache keeps them: a prefix shared by every row that
+//! continues the same prompt (beams of one prompt attend to one copy of its prefill) and the
+//! tokens each row appended since. Nothing is gathered, repeated per query head or concatenated.
+//! On the CPU in f32 the scores are computed block by block of [`BLOCK`] queries against the keys
+//! up to the block's end only, so the masked half of a prefill is skipped and no `T x T` matrix
+//! exists; other devices and dtypes take the same math through stock candle ops.
+
+use candle_core::{DType, Device, Storage, Tensor};
+use rayon::prelude::*;
+
+use crate::error::{LmError, Result};
+use crate::fused::exp_in_place;
+use crate::mask::MASKED;
+
+/// Queries per block: a `BLOCK x Tkv` score block stays in L2.
+const BLOCK: usize = 64;
+
+/// Head layout shared by every tensor of one attention call.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Heads {
+    pub q: usize,
+    pub kv: usize,
+    pub dim: usize,
+}
+
+/// Keys and values shared by rows: `k`, `v` `[P, Tp, kv_heads, head_dim]`, row `b` reading prefix
+/// row `rows[b]`; `real[p][j]` says whether slot `j` of prefix `p` holds a real token.
+pub(crate) struct Shared<'a> {
+    pub k: &'a Tensor,
+    pub v: &'a Tensor,
+    pub rows: &'a [usize],
+    pub real: &'a [Vec<bool>],
+}
+
+/// Keys and values of each row after the shared prefix: `k`, `v` `[B, capacity, kv_heads,
+/// head_dim]` of which the first `len` slots are filled, the last `T` being the queries' own.
+pub(crate) struct Own<'a> {
+    pub k: &'a Tensor,
+    pub v: &'a Tensor,
+    pub len: usize,
+    pub real: &'a [Vec<bool>],
+}
+
+/// `softmax(q k^T / sqrt(d) + mask) v` for `q` `[B, T, q_heads, head_dim]` (contiguous, after
+/// RoPE) against the shared prefix (all of it visible) and each row's own slots (causal).
+/// Returns `[B, T, q_heads * head_dim]`. A query that sees no real key gets zeros on the fast path
+/// and a uniform average on the fallback (only padding queries, whose outputs are never used).
+pub(crate) fn attend(
+    q: &Tensor,
+    shared: Option<&Shared<'_>>,
+    own: &Own<'_>,
+    heads: Heads,
+) -> Result<Tensor> {
+    let (b, t, hq, d) = q.dims4()?;
+    check(b, t, hq, d, shared, own, heads)?;
+    if q.device().is_cpu() && q.dtype() == DType::F32 {
+        attend_cpu(q, shared, own, heads)
+    } else {
+        attend_ops(q, shared, own, heads)
+    }
+}
+
+fn check(
+    b: usize,
+    t: usize,
+    hq: usize,
+    d: usize,
+    shared: Option<&Shared<'_>>,
+    own: &Own<'_>,
+    heads: Heads,
+) -> Result<()> {
+    let bad = |what: &str| Err(LmError::Input(format!("attention: {what}")));
+    if hq != heads.q || d != heads.dim || heads.kv == 0 || hq % heads.kv != 0 {
+        return bad("query heads do not match the model");
+    }
+    let (ob, cap, okv, od) = own.k.dims4()?;
+    if ob != b || okv != heads.kv || od != d || own.v.dims() != own.k.dims() {
+        return bad("own keys / values do not match the queries");
+    }
+    if own.len < t || own.len > cap || own.real.len() != b {
+        return bad("own slots do not hold the queries");
+    }
+    if let Some(s) = shared {
+        let (p, _, skv, sd) = s.k.dims4()?;
+        if skv != heads.kv || sd != d || s.v.dims() != s.k.dims() || s.real.len() != p {
+            return bad("shared keys / values do not match the queries");
+        }
+        if s.rows.len() != b || s.rows.iter().any(|&r| r >= p) {
+            return bad("row map does not match the shared prefix");
+        }
+    }
+    Ok(())
+}
+
+/// A contiguous f32 CPU tensor's elements.
+fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    let (start, end) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| LmError::Input("attention: tensor is not contiguous".into()))?;
+    match &*storage {
+        Storage::Cpu(cpu) => f(&cpu.as_slice::<f32>()?[start..end]),
+        _ => Err(LmError::Input("attention: tensor is not on the CPU".into())),
+    }
+}
+
+/// Element slices and sizes of one CPU call.
+struct Views<'a> {
+    q: &'a [f32],
+    sk: &'a [f32],
+    sv: &'a [f32],
+    /// Prefix length (0 without a shared prefix).
+    tp: usize,
+    rows: &'a [usize],
+    sreal: &'a [Vec<bool>],
+    ok: &'a [f32],
+    ov: &'a [f32],
+    cap: usize,
+    len: usize,
+    oreal: &'a [Vec<bool>],
+    t: usize,
+    heads: Heads,
+}
+
+fn attend_cpu(
+    q: &Tensor,
+    shared: Option<&Shared<'_>>,
+    own: &Own<'_>,
+    heads: Heads,
+) -> Result<Tensor> {
+    let (b, t, hq, d) = q.dims4()?;
+    let q = q.contiguous()?;
+    let cap = own.k.dim(1)?;
+    let (sk, sv) = match shared {
+        Some(s) => (s.k.contiguous()?, s.v.contiguous()?),
+        None => {
+            let empty = Tensor::zeros((0,), DType::F32, &Device::Cpu)?;
+            (empty.clone(), empty)
+        }
+    };
+    let tp = shared.map_or(Ok(0), |s| s.k.dim(1))?;
+    let no_rows = vec![0; b];
+    let out = with_f32(&q, |q| {
+        with_f32(&sk, |sk| {
+            with_f32(&sv, |sv| {
+                with_f32(own.k, |ok| {
+                    with_f32(own.v, |ov| {
+                        let views = Views {
+                            q,
+                            sk,
+                            sv,
+                            tp,
+                            rows: shared.map_or(&no_rows, |s| s.rows),
+                            sreal: shared.map_or(&[], |s| s.real),
+                            ok,
+                            ov,
+                            cap,
+                            len: own.len,
+                            oreal: own.real,
+                            t,
+                            heads,
+                        };
+                        Ok(views.run(b))
+                    })
+                })
+            })
+        })
+    })?;
+    // `[B, hq, T, D]` per (row, head) task, back to the token-major layout o_proj reads.
+    Ok(Tensor::from_vec(out, (b, hq, t, d), &Device::Cpu)?
+        .transpose(1, 2)?
+        .reshape((b, t, hq * d))?)
+}
+
+impl Views<'_> {
+    /// Output `[B, hq, T, D]`: one task per (row, head, block of queries).
+    fn run(&self, b: usize) -> Vec<f32> {
+        let Heads { q: hq, dim: d, .. } = self.heads;
+        let t = self.t;
+        let mut out = vec![0f32; b * hq * t * d];
+        out.par_chunks_mut((t * d).max(1))
+            .enumerate()
+            .for_each(|(bh, o)| {
+                o.par_chunks_mut(BLOCK * d)
+                    .enumerate()
+                    .for_each(|(blk, o)| self.block(bh / hq, bh % hq, blk * BLOCK, o));
+            });
+        out
+    }
+
+    /// Queries `i0 ..` of row `b`, head `h` into `out` (`[rows, D]`).
+    fn block(&self, b: usize, h: usize, i0: usize, out: &mut [f32]) {
+        let Heads {
+            q: hq,
+            kv: hkv,
+            dim: d,
+        } = self.heads;
+        let rows = out.len() / d;
+        let g = h / (hq / hkv);
+        let first = self.len - self.t;
+        // Own slots visible to the block's last query; earlier queries mask the tail.
+        let vis = first + i0 + rows;
+        let width = self.tp + vis;
+        let scale = 1.0 / (d as f32).sqrt();
+        let qm = Mat::strided(&self.q[((b * self.t + i0) * hq + h) * d..], rows, d, hq * d);
+        let mut s = vec![0f32; rows * width];
+        let p = self.rows[b];
+        let prefix_k = (self.tp > 0).then(|| {
+            Mat::strided(&self.sk[(p * self.tp * hkv + g) * d..], self.tp, d, hkv * d)
+        });
+        let own_k = Mat::strided(&self.ok[(b * self.cap * hkv + g) * d..], vis, d, hkv * d);
+        if let Some(k) = prefix_k {
+            gemm(&mut s, width, qm, k.t(), scale, false);
+        }
+        gemm(&mut s[self.tp..], width, qm, own_k.t(), scale, false);
+        for (r, row) in s.chunks_mut(width).enumerate() {
+            let (pre, own) = row.split_at_mut(self.tp);
+            if self.tp > 0 {
+                for (x, &real) in pre.iter_mut().zip(&self.sreal[p]) {
+                    if !real {
+                        *x = f32::NEG_INFINITY;
+                    }
+                }
+            }
+            let last = first + i0 + r;
+            for (j, x) in own.iter_mut().enumerate() {
+                if j > last || !self.oreal[b][j] {
+                    *x = f32::NEG_INFINITY;
+                }
+            }
+            softmax_row(row);
+        }
+        if let Some(_k) = prefix_k {
+            let v = Mat::strided(&self.sv[(p * self.tp * hkv + g) * d..], self.tp, d, hkv * d);
+            gemm(out, d, Mat::strided(&s, rows, self.tp, width), v, 1.0, false);
+        }
+        let v = Mat::strided(&self.ov[(b * self.cap * hkv + g) * d..], vis, d, hkv * d);
+        let probs = Mat::strided(&s[self.tp..], rows, vis, width);
+        gemm(out, d, probs, v, 1.0, self.tp > 0);
+    }
+}
+
+/// In-place softmax of one score row (masked entries at `-inf`); all zeros when all are masked.
+fn softmax_row(row: &mut [f32]) {
+    let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if m == f32::NEG_INFINITY {
+        row.fill(0.0);
+        return;
+    }
+    row.iter_mut().for_each(|x| *x -= m);
+    exp_in_place(row);
+    let inv = 1.0 / row.iter().sum::<f32>();
+    row.iter_mut().for_each(|x| *x *= inv);
+}
+
+/// Stock-op attention for devices and dtypes the CPU kernel does not cover: gathers each row's
+/// keys (prefix rows, then own slots) and applies an additive mask, with scores in f32.
+fn attend_ops(
+    q: &Tensor,
+    shared: Option<&Shared<'_>>,
+    own: &Own<'_>,
+    heads: Heads,
+) -> Result<Tensor> {
+    let (b, t, hq, d) = q.dims4()?;
+    let dev = q.device();
+    let in_dtype = q.dtype();
+    let mut ks = Vec::new();
+    let mut vs = Vec::new();
+    let mut real: Vec<Vec<bool>> = vec![Vec::new(); b];
+    if let Some(s) = shared {
+        let idx: Vec<u32> = s.rows.iter().map(|&r| r as u32).collect();
+        let idx = Tensor::new(idx.as_slice(), dev)?;
+        ks.push(s.k.index_select(&idx, 0)?);
+        vs.push(s.v.index_select(&idx, 0)?);
+        for (r, &p) in real.iter_mut().zip(s.rows) {
+            r.extend_from_slice(&s.real[p]);
+        }
+    }
+    ks.push(own.k.narrow(1, 0, own.len)?);
+    vs.push(own.v.narrow(1, 0, own.len)?);
+    for (r, o) in real.iter_mut().zip(own.real) {
+        r.extend_from_slice(&o[..own.len]);
+    }
+    // [B, Tkv, kv, D] -> [B, kv, Tkv, D] in f32.
+    let kv_heads = |parts: &[Tensor]| -> Result<Tensor> {
+        Ok(Tensor::cat(parts, 1)?
+            .transpose(1, 2)?
+            .to_dtype(DType::F32)?
+            .contiguous()?)
+    };
+    let k = kv_heads(&ks)?;
+    let v = kv_heads(&vs)?;
+    let tkv = k.dim(2)?;
+    let n_rep = hq / heads.kv;
+    let first = own.len - t;
+    let tp = tkv - own.len;
+    let mut mask = Vec::with_capacity(b * t * tkv);
+    for row in &real {
+        for i in 0..t {
+            for (j, &r) in row.iter().enumerate() {
+                let visible = r && (j < tp || j - tp <= first + i);
+                mask.push(if visible { 0.0 } else { MASKED });
+            }
+        }
+    }
+    let mask = Tensor::from_vec(mask, (b, 1, 1, t, tkv), dev)?;
+    let q = q.transpose(1, 2)?.to_dtype(DType::F32)?.contiguous()?;
+    let qg = q.reshape((b, heads.kv, n_rep * t, d))?;
+    let scale = 1.0 / (d as f64).sqrt();
+    let scores = (qg.matmul(&k.t()?)? * scale)?
+        .reshape((b, heads.kv, n_rep, t, tkv))?
+        .broadcast_add(&mask)?;
+    let probs = candle_nn::ops::softmax_last_dim(&scores)?.reshape((b, heads.kv, n_rep * t, tkv))?;
+    let y = probs.matmul(&v)?.to_dtype(in_dtype)?;
+    Ok(y.reshape((b, hq, t, d))?
+        .transpose(1, 2)?
+        .reshape((b, t, hq * d))?
+        .contiguous()?)
+}
+
+/// A read-only row-major matrix view: element `(i, j)` is `data[i * rs + j * cs]`.
+#[derive(Clone, Copy)]
+struct Mat<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a> Mat<'a> {
+    fn strided(data: &'a [f32], rows: usize, cols: usize, rs: usize) -> Self {
+        if rows > 0 && cols > 0 {
+            assert!(
+                (rows - 1) * rs + cols <= data.len(),
+                "matrix view {rows}x{cols} (row stride {rs}) overruns a slice of {}",
+                data.len()
+            );
+        }
+        Self {
+            data,
+            rows,
+            cols,
+            rs,
+            cs: 1,
+        }
+    }
+
+    fn t(self) -> Self {
+        Self {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+        }
+    }
+}
+
+/// `dst = beta * a b` (or `+=` when `accumulate`), `dst` row-major with rows `ld` apart, on the
+/// calling thread (each call is already one task of a parallel loop). Uses the `gemm` crate
+/// candle's own matmul uses, so it gets the same AVX-512 kernels.
+fn gemm(dst: &mut [f32], ld: usize, a: Mat<'_>, b: Mat<'_>, beta: f32, accumulate: bool) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert_eq!(k, b.rows, "gemm inner dimensions differ: {k} vs {}", b.rows);
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        (m - 1) * ld + n <= dst.len() && n <= ld,
+        "gemm output {m}x{n} (ld {ld}) overruns a slice of {}",
+        dst.len()
+    );
+    if k == 0 {
+        if !accumulate {
+            for i in 0..m {
+                dst[i * ld..i * ld + n].fill(0.0);
+            }
+        }
+        return;
+    }
+    // SAFETY: both views and the output were bounds-checked above and in `Mat::strided`; `dst`
+    // is borrowed mutably, so it cannot alias `a` or `b`.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            ld as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr(),
+            b.cs as isize,
+            b.rs as isize,
+            1.0,
+            beta,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
