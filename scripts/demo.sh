@@ -22,7 +22,7 @@ offline_part() {
   # Nothing below needs the network: HF_HUB_OFFLINE makes any accidental hub access an error too.
   export HF_HUB_OFFLINE=1
   local start=$SECONDS
-  "$bin" data stats --config "$config" --out outputs/demo-data
+  "$bin" data stats --config "$config"
   "$bin" run --config "$config" --experiment full "$@"
   echo "demo finished in $((SECONDS - start)) s"
 }

@@ -237,38 +237,38 @@ fn losses(model: &Model, ex: &EncodedExample) -> Result<Losses> {
     })
 }
 
+/// Scores every job under `model`; `report` sees the running count of finished items.
 fn run_pass(model: &Model, jobs: &Jobs, report: &mut dyn FnMut(usize)) -> Result<Pass> {
     let mut done = 0;
-    let mut tick = |report: &mut dyn FnMut(usize)| {
+    let mut step = || {
         done += 1;
         report(done);
     };
     let mut canaries = Vec::with_capacity(jobs.canaries.len());
     for job in &jobs.canaries {
-        let mut all = Vec::with_capacity(job.candidates.len() + 1);
-        all.push(job.secret.clone());
-        all.extend(job.candidates.iter().cloned());
+        let all: Vec<Vec<u32>> = std::iter::once(&job.secret)
+            .chain(&job.candidates)
+            .cloned()
+            .collect();
         let mut scores = score::continuation_logprobs(model, &job.prefix, &all)?;
         let own = scores.remove(0);
         canaries.push((own, scores));
-        tick(report);
+        step();
     }
-    let mut score_set = |set: &[EncodedExample], report: &mut dyn FnMut(usize)| {
-        set.iter()
-            .map(|ex| {
-                let l = losses(model, ex);
-                tick(report);
-                l
-            })
-            .collect::<Result<Vec<_>>>()
-    };
-    let members = score_set(&jobs.members, report)?;
-    let non_members = score_set(&jobs.non_members, report)?;
+    let mut members = Vec::with_capacity(jobs.members.len());
+    for ex in &jobs.members {
+        members.push(losses(model, ex)?);
+        step();
+    }
+    let mut non_members = Vec::with_capacity(jobs.non_members.len());
+    for ex in &jobs.non_members {
+        non_members.push(losses(model, ex)?);
+        step();
+    }
     let mut generated = Vec::with_capacity(jobs.extraction.len());
     for job in &jobs.extraction {
         generated.push(score::greedy(model, &job.prefix, job.truth.len())?);
-        done += 1;
-        report(done);
+        step();
     }
     Ok(Pass {
         canaries,

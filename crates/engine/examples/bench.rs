@@ -18,6 +18,8 @@ use engine::{Engine, EngineOptions, LmStep, TriePlan};
 use infer::StepModel;
 
 const PROMPT_TOKENS: usize = 512;
+/// Rows of the beam-shaped decode measurement (the width of constrained top-5).
+const BEAMS: usize = 5;
 
 fn secs<T>(f: impl FnOnce() -> T) -> (T, f64) {
     let start = Instant::now();
@@ -92,6 +94,19 @@ fn main() {
         }
     });
     println!("ours_decode_tok_s {:.1}", decode as f64 / t);
+    // Beam-search shape: 5 rows continuing the same prompt, sharing its cached prefix.
+    let (mut beams, _) = step.prefill(std::slice::from_ref(&prompt)).unwrap();
+    beams = step.select(beams, &[0; BEAMS]).unwrap();
+    let (_, t) = secs(|| {
+        for _ in 0..decode {
+            let l = step.step(&mut beams, &[next; BEAMS]).unwrap();
+            next = argmax(l.row(0));
+        }
+    });
+    println!(
+        "ours_decode_{BEAMS}_rows_tok_s {:.1}",
+        (decode * BEAMS) as f64 / t
+    );
     // All-position logits, as a training-style forward would compute them.
     let (_, t) = secs(|| {
         let mut c = engine.model().new_cache();

@@ -27,6 +27,9 @@ pub struct EngineOptions {
     /// f32 on CPU (see CANDLE.md: bf16 is slower there).
     pub dtype: DType,
     pub device: Device,
+    /// Quantise the projections and LM head at load (zero-shot models; an adapter cannot be merged
+    /// into quantised weights).
+    pub quantization: Option<lm::Quantization>,
 }
 
 impl EngineOptions {
@@ -39,6 +42,7 @@ impl EngineOptions {
             adapter: None,
             dtype: DType::F32,
             device: Device::Cpu,
+            quantization: None,
         }
     }
 }
@@ -94,7 +98,7 @@ impl Engine {
             &LoadOptions {
                 dtype: opts.dtype,
                 device: opts.device.clone(),
-                quantization: None,
+                quantization: opts.quantization,
             },
         )?;
         if let Some(dir) = &opts.adapter {
@@ -240,8 +244,12 @@ impl Engine {
     }
 
     /// Predictions for `examples`: constrained top-`k` over `trie`, or unconstrained greedy
-    /// generation of at most `max_new_tokens` when `trie` is `None`. One example at a time (no
-    /// padding work on CPU), so each latency is the example's own.
+    /// generation of at most `max_new_tokens` when `trie` is `None`.
+    ///
+    /// Constrained decoding runs [`CONSTRAINED_BATCH`] examples at a time: each prompt is
+    /// prefilled alone (no padding work), then all their beams step together, so every decode
+    /// step reads the weights once for the whole batch; an example's latency is its share of
+    /// the batch's time. Generation runs one example at a time, so each latency is its own.
     pub fn evaluate(
         &self,
         examples: &[Example],
@@ -260,27 +268,36 @@ impl Engine {
             })
             .collect::<Result<Vec<_>>>()?;
         let mut step = LmStep::new(&self.model);
+        let batch = if trie.is_some() { CONSTRAINED_BATCH } else { 1 };
         let mut out = Vec::with_capacity(items.len());
-        for (i, item) in items.iter().enumerate() {
-            let one = std::slice::from_ref(item);
+        for chunk in items.chunks(batch) {
             let mut p = match trie {
-                Some(trie) => {
-                    infer::evaluate_constrained(&mut step, trie, one, &BeamOptions::top_k(k), 1)?
-                }
+                Some(trie) => infer::evaluate_constrained(
+                    &mut step,
+                    trie,
+                    chunk,
+                    &BeamOptions::top_k(k),
+                    batch,
+                )?,
                 None => infer::evaluate_generative(
                     &mut step,
                     &self.tokenizer,
-                    one,
+                    chunk,
                     &self.greedy_options(max_new_tokens),
                     1,
                 )?,
             };
-            tracing::info!(id = %item.id, done = i + 1, of = items.len(), "predicted");
             out.append(&mut p);
+            tracing::info!(done = out.len(), of = items.len(), "predicted");
         }
         Ok(out)
     }
 }
+
+/// Examples whose beams [`Engine::evaluate`] decodes together. On a CPU a decode step costs
+/// about one pass over the weights whatever the number of rows, so batching divides the decode
+/// cost; 8 prompts of 5 beams keep a step's matrices small enough to stay memory-bound.
+const CONSTRAINED_BATCH: usize = 8;
 
 /// A ranked code with its table description and chapter.
 pub fn describe(code: &str, logprob: f64, table: &CodeTable) -> Suggestion {

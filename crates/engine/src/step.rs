@@ -1,5 +1,5 @@
-//! [`infer::StepModel`] for an [`lm::Model`]: batched left-padded prefill, cache row selection and
-//! batched one-token decode, each returning only the next-token logits (the LM head runs on one
+//! [`infer::StepModel`] for an [`lm::Model`]: per-prompt prefill stacked into one cache, cache row
+//! selection and batched one-token decode, each returning only the next-token logits (the LM head runs on one
 //! position per row, never on the whole prompt).
 
 use candle_core::{DType, Tensor};
@@ -9,8 +9,8 @@ use lm::{KvCache, LogitPositions, Model};
 /// A borrowed model seen as a step-wise generator. Counts the work it did, for benchmarks.
 pub struct LmStep<'a> {
     model: &'a Model,
-    /// Token positions run through the model (prompt tokens and padding of prefills, plus one per
-    /// row and step).
+    /// Token positions run through the model (prompt tokens of prefills, plus one per row and
+    /// step).
     pub tokens_processed: usize,
 }
 
@@ -55,40 +55,34 @@ impl StepModel for LmStep<'_> {
         self.model.config().vocab_size
     }
 
+    /// Each prompt is prefilled alone (no compute on padding) and the caches are stacked into
+    /// one batch whose rows share nothing but the step: decoding them together reads every
+    /// weight once per step for all prompts.
     fn prefill(&mut self, prompts: &[Vec<u32>]) -> infer::Result<(KvCache, Logits)> {
-        let device = self.model.device();
-        let b = prompts.len();
-        let t = prompts.iter().map(Vec::len).max().unwrap_or(0);
-        if b == 0 || t == 0 {
+        if prompts.is_empty() || prompts.iter().any(Vec::is_empty) {
             return Err(InferError::Option {
                 option: "prompts",
-                value: format!("{b} prompts of at most {t} tokens"),
-                reason: "prefill needs at least one non-empty prompt",
+                value: format!("{} prompts", prompts.len()),
+                reason: "prefill needs at least one prompt, none of them empty",
             });
         }
-        // Left padding: every row's last token is at the end, so decode steps append in line.
-        let mut ids = Vec::with_capacity(b * t);
-        let mut real = Vec::with_capacity(b * t);
+        let vocab = self.model.config().vocab_size;
+        let mut caches = Vec::with_capacity(prompts.len());
+        let mut data = Vec::with_capacity(prompts.len() * vocab);
         for p in prompts {
-            let pad = t - p.len();
-            ids.extend(std::iter::repeat_n(0u32, pad));
-            ids.extend_from_slice(p);
-            real.extend(std::iter::repeat_n(0u32, pad));
-            real.extend(std::iter::repeat_n(1u32, p.len()));
+            let ids = Tensor::from_vec(p.clone(), (1, p.len()), self.model.device())
+                .map_err(candle_err("prefill"))?;
+            let mut cache = self.model.new_cache();
+            let logits = self
+                .model
+                .forward(&ids, None, &mut cache, &LogitPositions::Last)
+                .map_err(model_err("prefill"))?;
+            self.tokens_processed += p.len();
+            data.extend(to_logits(&logits, "prefill")?.row(0));
+            caches.push(cache);
         }
-        let ids = Tensor::from_vec(ids, (b, t), device).map_err(candle_err("prefill"))?;
-        let mask = if prompts.iter().all(|p| p.len() == t) {
-            None
-        } else {
-            Some(Tensor::from_vec(real, (b, t), device).map_err(candle_err("prefill"))?)
-        };
-        let mut cache = self.model.new_cache();
-        let logits = self
-            .model
-            .forward(&ids, mask.as_ref(), &mut cache, &LogitPositions::Last)
-            .map_err(model_err("prefill"))?;
-        self.tokens_processed += b * t;
-        Ok((cache, to_logits(&logits, "prefill")?))
+        let cache = KvCache::stack(caches).map_err(model_err("prefill"))?;
+        Ok((cache, Logits::new(vocab, data)?))
     }
 
     fn select(&mut self, cache: KvCache, rows: &[usize]) -> infer::Result<KvCache> {

@@ -73,7 +73,7 @@ fn check(
     heads: Heads,
 ) -> Result<()> {
     let bad = |what: &str| Err(LmError::Input(format!("attention: {what}")));
-    if hq != heads.q || d != heads.dim || heads.kv == 0 || hq % heads.kv != 0 {
+    if hq != heads.q || d != heads.dim || heads.kv == 0 || !hq.is_multiple_of(heads.kv) {
         return bad("query heads do not match the model");
     }
     let (ob, cap, okv, od) = own.k.dims4()?;
@@ -208,9 +208,8 @@ impl Views<'_> {
         let qm = Mat::strided(&self.q[((b * self.t + i0) * hq + h) * d..], rows, d, hq * d);
         let mut s = vec![0f32; rows * width];
         let p = self.rows[b];
-        let prefix_k = (self.tp > 0).then(|| {
-            Mat::strided(&self.sk[(p * self.tp * hkv + g) * d..], self.tp, d, hkv * d)
-        });
+        let prefix_k = (self.tp > 0)
+            .then(|| Mat::strided(&self.sk[(p * self.tp * hkv + g) * d..], self.tp, d, hkv * d));
         let own_k = Mat::strided(&self.ok[(b * self.cap * hkv + g) * d..], vis, d, hkv * d);
         if let Some(k) = prefix_k {
             gemm(&mut s, width, qm, k.t(), scale, false);
@@ -235,7 +234,14 @@ impl Views<'_> {
         }
         if let Some(_k) = prefix_k {
             let v = Mat::strided(&self.sv[(p * self.tp * hkv + g) * d..], self.tp, d, hkv * d);
-            gemm(out, d, Mat::strided(&s, rows, self.tp, width), v, 1.0, false);
+            gemm(
+                out,
+                d,
+                Mat::strided(&s, rows, self.tp, width),
+                v,
+                1.0,
+                false,
+            );
         }
         let v = Mat::strided(&self.ov[(b * self.cap * hkv + g) * d..], vis, d, hkv * d);
         let probs = Mat::strided(&s[self.tp..], rows, vis, width);
@@ -313,7 +319,8 @@ fn attend_ops(
     let scores = (qg.matmul(&k.t()?)? * scale)?
         .reshape((b, heads.kv, n_rep, t, tkv))?
         .broadcast_add(&mask)?;
-    let probs = candle_nn::ops::softmax_last_dim(&scores)?.reshape((b, heads.kv, n_rep * t, tkv))?;
+    let probs =
+        candle_nn::ops::softmax_last_dim(&scores)?.reshape((b, heads.kv, n_rep * t, tkv))?;
     let y = probs.matmul(&v)?.to_dtype(in_dtype)?;
     Ok(y.reshape((b, hq, t, d))?
         .transpose(1, 2)?

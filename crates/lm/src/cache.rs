@@ -124,6 +124,63 @@ impl KvCache {
         })
     }
 
+    /// One cache holding the rows of `caches` in order, each fresh from a prefill (no own slots
+    /// yet). Shorter prefixes are left-padded with masked slots, so prompts of different lengths
+    /// can be prefilled one at a time (no compute spent on padding) and then decoded as one batch
+    /// (each weight read once per step for all of them).
+    pub fn stack(caches: Vec<KvCache>) -> Result<Self> {
+        let Some(first) = caches.first() else {
+            return Err(LmError::Input("stacking no caches".into()));
+        };
+        let num_layers = first.layers.len();
+        if let Some(c) = caches
+            .iter()
+            .find(|c| c.layers.len() != num_layers || c.own_len > 0 || c.is_empty())
+        {
+            return Err(LmError::Input(format!(
+                "stacking needs prefilled caches of {num_layers} layers without decoded tokens; \
+                 got {} layers, {} slots, {} decoded",
+                c.layers.len(),
+                c.len(),
+                c.own_len
+            )));
+        }
+        if caches.len() == 1 {
+            return Ok(caches.into_iter().next().expect("one cache"));
+        }
+        let tp = caches.iter().map(KvCache::len).max().unwrap_or(0);
+        let mut layers = Vec::with_capacity(num_layers);
+        for l in 0..num_layers {
+            let mut ks = Vec::with_capacity(caches.len());
+            let mut vs = Vec::with_capacity(caches.len());
+            for c in &caches {
+                let Some((k, v)) = &c.layers[l].prefix else {
+                    return Err(LmError::Input(format!("cache layer {l} has no prefix")));
+                };
+                ks.push(left_pad(k, tp)?);
+                vs.push(left_pad(v, tp)?);
+            }
+            layers.push(LayerKv {
+                prefix: Some((Tensor::cat(&ks, 0)?, Tensor::cat(&vs, 0)?)),
+                own: None,
+            });
+        }
+        let mut out = KvCache::new(num_layers);
+        out.layers = layers;
+        for c in caches {
+            let base = out.prefix_real.len();
+            for real in c.prefix_real {
+                let mut row = vec![false; tp - real.len()];
+                row.extend(real);
+                out.prefix_real.push(row);
+            }
+            out.rows.extend(c.rows.iter().map(|&r| base + r));
+            out.own_real.extend(c.own_real);
+            out.next_pos.extend(c.next_pos);
+        }
+        Ok(out)
+    }
+
     /// Makes room for `t` more own slots in every layer. Contents and `own_len` are unchanged,
     /// so a forward that fails later leaves the cache as it was.
     pub(crate) fn reserve(
@@ -170,4 +227,14 @@ fn select_slots(buf: &Tensor, rows: &[usize], len: usize) -> Result<Tensor> {
         out.slice_set(&picked, 1, 0)?;
     }
     Ok(out)
+}
+
+/// `[P, T, kv, D]` left-padded with zeros to `[P, len, kv, D]`.
+fn left_pad(x: &Tensor, len: usize) -> Result<Tensor> {
+    let (p, t, kv, d) = x.dims4()?;
+    if t == len {
+        return Ok(x.clone());
+    }
+    let pad = Tensor::zeros((p, len - t, kv, d), x.dtype(), x.device())?;
+    Ok(Tensor::cat(&[&pad, x], 1)?)
 }

@@ -285,12 +285,10 @@ fn project(
             PROJECTIONS[which]
         )));
     }
-    let dropout = site
-        .filter(|_| pair.dropout > 0.0)
-        .map(|s| LoraDropout {
-            p: f64::from(pair.dropout),
-            seed: s.seed_for(layer, which),
-        });
+    let dropout = site.filter(|_| pair.dropout > 0.0).map(|s| LoraDropout {
+        p: f64::from(pair.dropout),
+        seed: s.seed_for(layer, which),
+    });
     let (a, b) = if track {
         (pair.a.as_tensor().clone(), pair.b.as_tensor().clone())
     } else {

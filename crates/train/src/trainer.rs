@@ -287,7 +287,9 @@ pub fn train(
     model.assert_trainable(&model.expected_trainable()?)?;
     if cfg.forward == TrainForward::Reference && model.lora_spec().is_some_and(|s| s.dropout > 0.0)
     {
-        tracing::warn!("LoRA dropout uses candle's unseeded RNG: runs are not bit-reproducible");
+        tracing::warn!(
+            "the reference forward's LoRA dropout uses candle's unseeded RNG: runs are not bit-reproducible"
+        );
     }
     let vars = model.lora_vars();
     let var_list: Vec<Var> = vars.iter().map(|(_, v)| v.clone()).collect();
@@ -394,7 +396,8 @@ pub fn train(
             real += b.real_tokens;
             micro.push(b);
         }
-        let (loss_sum, n_tok, mut grads) = accumulate_gradients(model, &vars, &micro, &StepPass::training(cfg, step))?;
+        let (loss_sum, n_tok, mut grads) =
+            accumulate_gradients(model, &vars, &micro, &StepPass::training(cfg, step))?;
         let loss = loss_sum / n_tok as f64;
         let grad_norm = clip_global_norm(&mut grads, cfg.max_grad_norm)?;
         if !loss.is_finite() || !grad_norm.is_finite() {

@@ -107,16 +107,24 @@ impl Predictor for super::predict::LmEval {
     }
 }
 
-/// A language model (folder, .gguf or cached Hugging Face id), zero-shot or with an adapter, as a
-/// predictor writing into folder `name`.
+/// A language model (folder, .gguf or cached Hugging Face id), zero-shot or with an adapter, or
+/// quantised at load, as a predictor writing into folder `name`.
 pub(crate) fn load_lm(
     spec: &str,
     adapter: Option<&Path>,
     config: &Config,
     table: &CodeTable,
     name: String,
+    quantization: Option<lm::Quantization>,
 ) -> anyhow::Result<Built> {
-    let lm = super::predict::LmEval::load(spec, adapter, config, config.eval.constrained, table)?;
+    let lm = super::predict::LmEval::load(
+        spec,
+        adapter,
+        config,
+        config.eval.constrained,
+        table,
+        quantization,
+    )?;
     Ok(Built {
         name,
         kind: if lm.is_finetuned() {
@@ -150,7 +158,14 @@ fn build_lm_predictor(
     if !config.eval.constrained {
         name.push_str("-free");
     }
-    load_lm(&args.model, args.adapter.as_deref(), config, table, name)
+    load_lm(
+        &args.model,
+        args.adapter.as_deref(),
+        config,
+        table,
+        name,
+        None,
+    )
 }
 
 /// Config file (or defaults) with the command-line flags on top.

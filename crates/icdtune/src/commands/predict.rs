@@ -36,10 +36,21 @@ pub fn load_engine(
     adapter: Option<&Path>,
     config: &Config,
 ) -> anyhow::Result<(Engine, f64)> {
+    load_engine_quantized(spec, adapter, config, None)
+}
+
+/// [`load_engine`] with the weights quantised at load (`quantize` of a `[[models.llm]]` entry).
+pub fn load_engine_quantized(
+    spec: &str,
+    adapter: Option<&Path>,
+    config: &Config,
+    quantization: Option<lm::Quantization>,
+) -> anyhow::Result<(Engine, f64)> {
     let start = Instant::now();
     let path = engine::resolve_model(spec)?;
     let mut opts = EngineOptions::cpu(&config.prompt.system, &config.prompt.instruction);
     opts.adapter = adapter.map(Path::to_path_buf);
+    opts.quantization = quantization;
     let engine =
         Engine::load(spec, &path, &opts).with_context(|| format!("loading model {spec}"))?;
     Ok((engine, start.elapsed().as_secs_f64() * 1000.0))
@@ -140,15 +151,16 @@ pub struct LmEval {
 }
 
 impl LmEval {
-    /// Loads `spec` (+ adapter) and, when `constrained`, builds the leaf trie.
+    /// Loads `spec` (+ adapter, or quantised) and, when `constrained`, builds the leaf trie.
     pub fn load(
         spec: &str,
         adapter: Option<&Path>,
         config: &Config,
         constrained: bool,
         table: &CodeTable,
+        quantization: Option<lm::Quantization>,
     ) -> anyhow::Result<LmEval> {
-        let (engine, load_ms) = load_engine(spec, adapter, config)?;
+        let (engine, load_ms) = load_engine_quantized(spec, adapter, config, quantization)?;
         let (trie, trie_ms) = if constrained {
             let start = Instant::now();
             let trie = engine.build_trie(&TriePlan::Leaves, table)?;

@@ -277,18 +277,64 @@ fn patient_text_stays_out_of_serve_logs_and_responses() {
     assert_no_marker(&t, &printed);
 }
 
-/// The whole experiment in one command, with canaries planted, then the audit of its finetuned
-/// model and the rebuilt report.
+/// Every param, tag and metric of every run of `experiment` and every artifact they hold, as
+/// labelled bytes (when `ICDTUNE_MLFLOW_URI` names a server; see `run.rs`).
+fn mlflow_records(uri: &str, experiment: &str) -> Vec<Printed> {
+    use track::mlflow::{ClientOptions, MlflowClient};
+    let client = MlflowClient::new(uri, ClientOptions::default()).unwrap();
+    let id = client
+        .experiment_id_by_name(experiment)
+        .unwrap()
+        .expect("experiment created");
+    let mut records = Vec::new();
+    for run in client.search_runs(&[&id], "").unwrap() {
+        let label = format!("MLflow run {}", run.info.run_id);
+        records.push(Printed {
+            label: label.clone(),
+            stdout: format!("{:?}", run.data).into_bytes(),
+            stderr: Vec::new(),
+        });
+        let mut dirs = vec![None];
+        while let Some(dir) = dirs.pop() {
+            for f in client
+                .list_artifacts(&run.info.run_id, dir.as_deref())
+                .unwrap()
+            {
+                if f.is_dir {
+                    dirs.push(Some(f.path));
+                } else if !f.path.ends_with("predictions.jsonl") {
+                    records.push(Printed {
+                        label: format!("{label} artifact {}", f.path),
+                        stdout: client.download_artifact(&run.info, &f.path).unwrap(),
+                        stderr: Vec::new(),
+                    });
+                }
+            }
+        }
+    }
+    records
+}
+
+/// The whole experiment in one command, with canaries planted (and MLflow tracking when a server
+/// is given), then the audit of its finetuned model and the rebuilt report.
 #[test]
 fn patient_text_stays_out_of_run_outputs() {
     let t = TestCommand::new();
     tiny::write_tiny_model(&t.path("llm"), 3);
     tiny::write_tiny_model(&t.path("slm"), 5);
     let data = write_dataset(&t);
+    let mlflow = std::env::var("ICDTUNE_MLFLOW_URI").ok();
+    let experiment = format!("icdtune-privacy-it-{}", std::process::id());
+    let tracking = match &mlflow {
+        Some(uri) => {
+            format!("[tracking]\nmlflow_uri = \"{uri}\"\nexperiment_name = \"{experiment}\"\n")
+        }
+        None => String::new(),
+    };
     let config = format!(
         "[data]\ndataset = \"{data}\"\n\n[[models.llm]]\nname = \"tiny-llm\"\nmodel = \"llm\"\n\n\
          [[models.slm]]\nname = \"tiny-slm\"\nmodel = \"slm\"\n\n\
-         [privacy]\ncanaries = 2\n\n{}\n[eval]\nlimit = 3\n",
+         [privacy]\ncanaries = 2\n\n{}\n[eval]\nlimit = 3\n\n{tracking}",
         CONFIG
             .replace("[training]\n", "[training]\nmax_steps = 3\n")
             .replace("[eval]\nbootstrap_samples = 20\n", "")
@@ -346,5 +392,10 @@ fn patient_text_stays_out_of_run_outputs() {
     run_ok(&t, &["report", run.to_str().unwrap()], p);
     let html = std::fs::read_to_string(run.join("report.html")).unwrap();
     assert!(html.contains("id=\"privacy-membership\""));
+    if let Some(uri) = &mlflow {
+        let records = mlflow_records(uri, &experiment);
+        assert!(records.len() > 2, "runs and artifacts were found");
+        printed.extend(records);
+    }
     assert_no_marker(&t, &printed);
 }

@@ -605,3 +605,17 @@ fn run_full_is_tracked_in_mlflow_parent_children_metrics_and_artifacts() {
     t.ok(&["run", "--config", "cfg.toml", "--experiment", "full"]);
     assert_eq!(client.search_runs(&[&experiment_id], "").unwrap().len(), 6);
 }
+
+#[test]
+fn quantize_of_a_zero_shot_model_is_applied_at_load() {
+    let t = setup(2, "");
+    let cfg = config(2, "").replace("model = \"llm\"\n", "model = \"llm\"\nquantize = \"q8\"\n");
+    t.write("cfg.toml", cfg);
+    // The tiny model's 48-wide MLP cannot be cut into 32-wide Q8_0 blocks: the loader says so, which
+    // shows the setting reached it (real models' widths are multiples of 32).
+    let err = t.fails(&["run", "--config", "cfg.toml", "--experiment", "baseline"]);
+    assert!(err.contains("every model failed"), "{err}");
+    let failure = read_json(&only_run(&t).join("tiny-llm/failure.json"));
+    let message = failure["error"].as_str().unwrap();
+    assert!(message.contains("block size"), "{message}");
+}

@@ -118,7 +118,14 @@ fn kill_after_checkpoint_step() -> u64 {
 fn newest_checkpoint(dir: &std::path::Path) -> Option<u64> {
     std::fs::read_dir(dir.join("checkpoints"))
         .ok()?
-        .filter_map(|e| e.ok()?.file_name().to_str()?.strip_prefix("step-")?.parse().ok())
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .to_str()?
+                .strip_prefix("step-")?
+                .parse()
+                .ok()
+        })
         .max()
 }
 
@@ -150,8 +157,17 @@ fn sigkill_mid_run_then_resume_gives_the_uninterrupted_adapter_bit_for_bit() {
         }
         a.iter().map(|s| s.to_string()).collect::<Vec<_>>()
     };
-    let full = t.run(&args("full", false).iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(full.status.success(), "{}", String::from_utf8_lossy(&full.stderr));
+    let full = t.run(
+        &args("full", false)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert!(
+        full.status.success(),
+        "{}",
+        String::from_utf8_lossy(&full.stderr)
+    );
 
     let target = kill_after_checkpoint_step();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_icdtune"))
@@ -170,22 +186,37 @@ fn sigkill_mid_run_then_resume_gives_the_uninterrupted_adapter_bit_for_bit() {
             child.try_wait().unwrap().is_none(),
             "the run ended before checkpoint {target}"
         );
-        assert!(started.elapsed().as_secs() < 120, "no checkpoint {target} after 120 s");
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "no checkpoint {target} after 120 s"
+        );
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
     child.kill().unwrap(); // SIGKILL on Unix: no handler runs, no final checkpoint.
     let status = child.wait().unwrap();
     assert!(!status.success(), "the run finished before it was killed");
-    assert!(!part.join("adapter").exists(), "killed run wrote an adapter");
+    assert!(
+        !part.join("adapter").exists(),
+        "killed run wrote an adapter"
+    );
 
-    let resumed = t.run(&args("part", true).iter().map(String::as_str).collect::<Vec<_>>());
+    let resumed = t.run(
+        &args("part", true)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
     assert!(
         resumed.status.success(),
         "{}",
         String::from_utf8_lossy(&resumed.stderr)
     );
-    let read = |d: &str| std::fs::read(t.path(d).join("adapter/adapter_model.safetensors")).unwrap();
-    assert!(read("full") == read("part"), "resumed adapter differs (killed after checkpoint {target})");
+    let read =
+        |d: &str| std::fs::read(t.path(d).join("adapter/adapter_model.safetensors")).unwrap();
+    assert!(
+        read("full") == read("part"),
+        "resumed adapter differs (killed after checkpoint {target})"
+    );
 }
 
 /// Opt-in: a short LoRA run of SmolLM2-135M on the CodiEsp training split whose validation loss
@@ -198,7 +229,9 @@ fn smollm2_on_codiesp_validation_loss_falls_when_available() {
         std::env::var_os("ICDTUNE_SMOLLM2_GGUF"),
         std::env::var_os("ICDTUNE_CODIESP_DIR"),
     ) else {
-        eprintln!("skipped: set ICDTUNE_SMOLLM2_GGUF and ICDTUNE_CODIESP_DIR to run on SmolLM2 + CodiEsp");
+        eprintln!(
+            "skipped: set ICDTUNE_SMOLLM2_GGUF and ICDTUNE_CODIESP_DIR to run on SmolLM2 + CodiEsp"
+        );
         return;
     };
     let t = TestCommand::new();

@@ -1,6 +1,7 @@
 //! Integration tests for the `lm` crate: one binary, tiny seeded random models, no network.
 
 mod adapter;
+mod cache;
 mod common;
 mod loading;
 mod lora;

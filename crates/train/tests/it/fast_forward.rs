@@ -80,6 +80,7 @@ fn assert_parity(model: &Model, batches: &[Batch], tol: f64) {
     assert_eq!(nf, nr);
     assert!((lf - lr).abs() <= tol * lr.abs(), "loss {lf} vs {lr}");
     assert_eq!(gf.len(), vars.len());
+    let mut worst = 0f64;
     for (i, (name, _)) in vars.iter().enumerate() {
         let scale = max_abs(&gr[i]);
         assert!(scale > 0.0, "{name}: zero reference gradient");
@@ -89,7 +90,12 @@ fn assert_parity(model: &Model, batches: &[Batch], tol: f64) {
             "{name}: max difference {diff} against max {scale} (relative {})",
             diff / scale
         );
+        worst = worst.max(diff / scale);
     }
+    eprintln!(
+        "loss relative difference {:.1e}, worst gradient relative difference {worst:.1e}",
+        (lf - lr).abs() / lr.abs()
+    );
 }
 
 /// Ragged right padding over several attention blocks, split into two micro-batches.
@@ -135,7 +141,13 @@ fn fast_guard_every_lora_variable_gets_a_gradient_and_no_base_tensor_does() {
     for fx in [Fixture::new(55), Fixture::qwen2(56)] {
         let mut model = fx.model(DType::F32);
         model
-            .add_lora(&LoraSpec { dropout: 0.1, ..spec(4) }, 7)
+            .add_lora(
+                &LoraSpec {
+                    dropout: 0.1,
+                    ..spec(4)
+                },
+                7,
+            )
             .unwrap();
         randomise(&model, 4);
         model
@@ -169,7 +181,13 @@ fn fast_guard_every_lora_variable_gets_a_gradient_and_no_base_tensor_does() {
 fn dropout_model(fx: &Fixture) -> Model {
     let mut model = fx.model(DType::F32);
     model
-        .add_lora(&LoraSpec { dropout: 0.2, ..spec(4) }, 7)
+        .add_lora(
+            &LoraSpec {
+                dropout: 0.2,
+                ..spec(4)
+            },
+            7,
+        )
         .unwrap();
     randomise(&model, 6);
     model

@@ -82,7 +82,13 @@ fn lora_gradients_match_finite_differences() {
     randomise(&model, 2);
     let b = vec![batch(&fx, &encoded(&fx, 3))];
     let vars = model.lora_vars();
-    let (_, n_tok, grads) = accumulate_gradients(&model, &vars, &b, &StepPass::deterministic(TrainForward::Reference)).unwrap();
+    let (_, n_tok, grads) = accumulate_gradients(
+        &model,
+        &vars,
+        &b,
+        &StepPass::deterministic(TrainForward::Reference),
+    )
+    .unwrap();
     let loss =
         |m: &lm::Model| scalar(&batch_nll_sum(m, &b[0], false).unwrap()).unwrap() / n_tok as f64;
     let eps = 1e-3;
@@ -139,8 +145,20 @@ fn accumulation_normalises_per_token_over_the_accumulated_batch() {
     let split = vec![batch(&fx, &exs[..1]), batch(&fx, &exs[1..])];
     let whole = vec![batch(&fx, &exs)];
     assert_ne!(split[0].loss_tokens() * 3, split[1].loss_tokens());
-    let (ls, ns, gs) = accumulate_gradients(&model, &vars, &split, &StepPass::deterministic(TrainForward::Reference)).unwrap();
-    let (lw, nw, gw) = accumulate_gradients(&model, &vars, &whole, &StepPass::deterministic(TrainForward::Reference)).unwrap();
+    let (ls, ns, gs) = accumulate_gradients(
+        &model,
+        &vars,
+        &split,
+        &StepPass::deterministic(TrainForward::Reference),
+    )
+    .unwrap();
+    let (lw, nw, gw) = accumulate_gradients(
+        &model,
+        &vars,
+        &whole,
+        &StepPass::deterministic(TrainForward::Reference),
+    )
+    .unwrap();
     assert_eq!(ns, nw);
     assert!((ls - lw).abs() < 1e-4 * lw.abs(), "{ls} vs {lw}");
     for (i, (name, _)) in vars.iter().enumerate() {

@@ -55,6 +55,10 @@ pub fn run_job(
     manifest: &mut Manifest,
     mlflow: &mut Mlflow,
 ) -> anyhow::Result<JobOutcome> {
+    // Ctrl-C during an evaluation lets that model finish and stops before the next one.
+    if ctx.stop.load(std::sync::atomic::Ordering::SeqCst) {
+        return Ok(JobOutcome::Interrupted);
+    }
     let model = ctx.run.model(&job.folder)?;
     let stages: &[&str] = if job.arm == Arm::Finetuned {
         &[STAGE_TRAIN, STAGE_EVAL]
@@ -85,7 +89,7 @@ pub fn run_job(
             Ok(JobOutcome::Done)
         }
         Ok(None) => {
-            mlflow.log_training(&child, &model)?;
+            // The curve is logged once, whole, by the attempt that finishes the training.
             mlflow.finish(&child, RunStatus::Killed)?;
             Ok(JobOutcome::Interrupted)
         }
@@ -139,8 +143,8 @@ fn execute(
             Some(track::model_weights_sha256(&path)?)
         }
     };
-    if job.model.quantize != config::Quantize::None {
-        tracing::warn!(model = %job.folder, quantize = ?job.model.quantize, "quantisation at load is not applied by this build's CPU engine; the model runs unquantised");
+    if job.arm != Arm::ZeroShot && job.model.quantize != config::Quantize::None {
+        tracing::warn!(model = %job.folder, quantize = ?job.model.quantize, "quantize applies to zero-shot models only: small models are trained and scored unquantised");
     }
     let adapter = if job.arm == Arm::Finetuned {
         *stage = STAGE_TRAIN;
@@ -310,12 +314,21 @@ fn evaluate(
             b.name = job.folder.clone();
             b
         }
-        _ => eval::load_lm(
+        Arm::ZeroShot => eval::load_lm(
+            &job.model.model,
+            None,
+            ctx.config,
+            ctx.table,
+            job.folder.clone(),
+            quantization(job.model.quantize),
+        )?,
+        Arm::Untrained | Arm::Finetuned => eval::load_lm(
             &job.model.model,
             adapter,
             ctx.config,
             ctx.table,
             job.folder.clone(),
+            None,
         )?,
     };
     let setup = EvalSetup {
@@ -334,4 +347,14 @@ fn evaluate(
     model.mark_stage_done(STAGE_EVAL, &EVAL_OUTPUTS)?;
     print!("{}", scored.summary());
     Ok(scored.metrics)
+}
+
+/// The config's `quantize` as the model loader's block format: 4-bit as Q4_0 (32-wide blocks fit
+/// every common hidden size, where Q4_K's 256-wide blocks do not), 8-bit as Q8_0.
+fn quantization(q: config::Quantize) -> Option<lm::Quantization> {
+    match q {
+        config::Quantize::None => None,
+        config::Quantize::Q4 => Some(lm::Quantization::Q4_0),
+        config::Quantize::Q8 => Some(lm::Quantization::Q8_0),
+    }
 }

@@ -185,7 +185,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             JobOutcome::Interrupted => {
                 mlflow.abort_parent(RunStatus::Killed)?;
                 bail!(
-                    "interrupted during {}; checkpoint written\nhint: run the same command again to continue",
+                    "interrupted at {}; finished stages and training checkpoints are kept\nhint: run the same command again to continue",
                     job.folder
                 );
             }
