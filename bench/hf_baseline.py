@@ -17,7 +17,7 @@ def main():
     gguf, csv_path, n, decode = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     directory, name = gguf.rsplit("/", 1) if "/" in gguf else (".", gguf)
     tok = AutoTokenizer.from_pretrained(directory, gguf_file=name)
-    model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=name, torch_dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=name, dtype=torch.float32)
     model.eval()
     with open(csv_path, newline="") as f:
         texts = [row["Dialogue"] for row in csv.DictReader(f)][:n]
@@ -25,7 +25,10 @@ def main():
     def prompt_ids(text):
         messages = [{"role": "system", "content": SYSTEM},
                     {"role": "user", "content": f"{INSTRUCTION}\n\nDialogue:\n{text}"}]
-        return tok.apply_chat_template(messages, add_generation_prompt=True)
+        # Rendered as text, then encoded: transformers 5 returns a dict from a tokenizing
+        # apply_chat_template, 4 a list.
+        text = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return tok(text, add_special_tokens=False)["input_ids"]
 
     ids = []
     for text in texts * 10:

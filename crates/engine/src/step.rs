@@ -1,6 +1,6 @@
-//! [`infer::StepModel`] for an [`lm::Model`]: per-prompt prefill stacked into one cache, cache row
-//! selection and batched one-token decode, each returning only the next-token logits (the LM head runs on one
-//! position per row, never on the whole prompt).
+//! [`infer::StepModel`] for an [`lm::Model`]: per-prompt prefill stacked into one cache, cache
+//! row selection and batched one-token decode, each returning only the next-token logits (the LM
+//! head runs on one position per row, never on the whole prompt).
 
 use candle_core::{DType, Tensor};
 use infer::{InferError, Logits, StepModel};

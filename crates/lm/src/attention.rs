@@ -175,7 +175,7 @@ fn attend_cpu(
         .reshape((b, t, hq * d))?)
 }
 
-impl Views<'_> {
+impl<'a> Views<'a> {
     /// Output `[B, hq, T, D]`: one task per (row, head, block of queries).
     fn run(&self, b: usize) -> Vec<f32> {
         let Heads { q: hq, dim: d, .. } = self.heads;
@@ -208,13 +208,30 @@ impl Views<'_> {
         let qm = Mat::strided(&self.q[((b * self.t + i0) * hq + h) * d..], rows, d, hq * d);
         let mut s = vec![0f32; rows * width];
         let p = self.rows[b];
-        let prefix_k = (self.tp > 0)
-            .then(|| Mat::strided(&self.sk[(p * self.tp * hkv + g) * d..], self.tp, d, hkv * d));
-        let own_k = Mat::strided(&self.ok[(b * self.cap * hkv + g) * d..], vis, d, hkv * d);
-        if let Some(k) = prefix_k {
-            gemm(&mut s, width, qm, k.t(), scale, false);
+        // Row `j` of head `g` of prefix row `p` / own row `b`: rows are `hkv * d` apart.
+        let prefix =
+            |x: &'a [f32], n: usize| Mat::strided(&x[(p * self.tp * hkv + g) * d..], n, d, hkv * d);
+        let own = |x: &'a [f32], n: usize| {
+            Mat::strided(&x[(b * self.cap * hkv + g) * d..], n, d, hkv * d)
+        };
+        if self.tp > 0 {
+            gemm(
+                &mut s,
+                width,
+                qm,
+                prefix(self.sk, self.tp).t(),
+                scale,
+                false,
+            );
         }
-        gemm(&mut s[self.tp..], width, qm, own_k.t(), scale, false);
+        gemm(
+            &mut s[self.tp..],
+            width,
+            qm,
+            own(self.ok, vis).t(),
+            scale,
+            false,
+        );
         for (r, row) in s.chunks_mut(width).enumerate() {
             let (pre, own) = row.split_at_mut(self.tp);
             if self.tp > 0 {
@@ -232,20 +249,12 @@ impl Views<'_> {
             }
             softmax_row(row);
         }
-        if let Some(_k) = prefix_k {
-            let v = Mat::strided(&self.sv[(p * self.tp * hkv + g) * d..], self.tp, d, hkv * d);
-            gemm(
-                out,
-                d,
-                Mat::strided(&s, rows, self.tp, width),
-                v,
-                1.0,
-                false,
-            );
+        if self.tp > 0 {
+            let probs = Mat::strided(&s, rows, self.tp, width);
+            gemm(out, d, probs, prefix(self.sv, self.tp), 1.0, false);
         }
-        let v = Mat::strided(&self.ov[(b * self.cap * hkv + g) * d..], vis, d, hkv * d);
         let probs = Mat::strided(&s[self.tp..], rows, vis, width);
-        gemm(out, d, probs, v, 1.0, self.tp > 0);
+        gemm(out, d, probs, own(self.ov, vis), 1.0, self.tp > 0);
     }
 }
 

@@ -2,7 +2,7 @@
 //! a vectorised `exp` and SwiGLU. Callers fall back to stock candle ops on other devices and
 //! dtypes.
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
 /// Elements per parallel task: large enough to amortise scheduling, small enough to balance.
@@ -114,4 +114,103 @@ fn exp_portable(xs: &mut [f32]) {
         let e = p * f32::from_bits(bits);
         *x = if v < -87.0 { 0.0 } else { e };
     }
+}
+
+/// Output features per parallel task of [`skinny_matmul`].
+const SKINNY_TASK: usize = 64;
+
+/// `x w^T` for a few rows `x` `[m, k]` against a dense weight `w` `[n, k]`, on the CPU in f32,
+/// reading each weight row once for all `m` rows; `None` when the inputs are not CPU f32.
+///
+/// Decode steps multiply a handful of rows (one per beam) by every weight. The `gemm` crate has a
+/// fast path for one row, but from two rows on it switches to its general kernel, which made a
+/// five-beam step cost three single-row steps here; this loop keeps the step memory-bound.
+pub(crate) fn skinny_matmul(x: &Tensor, w: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    let (m, k) = x.dims2()?;
+    let (n, kw) = w.dims2()?;
+    let cpu_f32 = x.device().is_cpu() && x.dtype() == DType::F32 && w.dtype() == DType::F32;
+    if !cpu_f32 || k != kw || m == 0 || n == 0 {
+        return Ok(None);
+    }
+    let x = x.contiguous()?;
+    let w = w.contiguous()?;
+    let (xs, xl) = x.storage_and_layout();
+    let (ws, wl) = w.storage_and_layout();
+    let (Storage::Cpu(xs), Storage::Cpu(ws)) = (&*xs, &*ws) else {
+        return Ok(None);
+    };
+    let (Some((x0, x1)), Some((w0, w1))) = (xl.contiguous_offsets(), wl.contiguous_offsets())
+    else {
+        return Ok(None);
+    };
+    let (xv, wv) = (&xs.as_slice::<f32>()?[x0..x1], &ws.as_slice::<f32>()?[w0..w1]);
+    // Transposed output `[n, m]`: each task owns a contiguous run of output features.
+    let mut yt = vec![0f32; n * m];
+    yt.par_chunks_mut(SKINNY_TASK * m)
+        .zip(wv.par_chunks(SKINNY_TASK * k))
+        .for_each(|(y, w)| skinny_block(xv, w, y, m, k));
+    let mut y = vec![0f32; m * n];
+    for (j, col) in yt.chunks(m).enumerate() {
+        for (r, &v) in col.iter().enumerate() {
+            y[r * n + j] = v;
+        }
+    }
+    Ok(Some(Tensor::from_vec(y, (m, n), &Device::Cpu)?))
+}
+
+/// `y[j * m + r] = dot(x[r], w[j])` for the weight rows in `w`.
+fn skinny_block(x: &[f32], w: &[f32], y: &mut [f32], m: usize, k: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports the features the function is compiled for.
+            unsafe { skinny_avx512(x, w, y, m, k) };
+            return;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: as above.
+            unsafe { skinny_avx2(x, w, y, m, k) };
+            return;
+        }
+    }
+    skinny_portable(x, w, y, m, k);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn skinny_avx512(x: &[f32], w: &[f32], y: &mut [f32], m: usize, k: usize) {
+    skinny_portable(x, w, y, m, k)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn skinny_avx2(x: &[f32], w: &[f32], y: &mut [f32], m: usize, k: usize) {
+    skinny_portable(x, w, y, m, k)
+}
+
+#[inline(always)]
+fn skinny_portable(x: &[f32], w: &[f32], y: &mut [f32], m: usize, k: usize) {
+    for (wrow, yrow) in w.chunks_exact(k).zip(y.chunks_exact_mut(m)) {
+        for (xrow, out) in x.chunks_exact(k).zip(yrow.iter_mut()) {
+            *out = dot(xrow, wrow);
+        }
+    }
+}
+
+/// Dot product over 64 independent lanes: several vector accumulators, so the adds do not wait
+/// on each other.
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    const L: usize = 64;
+    let mut acc = [0f32; L];
+    let (ac, ar) = a.split_at(a.len() / L * L);
+    let (bc, br) = b.split_at(ac.len());
+    for (ca, cb) in ac.chunks_exact(L).zip(bc.chunks_exact(L)) {
+        for l in 0..L {
+            acc[l] += ca[l] * cb[l];
+        }
+    }
+    let tail: f32 = ar.iter().zip(br).map(|(p, q)| p * q).sum();
+    acc.iter().sum::<f32>() + tail
 }

@@ -25,6 +25,7 @@ pub mod adapter;
 mod attention;
 pub mod cache;
 pub mod config;
+pub mod device;
 pub mod error;
 mod fused;
 pub mod linear;
@@ -36,6 +37,7 @@ pub mod weights;
 
 pub use cache::KvCache;
 pub use config::{Architecture, ModelConfig, RopeScaling};
+pub use device::parse_device;
 pub use error::{LmError, Result};
 pub use linear::{Linear, Quantization};
 pub use lora::{LoraSpec, LORA_TARGETS};

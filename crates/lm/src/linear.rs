@@ -66,6 +66,10 @@ pub struct Linear {
     out_dim: usize,
 }
 
+/// Up to this many rows go through [`crate::fused::skinny_matmul`] in inference; one row is
+/// already a fast matrix-vector product in `gemm`, and many rows are a real matrix product.
+const SKINNY_ROWS: usize = 64;
+
 /// Applies `x [.., in] @ w^T` with candle's batched-matmul broadcasting rules.
 fn matmul_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let y = match x.dims() {
@@ -161,14 +165,35 @@ impl Linear {
             return self.forward(x, false);
         };
         if lead.len() < 2 {
-            return self.forward(x, false);
+            return match lead.len() {
+                1 => self.forward_rows(x),
+                _ => self.forward(x, false),
+            };
         }
         let rows: usize = lead.iter().product();
         let flat = x.contiguous()?.reshape((rows, inner))?;
-        let y = self.forward(&flat, false)?;
+        let y = self.forward_rows(&flat)?;
         let mut out = lead.to_vec();
         out.push(self.out_dim);
         Ok(y.reshape(out)?)
+    }
+
+    /// [`Linear::forward_inference`] of a `[rows, in]` matrix: a few rows against a dense weight
+    /// (decode steps) take [`crate::fused::skinny_matmul`], the rest the stock path.
+    fn forward_rows(&self, x: &Tensor) -> Result<Tensor> {
+        let plain = self.lora.as_ref().is_none_or(|l| l.merged);
+        let (rows, _) = x.dims2()?;
+        if let (BaseWeight::Dense(w), true) = (&self.base, plain) {
+            if (2..=SKINNY_ROWS).contains(&rows) {
+                if let Some(y) = crate::fused::skinny_matmul(x, w)? {
+                    return Ok(match &self.bias {
+                        Some(b) => y.broadcast_add(b)?,
+                        None => y,
+                    });
+                }
+            }
+        }
+        self.forward(x, false)
     }
 
     /// `scale * B A`, the dense update the LoRA pair stands for.

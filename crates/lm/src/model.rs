@@ -531,15 +531,25 @@ impl Model {
         ))
     }
 
+    /// Logits at `which` positions; `inference` routes the LM head through
+    /// [`Linear::forward_inference`] (same values, faster for a few rows).
     fn logits(
         &self,
         hidden: &Tensor,
         real: &[Vec<bool>],
         which: &LogitPositions,
+        inference: bool,
     ) -> Result<Tensor> {
+        let head = |x: &Tensor| {
+            if inference {
+                self.lm_head.forward_inference(x)
+            } else {
+                self.lm_head.forward(x, false)
+            }
+        };
         let (b, t, h) = hidden.dims3()?;
         match which {
-            LogitPositions::All => self.lm_head.forward(hidden, false),
+            LogitPositions::All => head(hidden),
             LogitPositions::Last => {
                 let idx: Vec<u32> = mask::last_real(real)
                     .into_iter()
@@ -548,7 +558,7 @@ impl Model {
                     .collect();
                 let idx = Tensor::new(idx.as_slice(), &self.device)?;
                 let x = hidden.reshape((b * t, h))?.index_select(&idx, 0)?;
-                self.lm_head.forward(&x, false)
+                head(&x)
             }
             LogitPositions::Select(pos) => {
                 let (pb, k) = pos.dims2()?;
@@ -571,7 +581,7 @@ impl Model {
                 }
                 let idx = Tensor::from_vec(flat, b * k, &self.device)?;
                 let x = hidden.reshape((b * t, h))?.index_select(&idx, 0)?;
-                self.lm_head.forward(&x.reshape((b, k, h))?, false)
+                head(&x.reshape((b, k, h))?)
             }
         }
     }
@@ -611,7 +621,7 @@ impl Model {
             None,
             Kernels::Reference { train },
         )?;
-        self.logits(&hidden, &real, positions)
+        self.logits(&hidden, &real, positions, false)
     }
 
     /// The inference forward with fused kernels. Appends the tokens to `cache`: the first call
@@ -632,7 +642,7 @@ impl Model {
             )));
         }
         let (hidden, real) = self.run(input_ids, attention_mask, Some(cache), Kernels::Fused)?;
-        self.logits(&hidden, &real, positions)
+        self.logits(&hidden, &real, positions, true)
     }
 
     // ---- LoRA -------------------------------------------------------------------------------

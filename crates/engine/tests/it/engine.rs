@@ -139,6 +139,44 @@ fn evaluate_writes_ranked_candidates_or_raw_text() {
     assert!(g[0].generated_tokens >= 1 && g[0].generated_tokens <= 4);
 }
 
+/// Constrained evaluation decodes several prompts' beams together against their stacked
+/// prefixes; each example gets the codes and log-probs it gets alone.
+#[test]
+fn batched_constrained_evaluation_equals_one_prompt_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path());
+    let table = CodeTable::icd10cm();
+    let trie = engine.build_trie(&labels(), &table).unwrap();
+    let texts = [
+        "Patient: cough",
+        "Patient: sore throat and fever since Monday, worse at night",
+        "Doctor: any pain? Patient: my knee hurts",
+    ];
+    let examples: Vec<types::Example> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| types::Example {
+            id: format!("e{i}"),
+            text: t.to_string(),
+            codes: Vec::new(),
+            meta: Default::default(),
+        })
+        .collect();
+    let batched = engine.evaluate(&examples, Some(&trie), 3, 8).unwrap();
+    for (p, text) in batched.iter().zip(texts) {
+        let (alone, _) = engine.suggest(&trie, text, 3, &table).unwrap();
+        assert_eq!(p.candidates.len(), alone.len());
+        for (c, a) in p.candidates.iter().zip(&alone) {
+            assert_eq!(Code::parse(&c.code).unwrap().dotted(), a.code, "{}", p.id);
+            assert!(
+                (c.logprob - a.logprob).abs() < 1e-4,
+                "{}: {c:?} vs {a:?}",
+                p.id
+            );
+        }
+    }
+}
+
 #[test]
 fn the_leaf_trie_holds_every_billable_code() {
     let dir = tempfile::tempdir().unwrap();

@@ -129,9 +129,11 @@ pub fn run(args: AuditArgs) -> anyhow::Result<()> {
         .into_iter()
         .cloned()
         .collect();
-    let non_members: Vec<_> = [Part::Validation, Part::Test]
+    // Held out = the test split only: validation examples chose the best checkpoint, so the
+    // adapter is biased towards them and they would look like members.
+    let non_members: Vec<_> = split
+        .select(&dataset, Part::Test)
         .into_iter()
-        .flat_map(|p| split.select(&dataset, p))
         .cloned()
         .collect();
     let canary_path = args

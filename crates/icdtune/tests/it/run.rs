@@ -459,6 +459,10 @@ fn a_run_killed_mid_training_continues_from_its_checkpoints() {
         .join("tiny-slm/adapter/adapter_model.safetensors")
         .is_file());
     assert!(run.join("results.json").is_file());
+    assert!(
+        !run.join("tiny-slm/checkpoints").exists(),
+        "finished: checkpoints removed"
+    );
 }
 
 const MLFLOW_ENV: &str = "ICDTUNE_MLFLOW_URI";

@@ -322,3 +322,16 @@ fn sliding_window_longer_sequences_are_refused() {
         .is_err());
     assert_eq!((cache.len(), cache.next_positions()), (4, &[4u32][..]));
 }
+
+/// `cpu` parses; a GPU in a CPU-only build is an error that says how to get one; nonsense names
+/// list the accepted ones.
+#[test]
+fn device_names() {
+    assert!(lm::parse_device("CPU").unwrap().is_cpu());
+    if !cfg!(feature = "cuda") {
+        let e = lm::parse_device("cuda:0").unwrap_err().to_string();
+        assert!(e.contains("--features cuda"), "{e}");
+    }
+    let e = lm::parse_device("tpu").unwrap_err().to_string();
+    assert!(e.contains("cpu, cuda, cuda:N"), "{e}");
+}

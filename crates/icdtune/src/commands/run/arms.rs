@@ -227,7 +227,20 @@ fn ensure_adapter(
     // A new adapter invalidates scores made with an earlier one.
     model.clear_stage(STAGE_EVAL)?;
     model.mark_stage_done(STAGE_TRAIN, &[track::ADAPTER_DIR])?;
+    remove_checkpoints(job, model)?;
     Ok(Some(adapter))
+}
+
+/// Checkpoints only serve to continue an interrupted training; once the adapter is recorded they
+/// are several times its size for nothing, so they go (and the output says so).
+fn remove_checkpoints(job: &Job, model: &ModelDir) -> anyhow::Result<()> {
+    let checkpoints = model.path().join(::train::checkpoint::CHECKPOINTS_DIR);
+    if checkpoints.is_dir() {
+        std::fs::remove_dir_all(&checkpoints)
+            .with_context(|| format!("removing {}", checkpoints.display()))?;
+        println!("{}: training finished; removed its checkpoints", job.folder);
+    }
+    Ok(())
 }
 
 /// `--skip-training`: the newest adapter any run under the output folder trained on these exact
