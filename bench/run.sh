@@ -3,7 +3,8 @@
 # CPU for our decoder, candle-transformers' quantized_llama and dense llama (same 512-token prompt),
 # and the seed's way of evaluating (greedy generation, up to 50 new tokens) against our constrained
 # top-5 on the same dialogues; then, when a Python venv with torch + transformers + gguf exists or
-# can be created, the same for PyTorch transformers, and the ratios against it.
+# can be created, the same for PyTorch transformers, and the ratios against it. Prefills report the
+# median of three runs after a warm-up; run it alone on the machine (it prints the load average).
 #
 # Usage: bench/run.sh [GGUF] [N_DIALOGUES]
 #   GGUF          default models/SmolLM2-135M-Instruct.gguf
@@ -33,8 +34,7 @@ if [ "${BENCH_PYTHON:-1}" != 0 ]; then
     && ! { [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import torch, transformers, gguf' 2>/dev/null; }; then
     echo "creating $VENV (pip install torch transformers gguf; BENCH_PIP_INSTALL=0 skips this)"
     python3 -m venv "$VENV" \
-      && "$VENV/bin/pip" install -q torch --index-url "${BENCH_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}" \
-      && "$VENV/bin/pip" install -q transformers gguf \
+      && "$VENV/bin/pip" install -q torch transformers gguf \
       || echo "venv creation failed; the Python part is skipped"
   fi
   if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import torch, transformers, gguf' 2>/dev/null; then
@@ -56,6 +56,7 @@ awk '
     r("decode ours / ct_quantized", "ours_decode_tok_s", "ct_quantized_decode_tok_s")
     r("decode ours / ct_dense", "ours_decode_tok_s", "ct_dense_decode_tok_s")
     r("decode ours / pytorch", "ours_decode_tok_s", "torch_decode_tok_s")
+    r("decode ours 5 rows / ours 1 row (tokens/s)", "ours_decode_5_rows_tok_s", "ours_decode_tok_s")
     r("eval ours top-5 / ours greedy-50", "ours_constrained_top5_dialogues_s", "ours_greedy50_dialogues_s")
     r("eval ours top-5 / seed (HF generate 50)", "ours_constrained_top5_dialogues_s", "torch_greedy50_dialogues_s")
   }' "$OUT"

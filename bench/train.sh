@@ -9,13 +9,12 @@
 #   GGUF    default models/SmolLM2-135M-Instruct.gguf
 #   STEPS   timed steps, default 3 (after WARMUP untimed ones, default 1)
 # Env: BENCH_VENV (default $CARGO_TARGET_DIR/bench-venv or target/bench-venv): a virtualenv with
-#        torch, transformers, gguf and peft (create it with
-#        `python3 -m venv V && V/bin/pip install torch transformers gguf peft`).
+#        torch, transformers, gguf and peft, created by this script when missing
+#        (`python3 -m venv V && V/bin/pip install torch transformers gguf peft`).
 #      BENCH_PYTHON=0     skip the PyTorch side.
 #      BENCH_FORWARD=reference / BENCH_RECOMPUTE=1   passed to the Rust side.
-#      CANDLE_NUM_THREADS (default 1 here): threads of candle's element-wise ops (the autograd's
-#        gradient sums, residual adds). With 2 cores its extra spinning worker competes with the
-#        GEMM threads (RAYON_NUM_THREADS, unchanged); measured faster with 1.
+#      CANDLE_NUM_THREADS: threads of candle's element-wise ops; unset, the Rust side uses the
+#        icdtune binary's default (one, see crates/lm/src/threads.rs).
 # Target of the issue: icdtune >= 1.5x PyTorch tokens/s at <= 0.6x its peak memory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,7 +35,12 @@ echo "machine: $(nproc) cpus, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 cargo build --release -q -p train --example bench_train
 
 if [ "${BENCH_PYTHON:-1}" != 0 ]; then
-  if ! { [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import torch, transformers, gguf, peft' 2>/dev/null; }; then
+  has_venv() { [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import torch, transformers, gguf, peft' 2>/dev/null; }
+  if ! has_venv; then
+    echo "creating $VENV (pip install torch transformers gguf peft)"
+    python3 -m venv "$VENV" && "$VENV/bin/pip" install -q torch transformers gguf peft || true
+  fi
+  if ! has_venv; then
     echo "no virtualenv with torch, transformers, gguf and peft at $VENV; set BENCH_PYTHON=0 to skip" >&2
     exit 1
   fi
@@ -45,8 +49,7 @@ if [ "${BENCH_PYTHON:-1}" != 0 ]; then
   cat "$TMP/torch.json"
 fi
 
-CANDLE_NUM_THREADS=${CANDLE_NUM_THREADS:-1} \
-  /usr/bin/time -v "$TARGET/release/examples/bench_train" "$GGUF" "$STEPS" "$WARMUP" \
+/usr/bin/time -v "$TARGET/release/examples/bench_train" "$GGUF" "$STEPS" "$WARMUP" \
   > "$TMP/ours.json" 2> "$TMP/ours.time" || { cat "$TMP/ours.time" >&2; exit 1; }
 cat "$TMP/ours.json"
 

@@ -7,6 +7,8 @@ mod commands;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    // Before any thread or tensor exists: see lm::threads for the measurement behind it.
+    lm::threads::prefer_single_elementwise_thread();
     let cli = args::Cli::parse();
     init_logging(cli.verbose);
     match commands::dispatch(cli.command) {

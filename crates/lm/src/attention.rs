@@ -424,3 +424,75 @@ fn gemm(dst: &mut [f32], ld: usize, a: Mat<'_>, b: Mat<'_>, beta: f32, accumulat
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tensor(shape: &[usize], seed: usize) -> Tensor {
+        let n: usize = shape.iter().product();
+        let data: Vec<f32> = (0..n)
+            .map(|i| (((i * 7919 + seed * 104_729) % 1000) as f32 / 250.0) - 2.0)
+            .collect();
+        Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    const HEADS: Heads = Heads {
+        q: 4,
+        kv: 2,
+        dim: 8,
+    };
+
+    /// The stock-op path other devices and dtypes take equals the CPU kernel: a prefill longer
+    /// than one block, and a continuation against a shared, partly padded prefix with rows
+    /// mapped onto it and a buffer larger than its filled slots.
+    #[test]
+    fn stock_op_fallback_equals_the_cpu_kernel() {
+        let t = BLOCK + 9;
+        let q = tensor(&[2, t, 4, 8], 1);
+        let k = tensor(&[2, t, 2, 8], 2);
+        let v = tensor(&[2, t, 2, 8], 3);
+        let real = vec![vec![true; t]; 2];
+        let own = Own {
+            k: &k,
+            v: &v,
+            len: t,
+            real: &real,
+        };
+        let fast = attend_cpu(&q, None, &own, HEADS).unwrap();
+        let slow = attend_ops(&q, None, &own, HEADS).unwrap();
+        assert!(max_diff(&fast, &slow) < 1e-5);
+
+        let (pk, pv) = (tensor(&[1, 6, 2, 8], 4), tensor(&[1, 6, 2, 8], 5));
+        let prefix_real = vec![vec![false, false, true, true, true, true]];
+        let shared = Shared {
+            k: &pk,
+            v: &pv,
+            rows: &[0, 0, 0],
+            real: &prefix_real,
+        };
+        let (ok, ov) = (tensor(&[3, 7, 2, 8], 6), tensor(&[3, 7, 2, 8], 7));
+        let own_real = vec![vec![true; 4], vec![true, false, true, true], vec![true; 4]];
+        let own = Own {
+            k: &ok,
+            v: &ov,
+            len: 4,
+            real: &own_real,
+        };
+        let q = tensor(&[3, 2, 4, 8], 8);
+        let fast = attend_cpu(&q, Some(&shared), &own, HEADS).unwrap();
+        let slow = attend_ops(&q, Some(&shared), &own, HEADS).unwrap();
+        assert!(max_diff(&fast, &slow) < 1e-5);
+    }
+}

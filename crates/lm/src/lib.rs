@@ -33,6 +33,7 @@ pub mod lora;
 pub mod mask;
 pub mod model;
 pub mod rope;
+pub mod threads;
 pub mod weights;
 
 pub use cache::KvCache;

@@ -66,9 +66,10 @@ pub struct Linear {
     out_dim: usize,
 }
 
-/// Up to this many rows go through [`crate::fused::skinny_matmul`] in inference; one row is
-/// already a fast matrix-vector product in `gemm`, and many rows are a real matrix product.
-const SKINNY_ROWS: usize = 64;
+/// Up to this many rows go through [`crate::fused::skinny_matmul`] in inference: one row is
+/// already a fast matrix-vector product in `gemm`, and past about 16 rows `gemm`'s blocked kernel
+/// wins again (see `bench/run.sh`, decode with 5 rows).
+const SKINNY_ROWS: usize = 16;
 
 /// Applies `x [.., in] @ w^T` with candle's batched-matmul broadcasting rules.
 fn matmul_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {

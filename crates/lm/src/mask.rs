@@ -1,5 +1,6 @@
-//! Padding-aware positions and additive attention masks. One builder serves the reference
-//! forward (empty history) and the cached inference forward (history of earlier calls).
+//! Padding-aware positions and additive attention masks. The additive mask serves the reference
+//! forward; the inference attention (`attention.rs`) applies the same rule to the cache's slots
+//! without materialising it.
 
 use candle_core::{DType, Device, Tensor};
 

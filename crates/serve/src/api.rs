@@ -183,8 +183,9 @@ async fn suggest(
     .await
     .map_err(|_| ApiError::internal("the model call panicked"))?
     .map_err(|e| {
+        // The detail (which may carry a backtrace) stays in the server log; clients see no internals.
         tracing::error!(error = %e, "suggester failed");
-        ApiError::internal(format!("the model failed: {e}"))
+        ApiError::internal("the model failed; the server log has the details")
     })?;
 
     let returned = candidates.len();

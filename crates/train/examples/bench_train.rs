@@ -50,6 +50,8 @@ fn batch(vocab: usize, seed: u64) -> candle_core::Result<Batch> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The same thread setting as the icdtune binary, so the numbers are the product's.
+    lm::threads::prefer_single_elementwise_thread();
     let args: Vec<String> = std::env::args().collect();
     let Some(path) = args.get(1) else {
         return Err("usage: bench_train MODEL [STEPS] [WARMUP]".into());
