@@ -28,3 +28,9 @@ pub use linear::{frozen_linear, lora_linear, LoraDropout};
 pub use norm::rms_norm;
 pub use rope::rope;
 pub use swiglu::swiglu;
+
+/// `xs[i] = exp(xs[i])` with the vectorised polynomial the ops use (about 2 ulp; inputs below -87,
+/// `-inf` included, give exactly 0). Shared with the inference kernels of `lm`.
+pub fn exp_f32_in_place(xs: &mut [f32]) {
+    <f32 as cpu::Real>::exp_in_place(xs)
+}

@@ -46,10 +46,10 @@ pub fn answer(results: &Results) -> Vec<String> {
                     } else {
                         "Not shown"
                     };
-                    format!(
-                        "{word}: the difference is {diff:+.3}{ci} (paired test p = {})",
-                        fmt_p(p)
-                    )
+                    let p = fmt_p(p);
+                    // fmt_p gives "< 0.001" for tiny values: no "=" in front of it.
+                    let p = if p.starts_with('<') { format!("p {p}") } else { format!("p = {p}") };
+                    format!("{word}: the difference is {diff:+.3}{ci} (paired test {p})")
                 }
                 None => {
                     let word = match (fv.ci_low, zv.ci_high, fv.ci_high, zv.ci_low) {

@@ -183,9 +183,12 @@ async fn suggest(
     .await
     .map_err(|_| ApiError::internal("the model call panicked"))?
     .map_err(|e| {
-        // The detail (which may carry a backtrace) stays in the server log; clients see no internals.
+        // Clients get the first line (e.g. "exceeds the context"); a backtrace that candle appends
+        // under RUST_BACKTRACE stays in the server log.
         tracing::error!(error = %e, "suggester failed");
-        ApiError::internal("the model failed; the server log has the details")
+        let message = e.to_string();
+        let first = message.lines().next().unwrap_or("unknown error");
+        ApiError::internal(format!("the model failed: {first}"))
     })?;
 
     let returned = candidates.len();

@@ -244,6 +244,7 @@ async fn suggester_failure_is_500_json() {
         "{}",
         error.message
     );
+    assert!(!error.message.contains("backtrace"), "{}", error.message);
 }
 
 #[tokio::test]
