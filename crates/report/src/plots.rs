@@ -81,13 +81,15 @@ fn grouped_bars(
     let e = plot_err(plot);
     let n_groups = group_labels.len().max(1) as f64;
     let width = 0.8 / series.len().max(1) as f64;
+    // Headroom above 1.0 for the legend (one row per series), so it never hides a full bar.
+    let top = 1.05 + 0.1 * series.len() as f64;
     let mut chart = ChartBuilder::on(root)
         .caption(caption, ("sans-serif", 18))
         .margin(10)
         .margin_bottom(40)
         .x_label_area_size(30)
         .y_label_area_size(50)
-        .build_cartesian_2d(0.0..n_groups, 0.0..1.15)
+        .build_cartesian_2d(0.0..n_groups, 0.0..top)
         .map_err(&e)?;
     chart
         .configure_mesh()
