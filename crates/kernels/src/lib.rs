@@ -25,6 +25,7 @@ pub use attention::causal_attention;
 pub use cross_entropy::{masked_cross_entropy, masked_cross_entropy_fused};
 pub use error::KernelError;
 pub use linear::{frozen_linear, lora_linear, LoraDropout};
+pub use matmul::{gemm_f32, Mat, Threads};
 pub use norm::rms_norm;
 pub use rope::rope;
 pub use swiglu::swiglu;

@@ -8,7 +8,7 @@ use crate::cpu::Real;
 
 /// A read-only matrix view: element `(i, j)` is `data[i * rs + j * cs]`.
 #[derive(Clone, Copy)]
-pub(crate) struct Mat<'a, T> {
+pub struct Mat<'a, T> {
     data: &'a [T],
     rows: usize,
     cols: usize,
@@ -18,12 +18,12 @@ pub(crate) struct Mat<'a, T> {
 
 impl<'a, T> Mat<'a, T> {
     /// A row-major `rows x cols` matrix.
-    pub(crate) fn new(data: &'a [T], rows: usize, cols: usize) -> Self {
+    pub fn new(data: &'a [T], rows: usize, cols: usize) -> Self {
         Self::strided(data, rows, cols, cols)
     }
 
     /// A row-major matrix whose rows are `rs` elements apart.
-    pub(crate) fn strided(data: &'a [T], rows: usize, cols: usize, rs: usize) -> Self {
+    pub fn strided(data: &'a [T], rows: usize, cols: usize, rs: usize) -> Self {
         let m = Self {
             data,
             rows,
@@ -36,7 +36,7 @@ impl<'a, T> Mat<'a, T> {
     }
 
     /// The transpose, as a view.
-    pub(crate) fn t(self) -> Self {
+    pub fn t(self) -> Self {
         Self {
             data: self.data,
             rows: self.cols,
@@ -65,13 +65,27 @@ impl<'a, T> Mat<'a, T> {
 /// Whether a GEMM may use all of rayon's threads or must stay on the calling thread (when it is
 /// already one task of a parallel loop).
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Threads {
+pub enum Threads {
     All,
     Single,
 }
 
 /// `dst = beta * a * b` (or `dst += beta * a * b` when `accumulate`), where `dst` is row-major with
 /// rows `ld` elements apart.
+/// [`gemm`] on `f32`, for the CPU kernels of other crates (the inference attention of `lm`), so
+/// that one bounds-checked wrapper guards every unsafe call into the `gemm` crate.
+pub fn gemm_f32(
+    dst: &mut [f32],
+    ld: usize,
+    a: Mat<'_, f32>,
+    b: Mat<'_, f32>,
+    beta: f32,
+    accumulate: bool,
+    threads: Threads,
+) {
+    gemm(dst, ld, a, b, beta, accumulate, threads)
+}
+
 pub(crate) fn gemm<T: Real>(
     dst: &mut [T],
     ld: usize,

@@ -9,6 +9,7 @@
 //! exists; other devices and dtypes take the same math through stock candle ops.
 
 use candle_core::{DType, Device, Storage, Tensor};
+use kernels::{Mat, Threads};
 use rayon::prelude::*;
 
 use crate::error::{LmError, Result};
@@ -337,92 +338,10 @@ fn attend_ops(
         .contiguous()?)
 }
 
-/// A read-only row-major matrix view: element `(i, j)` is `data[i * rs + j * cs]`.
-#[derive(Clone, Copy)]
-struct Mat<'a> {
-    data: &'a [f32],
-    rows: usize,
-    cols: usize,
-    rs: usize,
-    cs: usize,
-}
-
-impl<'a> Mat<'a> {
-    fn strided(data: &'a [f32], rows: usize, cols: usize, rs: usize) -> Self {
-        if rows > 0 && cols > 0 {
-            assert!(
-                (rows - 1) * rs + cols <= data.len(),
-                "matrix view {rows}x{cols} (row stride {rs}) overruns a slice of {}",
-                data.len()
-            );
-        }
-        Self {
-            data,
-            rows,
-            cols,
-            rs,
-            cs: 1,
-        }
-    }
-
-    fn t(self) -> Self {
-        Self {
-            data: self.data,
-            rows: self.cols,
-            cols: self.rows,
-            rs: self.cs,
-            cs: self.rs,
-        }
-    }
-}
-
 /// `dst = beta * a b` (or `+=` when `accumulate`), `dst` row-major with rows `ld` apart, on the
-/// calling thread (each call is already one task of a parallel loop). Uses the `gemm` crate
-/// candle's own matmul uses, so it gets the same AVX-512 kernels.
-fn gemm(dst: &mut [f32], ld: usize, a: Mat<'_>, b: Mat<'_>, beta: f32, accumulate: bool) {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
-    assert_eq!(k, b.rows, "gemm inner dimensions differ: {k} vs {}", b.rows);
-    if m == 0 || n == 0 {
-        return;
-    }
-    assert!(
-        (m - 1) * ld + n <= dst.len() && n <= ld,
-        "gemm output {m}x{n} (ld {ld}) overruns a slice of {}",
-        dst.len()
-    );
-    if k == 0 {
-        if !accumulate {
-            for i in 0..m {
-                dst[i * ld..i * ld + n].fill(0.0);
-            }
-        }
-        return;
-    }
-    // SAFETY: both views and the output were bounds-checked above and in `Mat::strided`; `dst`
-    // is borrowed mutably, so it cannot alias `a` or `b`.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            ld as isize,
-            accumulate,
-            a.data.as_ptr(),
-            a.cs as isize,
-            a.rs as isize,
-            b.data.as_ptr(),
-            b.cs as isize,
-            b.rs as isize,
-            1.0,
-            beta,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        )
-    }
+/// calling thread: each call is already one task of a parallel loop.
+fn gemm(dst: &mut [f32], ld: usize, a: Mat<'_, f32>, b: Mat<'_, f32>, beta: f32, accumulate: bool) {
+    kernels::gemm_f32(dst, ld, a, b, beta, accumulate, Threads::Single)
 }
 
 #[cfg(test)]
