@@ -41,6 +41,7 @@ pub struct Config {
     pub eval: EvalConfig,
     pub tracking: TrackingConfig,
     pub privacy: PrivacyConfig,
+    pub compute: ComputeConfig,
 }
 
 impl Config {
@@ -82,6 +83,9 @@ impl Config {
         self.lora.check().map_err(|m| invalid("lora", m))?;
         self.training.check().map_err(|m| invalid("training", m))?;
         self.eval.check().map_err(|m| invalid("eval", m))?;
+        self.compute
+            .check()
+            .map_err(|m| invalid("compute.device", m))?;
         let mut names = std::collections::BTreeSet::new();
         for m in self.models.llm.iter().chain(&self.models.slm) {
             if !names.insert(m.name.as_str()) {
@@ -135,6 +139,43 @@ mod tests {
         let text = "[[models.llm]]\nname = \"a\"\nmodel = \"x\"\n[[models.slm]]\nname = \"a\"\nmodel = \"y\"\n";
         let err = Config::from_toml_str(text, "x").unwrap_err();
         assert!(err.to_string().contains("used twice"), "{err}");
+    }
+
+    #[test]
+    fn compute_defaults_to_cpu_and_auto_dtype() {
+        let c = Config::from_toml_str("", "x").unwrap();
+        assert_eq!(c.compute.device, "cpu");
+        assert_eq!(c.compute.dtype, ComputeDtype::Auto);
+    }
+
+    #[test]
+    fn compute_accepts_gpu_names_without_a_gpu() {
+        let text = "[compute]\ndevice = \"cuda:1\"\ndtype = \"bf16\"\n";
+        let c = Config::from_toml_str(text, "x").unwrap();
+        assert_eq!(c.compute.device, "cuda:1");
+        assert_eq!(c.compute.dtype, ComputeDtype::Bf16);
+        assert_eq!(check_device_name("cuda"), Ok(Some(0)));
+        assert_eq!(check_device_name("cpu"), Ok(None));
+    }
+
+    #[test]
+    fn bad_device_is_named() {
+        for bad in ["gpu0", "cuda:", "cuda:x", "CPU", ""] {
+            let text = format!("[compute]\ndevice = {bad:?}\n");
+            let err = Config::from_toml_str(&text, "x.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("compute.device"), "{err}");
+            assert!(err.contains("x.toml"), "{err}");
+        }
+    }
+
+    #[test]
+    fn bad_dtype_and_unknown_compute_key_are_named() {
+        let err = Config::from_toml_str("[compute]\ndtype = \"f64\"\n", "x").unwrap_err();
+        assert!(err.to_string().contains("f64"), "{err}");
+        let err = Config::from_toml_str("[compute]\ndevic = \"cpu\"\n", "x").unwrap_err();
+        assert!(err.to_string().contains("devic"), "{err}");
     }
 
     #[test]

@@ -426,3 +426,56 @@ pub struct PrivacyConfig {
     /// Plant this many canaries in a copy of the training data (0 = none).
     pub canaries: usize,
 }
+
+/// Floating-point type of the weights and activations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ComputeDtype {
+    /// f32 on the CPU (bf16 is slower there, see CANDLE.md), bf16 on a GPU (half the memory, and
+    /// the tensor cores' native type).
+    #[default]
+    Auto,
+    F32,
+    Bf16,
+    F16,
+}
+
+/// Where models run. Only the spelling of `device` is checked here, so a config naming a GPU
+/// loads and validates on any machine; the binary turns it into a device when a model is loaded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ComputeConfig {
+    /// `cpu`, `cuda` (the first GPU) or `cuda:N`.
+    pub device: String,
+    pub dtype: ComputeDtype,
+}
+
+impl Default for ComputeConfig {
+    fn default() -> Self {
+        ComputeConfig {
+            device: "cpu".into(),
+            dtype: ComputeDtype::Auto,
+        }
+    }
+}
+
+impl ComputeConfig {
+    pub(crate) fn check(&self) -> Result<(), String> {
+        check_device_name(&self.device).map(|_| ())
+    }
+}
+
+/// The GPU ordinal `name` asks for (`None` for the CPU), or why it is not a device name. Shared by
+/// the config check and the binary's `--device` flag so both accept the same spellings.
+pub fn check_device_name(name: &str) -> Result<Option<usize>, String> {
+    match name {
+        "cpu" => Ok(None),
+        "cuda" => Ok(Some(0)),
+        other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(n)) => Ok(Some(n)),
+            _ => Err(format!(
+                "unknown device {name:?}: expected \"cpu\", \"cuda\" or \"cuda:N\""
+            )),
+        },
+    }
+}

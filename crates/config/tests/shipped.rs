@@ -34,4 +34,5 @@ fn reference_experiment_matches_the_design() {
     assert_eq!(cfg.lora.targets.len(), 7);
     assert_eq!(cfg.training.learning_rate, 2e-4);
     assert_eq!(cfg.eval.top_k, vec![1, 3, 5]);
+    assert_eq!(cfg.compute.device, "cuda");
 }

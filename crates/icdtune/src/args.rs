@@ -37,6 +37,14 @@ pub enum Command {
     Train(TrainArgs),
 }
 
+/// Where the model runs; shared by every command that loads one.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct DeviceOpts {
+    /// `cpu`, `cuda` or `cuda:N` (overrides [compute] device; a GPU needs a `--features cuda` build)
+    #[arg(long, value_name = "DEVICE")]
+    pub device: Option<String>,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct DataArgs {
     #[command(subcommand)]
@@ -183,6 +191,8 @@ pub struct EvalArgs {
     /// Output run directory: <DIR>/<model>/ plus results.json and report.html
     #[arg(long, value_name = "DIR")]
     pub out: std::path::PathBuf,
+    #[command(flatten)]
+    pub compute: DeviceOpts,
 }
 
 /// Which arms of the comparison `icdtune run` runs.
@@ -222,6 +232,8 @@ pub struct RunArgs {
     /// Start a new run directory and redo every stage instead of continuing the last run of this config
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub compute: DeviceOpts,
 }
 
 #[derive(Debug, clap::Args)]
@@ -257,6 +269,8 @@ pub struct PredictArgs {
     /// TOML config: [prompt] system prompt and instruction, [eval] max_new_tokens
     #[arg(long, value_name = "FILE")]
     pub config: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub compute: DeviceOpts,
 }
 
 #[derive(Debug, clap::Args)]
@@ -334,6 +348,8 @@ pub struct TrainArgs {
     /// (overrides privacy.canaries; recorded in --out/canaries.json)
     #[arg(long, value_name = "N")]
     pub canaries: Option<usize>,
+    #[command(flatten)]
+    pub compute: DeviceOpts,
 }
 
 #[derive(Debug, clap::Args)]
@@ -359,6 +375,8 @@ pub struct ServeArgs {
     /// Config file; its [prompt] section must match the one the adapter was trained with
     #[arg(long, value_name = "FILE")]
     pub config: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub compute: DeviceOpts,
 }
 
 #[derive(Debug, clap::Args)]
@@ -397,4 +415,6 @@ pub struct AuditArgs {
     /// results.json there are rebuilt when it holds evaluated models
     #[arg(long, value_name = "DIR")]
     pub out: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub compute: DeviceOpts,
 }

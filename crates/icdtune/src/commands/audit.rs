@@ -10,13 +10,14 @@ use config::Config;
 use data::{DatasetSpec, Part, Split};
 use icd::CodeTable;
 use indicatif::{ProgressBar, ProgressStyle};
-use lm::{LoadOptions, Model};
+use lm::Model;
 use metrics::MetricsConfig;
 use report::PrivacyAudit;
 use tokenize::Tokenizer;
 use train::EncodeOptions;
 
 use crate::args::AuditArgs;
+use crate::commands::compute::Compute;
 use crate::commands::eval::generator;
 use crate::commands::train::chat_prompt;
 
@@ -29,6 +30,7 @@ fn resolve_config(args: &AuditArgs) -> anyhow::Result<Config> {
         None => Config::default(),
     };
     config.data.dataset = args.dataset.clone();
+    super::compute::apply_device_flag(&mut config, &args.compute)?;
     config.validate("command line")?;
     Ok(config)
 }
@@ -148,7 +150,8 @@ pub fn run(args: AuditArgs) -> anyhow::Result<()> {
     let path = engine::resolve_model(&args.model)?;
     let tok = Tokenizer::load(&path).with_context(|| format!("tokenizer of {}", args.model))?;
     let chat = chat_prompt(&tok, &config)?;
-    let mut model = Model::load(&path, &LoadOptions::default())
+    let compute = Compute::resolve(&config.compute)?;
+    let mut model = Model::load(&path, &compute.load_options(None))
         .with_context(|| format!("loading model {}", args.model))?;
     let adapter = lm::adapter::load(&args.adapter, model.device())?;
     let settings = AuditSettings {

@@ -202,6 +202,7 @@ fn resolve_config(args: &EvalArgs) -> anyhow::Result<Config> {
     if args.no_constrain {
         config.eval.constrained = false;
     }
+    super::compute::apply_device_flag(&mut config, &args.compute)?;
     config.validate("command line")?;
     Ok(config)
 }

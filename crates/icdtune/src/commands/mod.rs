@@ -1,6 +1,7 @@
 //! One module per subcommand; `dispatch` is the only place that knows them all.
 
 mod audit;
+mod compute;
 mod data;
 mod eval;
 mod fetch;

@@ -15,6 +15,7 @@ use icd::{Code, CodeTable};
 use serde::Serialize;
 
 use crate::args::PredictArgs;
+use crate::commands::compute::{apply_device_flag, Compute};
 
 #[derive(Serialize)]
 struct Output {
@@ -48,9 +49,12 @@ pub fn load_engine_quantized(
 ) -> anyhow::Result<(Engine, f64)> {
     let start = Instant::now();
     let path = engine::resolve_model(spec)?;
+    let compute = Compute::resolve(&config.compute)?;
     let mut opts = EngineOptions::cpu(&config.prompt.system, &config.prompt.instruction);
     opts.adapter = adapter.map(Path::to_path_buf);
     opts.quantization = quantization;
+    opts.device = compute.device;
+    opts.dtype = compute.dtype;
     let engine =
         Engine::load(spec, &path, &opts).with_context(|| format!("loading model {spec}"))?;
     Ok((engine, start.elapsed().as_secs_f64() * 1000.0))
@@ -83,10 +87,11 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
     if args.top_k == 0 {
         bail!("--top-k must be at least 1");
     }
-    let config = match &args.config {
+    let mut config = match &args.config {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
+    apply_device_flag(&mut config, &args.compute)?;
     let table = CodeTable::icd10cm();
     let mut dialogue = String::new();
     std::io::stdin()

@@ -44,10 +44,11 @@ impl Suggester for EngineSuggester {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let config = match &args.config {
+    let mut config = match &args.config {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
+    crate::commands::compute::apply_device_flag(&mut config, &args.compute)?;
     let table = Arc::new(CodeTable::icd10cm());
     let (engine, load_ms) = load_engine(&args.model, args.adapter.as_deref(), &config)?;
     let plan = match &args.labels {

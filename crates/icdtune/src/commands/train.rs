@@ -11,11 +11,12 @@ use config::Config;
 use data::{DatasetSpec, Part, Split};
 use icd::CodeTable;
 use indicatif::{ProgressBar, ProgressStyle};
-use lm::{LoadOptions, LoraSpec, Model};
+use lm::{LoraSpec, Model};
 use prompt::chat::{ChatPrompt, ChatTemplate};
 use tokenize::Tokenizer;
 
 use crate::args::TrainArgs;
+use crate::commands::compute::Compute;
 
 fn resolve_config(args: &TrainArgs) -> anyhow::Result<Config> {
     let mut config = match &args.config {
@@ -29,6 +30,7 @@ fn resolve_config(args: &TrainArgs) -> anyhow::Result<Config> {
     if let Some(n) = args.canaries {
         config.privacy.canaries = n;
     }
+    super::compute::apply_device_flag(&mut config, &args.compute)?;
     config.validate("command line")?;
     Ok(config)
 }
@@ -205,7 +207,8 @@ pub(crate) fn train_adapter(
         val_set.truncated
     );
 
-    let mut model = Model::load(&path, &LoadOptions::default())
+    let compute = Compute::resolve(&config.compute)?;
+    let mut model = Model::load(&path, &compute.load_options(None))
         .with_context(|| format!("loading model {}", job.model))?;
     let l = &config.lora;
     model.add_lora(
@@ -219,7 +222,7 @@ pub(crate) fn train_adapter(
     )?;
 
     let opts = TrainOptions {
-        config: config.training.clone(),
+        config: compute.training_config(&config.training),
         out_dir: job.out.to_path_buf(),
         base_model_name: job.model.to_string(),
         resume: job.resume,

@@ -143,6 +143,74 @@ fn missing_model_and_empty_stdin_are_errors_with_hints() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no dialogue on stdin"));
 }
 
+/// A CPU-only build asked for a GPU fails before any work with the build hint, whether the GPU
+/// comes from `--device` or from `[compute] device`; it never falls back to the CPU silently.
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn predict_on_device_cuda_in_a_cpu_build_fails_with_the_build_hint() {
+    let t = TestCommand::new();
+    tiny::write_tiny_model(&t.path("tiny"), 5);
+    let gpu_config = t.write("gpu.toml", "[compute]\ndevice = \"cuda\"\n");
+    let gpu_config = gpu_config.to_str().unwrap();
+    for args in [
+        vec!["predict", "--model", "tiny", "--device", "cuda"],
+        vec!["predict", "--model", "tiny", "--config", gpu_config],
+    ] {
+        let out = run_with_stdin(&t, &args, &dialogue());
+        assert!(!out.status.success(), "{args:?} must fail");
+        assert!(out.stdout.is_empty(), "{args:?}: no JSON on failure");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("[compute] device = \"cuda\""), "{stderr}");
+        assert!(stderr.contains("--features cuda"), "{stderr}");
+    }
+}
+
+/// `--device cpu` runs, and overrides a config that names a GPU.
+#[test]
+fn predict_on_device_cpu_overrides_the_config() {
+    let t = TestCommand::new();
+    tiny::write_tiny_model(&t.path("tiny"), 5);
+    let gpu_config = t.write(
+        "gpu.toml",
+        "[compute]\ndevice = \"cuda:1\"\ndtype = \"f32\"\n",
+    );
+    let json = ok_json(&run_with_stdin(
+        &t,
+        &[
+            "predict",
+            "--model",
+            "tiny",
+            "--top-k",
+            "2",
+            "--device",
+            "cpu",
+            "--config",
+            gpu_config.to_str().unwrap(),
+        ],
+        &dialogue(),
+    ));
+    assert_eq!(json["suggestions"].as_array().unwrap().len(), 2);
+}
+
+/// A misspelt device is refused with the flag's name, before the model is loaded.
+#[test]
+fn predict_with_an_unknown_device_names_the_flag() {
+    let t = TestCommand::new();
+    tiny::write_tiny_model(&t.path("tiny"), 5);
+    let out = run_with_stdin(
+        &t,
+        &["predict", "--model", "tiny", "--device", "tpu"],
+        // The flag is checked before stdin is read: nothing to write into a closed pipe.
+        "",
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--device") && stderr.contains("\"tpu\""),
+        "{stderr}"
+    );
+}
+
 fn write_dataset(t: &TestCommand) -> String {
     let mut csv = String::from("Note,Dialogue,ICD10,ICD10_desc\n");
     let codes = ["J069", "R059", "R509", "I10"];

@@ -59,6 +59,7 @@ fn resolve(args: &RunArgs) -> anyhow::Result<Settings> {
     if let Some(out) = &args.out {
         config.tracking.output_dir = out.display().to_string();
     }
+    crate::commands::compute::apply_device_flag(&mut config, &args.compute)?;
     config.validate("command line")?;
     Ok(Settings {
         output_dir: PathBuf::from(&config.tracking.output_dir),
