@@ -87,15 +87,7 @@ impl Context {
 }
 
 /// The LoRA projections in a fixed order, the `projection` index of the dropout seed.
-const PROJECTIONS: [&str; 7] = [
-    "q_proj",
-    "k_proj",
-    "v_proj",
-    "o_proj",
-    "gate_proj",
-    "up_proj",
-    "down_proj",
-];
+const PROJECTIONS: [&str; 7] = lm::lora::LORA_TARGETS;
 
 /// Runs one micro-batch: returns the loss `sum of supervised NLL / normaliser` (as f64) and the
 /// gradient of that loss for each of `vars` (in order). `normaliser` is the number of supervised

@@ -5,6 +5,7 @@ mod cli;
 mod data;
 mod eval;
 mod fetch;
+mod fixtures;
 mod icd;
 mod predict;
 mod privacy;

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use crate::cli::TestCommand;
+use crate::fixtures::three_topic_csv;
 use crate::serve::Server;
 
 #[path = "../../../engine/tests/it/tiny.rs"]
@@ -23,20 +24,7 @@ const ALLOWED: [&str; 2] = ["data.csv", "predictions.jsonl"];
 /// A MedSynth-shaped CSV whose every dialogue carries the marker, with rows the loader drops or
 /// flags (malformed code, missing label, duplicate text) so that problem reports run too.
 fn write_dataset(t: &TestCommand) -> String {
-    let mut w = String::from("Note,Dialogue,ICD10,ICD10_desc\n");
-    let topics = [
-        ("J069", "sore throat"),
-        ("I10", "high blood pressure"),
-        ("K219", "heartburn"),
-    ];
-    for i in 0..8 {
-        for (code, words) in topics {
-            w.push_str(&format!(
-                "\"n{i}\",\"Patient {MARKER}: {words} for {} days.\",{code},\"d\"\n",
-                i + 1
-            ));
-        }
-    }
+    let mut w = three_topic_csv(8, &format!(" {MARKER}"));
     w.push_str(&format!(
         "\"x1\",\"Patient {MARKER}: odd code.\",J06-9?,\"d\"\n"
     ));

@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::cli::TestCommand;
+use crate::fixtures::three_topic_csv;
 
 #[path = "../../../engine/tests/it/tiny.rs"]
 #[allow(dead_code, clippy::duplicate_mod, clippy::manual_is_multiple_of)]
@@ -16,20 +17,7 @@ mod tiny;
 const SECRET: &str = "Quillowby";
 
 fn write_dataset(t: &TestCommand) {
-    let mut w = String::from("Note,Dialogue,ICD10,ICD10_desc\n");
-    let topics = [
-        ("J069", "sore throat"),
-        ("I10", "high blood pressure"),
-        ("K219", "heartburn"),
-    ];
-    for i in 0..10 {
-        for (code, words) in topics {
-            w.push_str(&format!(
-                "\"n{i}\",\"Patient {SECRET}: {words} for {} days.\",{code},\"d\"\n",
-                i + 1
-            ));
-        }
-    }
+    let w = three_topic_csv(10, &format!(" {SECRET}"));
     t.write("data.csv", w);
 }
 

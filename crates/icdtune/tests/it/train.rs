@@ -2,6 +2,7 @@
 //! MedSynth-shaped CSV: PEFT adapter, training log, checkpoints, resume.
 
 use crate::cli::TestCommand;
+use crate::fixtures::three_topic_csv;
 
 // Same fixture file as predict.rs (shared with the engine tests).
 #[path = "../../../engine/tests/it/tiny.rs"]
@@ -9,20 +10,7 @@ use crate::cli::TestCommand;
 mod tiny;
 
 fn write_dataset(t: &TestCommand) -> String {
-    let mut w = String::from("Note,Dialogue,ICD10,ICD10_desc\n");
-    let topics = [
-        ("J069", "sore throat"),
-        ("I10", "high blood pressure"),
-        ("K219", "heartburn"),
-    ];
-    for i in 0..10 {
-        for (code, words) in topics {
-            w.push_str(&format!(
-                "\"n{i}\",\"Patient: {words} for {} days.\",{code},\"d\"\n",
-                i + 1
-            ));
-        }
-    }
+    let w = three_topic_csv(10, "");
     format!("medsynth:{}", t.write("data.csv", w).display())
 }
 
