@@ -14,10 +14,12 @@ pub use sections::*;
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config {path}: {source}")]
+    // The OS error is in the message and deliberately not a `source`, which `{:#}` would print
+    // a second time.
+    #[error("cannot read config {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("config {origin}: {message}")]
     Parse { origin: String, message: String },
@@ -47,9 +49,9 @@ pub struct Config {
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         Config::from_toml_str(&text, &path.display().to_string())
     }
@@ -88,6 +90,7 @@ impl Config {
             .map_err(|m| invalid("compute.device", m))?;
         let mut names = std::collections::BTreeSet::new();
         for m in self.models.llm.iter().chain(&self.models.slm) {
+            check_model_name(&m.name).map_err(|m| invalid("models", m))?;
             if !names.insert(m.name.as_str()) {
                 return Err(invalid(
                     "models",
@@ -100,6 +103,21 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// A model name keys an output folder, so it must be one plain path component.
+fn check_model_name(name: &str) -> Result<(), String> {
+    let bad = name.trim().is_empty()
+        || name == "."
+        || name == ".."
+        || name.contains(['/', '\\'])
+        || name.chars().any(char::is_control);
+    if bad {
+        return Err(format!(
+            "model name {name:?} must be a non-empty folder name without / or \\"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -132,6 +150,54 @@ mod tests {
     fn ratios_must_sum_to_one() {
         let err = Config::from_toml_str("[data.split]\ntrain = 0.9\n", "x").unwrap_err();
         assert!(err.to_string().contains("data.split"), "{err}");
+    }
+
+    /// Values that parse but cannot be meant are refused at load, naming the section and key, so
+    /// that no run starts (and writes) with them (issue #14).
+    #[test]
+    fn values_that_cannot_be_meant_are_refused_at_load() {
+        let cases = [
+            ("[training]\nlearning_rate = inf\n", "learning_rate"),
+            ("[training]\nlearning_rate = nan\n", "learning_rate"),
+            ("[training]\nlearning_rate = -1e-4\n", "learning_rate"),
+            ("[training]\nepochs = 0\n", "epochs"),
+            ("[training]\nweight_decay = nan\n", "weight_decay"),
+            ("[training]\nmax_grad_norm = -1.0\n", "max_grad_norm"),
+            ("[training]\nmin_delta = inf\n", "min_delta"),
+            ("[lora]\nalpha = -8.0\n", "alpha"),
+            ("[lora]\nalpha = 0.0\n", "alpha"),
+            ("[lora]\nalpha = nan\n", "alpha"),
+            ("[lora]\ndropout = nan\n", "dropout"),
+            ("[eval]\nmax_new_tokens = 0\n", "max_new_tokens"),
+            ("[eval]\ntop_k = [1, 1000000]\n", "top_k"),
+            ("[data.split]\ntrain = nan\n", "data.split"),
+            (
+                "[[models.slm]]\nname = \"../x\"\nmodel = \"m\"\n",
+                "folder name",
+            ),
+            (
+                "[[models.llm]]\nname = \"\"\nmodel = \"m\"\n",
+                "folder name",
+            ),
+        ];
+        for (text, named) in cases {
+            let err = Config::from_toml_str(text, "x.toml")
+                .map(|_| ())
+                .expect_err(text)
+                .to_string();
+            assert!(err.contains(named), "{text}: {err}");
+            assert!(err.contains("x.toml"), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn zero_means_off_where_documented() {
+        let text = "[training]\nepochs = 0\nmax_steps = 10\nmax_grad_norm = 0.0\n[eval]\nbootstrap_samples = 0\n";
+        let c = Config::from_toml_str(text, "x").unwrap();
+        assert_eq!((c.training.epochs, c.training.max_steps), (0, 10));
+        assert_eq!(c.eval.bootstrap_samples, 0);
+        let c = Config::from_toml_str("[eval]\nbootstrap_samples = 1\n", "x").unwrap();
+        assert_eq!(c.eval.bootstrap_samples, 1);
     }
 
     #[test]
@@ -176,6 +242,23 @@ mod tests {
         assert!(err.to_string().contains("f64"), "{err}");
         let err = Config::from_toml_str("[compute]\ndevic = \"cpu\"\n", "x").unwrap_err();
         assert!(err.to_string().contains("devic"), "{err}");
+    }
+
+    #[test]
+    fn kernels_default_to_auto_and_accept_portable() {
+        let c = Config::from_toml_str("", "x").unwrap();
+        assert_eq!(c.compute.kernels, KernelChoice::Auto);
+        let c = Config::from_toml_str("[compute]\nkernels = \"portable\"\n", "x").unwrap();
+        assert_eq!(c.compute.kernels, KernelChoice::Portable);
+    }
+
+    #[test]
+    fn unknown_kernels_value_names_the_key() {
+        let err = Config::from_toml_str("[compute]\nkernels = \"cuda\"\n", "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("kernels") && err.contains("x.toml"), "{err}");
+        assert!(err.contains("auto") && err.contains("portable"), "{err}");
     }
 
     #[test]

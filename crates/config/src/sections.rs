@@ -263,12 +263,24 @@ impl Default for TrainingConfig {
 
 impl TrainingConfig {
     pub(crate) fn check(&self) -> Result<(), String> {
+        if self.epochs == 0 && self.max_steps == 0 {
+            return Err(
+                "epochs must be at least 1 (epochs = 0 would save an untrained adapter), unless max_steps sets the length"
+                    .into(),
+            );
+        }
         if self.batch_size == 0 || self.grad_accum == 0 {
             return Err("batch_size and grad_accum must be at least 1".into());
         }
-        if self.learning_rate.is_nan() || self.learning_rate <= 0.0 {
-            return Err("learning_rate must be positive".into());
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return Err(format!(
+                "learning_rate must be a finite positive number, got {}",
+                self.learning_rate
+            ));
         }
+        finite_at_least_zero("weight_decay", self.weight_decay)?;
+        finite_at_least_zero("max_grad_norm (0 = no clipping)", self.max_grad_norm)?;
+        finite_at_least_zero("min_delta", self.min_delta)?;
         if !(0.0..1.0).contains(&self.warmup_ratio) {
             return Err("warmup_ratio must lie in [0, 1)".into());
         }
@@ -279,6 +291,16 @@ impl TrainingConfig {
             return Err("recompute_activations needs forward = \"fast\"".into());
         }
         Ok(())
+    }
+}
+
+/// `Err` unless `value` is finite and not negative; NaN and infinity pass every comparison-based
+/// check the wrong way and turn a run's numbers into NaN steps later.
+fn finite_at_least_zero(name: &str, value: f64) -> Result<(), String> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(())
+    } else {
+        Err(format!("{name} must be a finite number >= 0, got {value}"))
     }
 }
 
@@ -329,6 +351,12 @@ impl LoraConfig {
         if self.r == 0 {
             return Err("r must be at least 1".into());
         }
+        if !(self.alpha.is_finite() && self.alpha > 0.0) {
+            return Err(format!(
+                "alpha must be a finite positive number (the update is scaled by alpha / r), got {}",
+                self.alpha
+            ));
+        }
         if !(0.0..1.0).contains(&self.dropout) {
             return Err("dropout must lie in [0, 1)".into());
         }
@@ -359,6 +387,8 @@ pub struct EvalConfig {
     pub constrained: bool,
     pub max_new_tokens: usize,
     pub batch_size: usize,
+    /// Resamples behind confidence intervals and paired tests; 0 switches them off (results then
+    /// carry point estimates only).
     pub bootstrap_samples: usize,
     pub confidence: f64,
     pub seed: u64,
@@ -386,12 +416,23 @@ impl EvalConfig {
         if self.top_k.is_empty() || self.top_k.contains(&0) {
             return Err("top_k must list positive k values".into());
         }
+        if let Some(k) = self.top_k.iter().find(|&&k| k > MAX_TOP_K) {
+            return Err(format!(
+                "top_k {k} is more than {MAX_TOP_K}: each k is a beam kept at every decoding step"
+            ));
+        }
         if !(0.5..1.0).contains(&self.confidence) {
             return Err("confidence must lie in [0.5, 1)".into());
+        }
+        if self.max_new_tokens == 0 || self.batch_size == 0 {
+            return Err("max_new_tokens and batch_size must be at least 1".into());
         }
         Ok(())
     }
 }
+
+/// The largest `top_k` a config may ask for.
+pub const MAX_TOP_K: usize = 100;
 
 /// Where runs are recorded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -440,6 +481,18 @@ pub enum ComputeDtype {
     F16,
 }
 
+/// Which implementation of the fast training forward's ops runs (`[training] forward = "fast"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KernelChoice {
+    /// The CPU kernels where they apply (a CPU model in f32), the portable tensor ops elsewhere
+    /// (GPUs, bf16).
+    #[default]
+    Auto,
+    /// The portable tensor ops on every device, so the CPU can test and measure what GPUs run.
+    Portable,
+}
+
 /// Where models run. Only the spelling of `device` is checked here, so a config naming a GPU
 /// loads and validates on any machine; the binary turns it into a device when a model is loaded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -448,6 +501,8 @@ pub struct ComputeConfig {
     /// `cpu`, `cuda` (the first GPU) or `cuda:N`.
     pub device: String,
     pub dtype: ComputeDtype,
+    /// `auto` or `portable`: the implementation of the fast training forward's ops.
+    pub kernels: KernelChoice,
 }
 
 impl Default for ComputeConfig {
@@ -455,6 +510,7 @@ impl Default for ComputeConfig {
         ComputeConfig {
             device: "cpu".into(),
             dtype: ComputeDtype::Auto,
+            kernels: KernelChoice::Auto,
         }
     }
 }

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::error::{looks_like_data, Columns};
 use crate::spec::Preset;
 use crate::DataError;
 
@@ -78,7 +79,8 @@ impl ColumnMap {
         row: Option<u64>,
     ) -> Result<Resolved, DataError> {
         let find = |name: &str| available.iter().position(|a| a.trim() == name);
-        let trimmed = || available.iter().map(|a| a.trim().to_string()).collect();
+        let trimmed = || Columns::shown(available);
+        let first_row_is_data = looks_like_data(available);
         let must = |w: &Wanted, role: &'static str| {
             find(&w.name).ok_or_else(|| {
                 if w.required {
@@ -88,6 +90,7 @@ impl ColumnMap {
                         role,
                         wanted: w.name.clone(),
                         available: trimmed(),
+                        first_row_is_data,
                     }
                 } else {
                     DataError::ColumnNotConfigured {
@@ -95,6 +98,7 @@ impl ColumnMap {
                         role,
                         default: w.name.clone(),
                         available: trimmed(),
+                        first_row_is_data,
                     }
                 }
             })
@@ -117,6 +121,7 @@ impl ColumnMap {
                         role: "meta",
                         wanted: w.name.clone(),
                         available: trimmed(),
+                        first_row_is_data,
                     })
                 }
                 None => {}

@@ -12,16 +12,18 @@ use crate::validate::{Problem, ValidationReport};
 /// Why a dataset could not be loaded, split or written.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("cannot open dataset {path}: {source}")]
+    // The OS error is part of the message and deliberately not a `source`: printing the chain
+    // (`{:#}`) would show it twice.
+    #[error("cannot open dataset {path}: {error}")]
     Open {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("{path}: row {row}: cannot read (truncated or corrupt file?): {source}")]
+    #[error("{path}: row {row}: cannot read (truncated or corrupt file?): {error}")]
     Read {
         path: PathBuf,
         row: u64,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path}: row {row}{}: not valid UTF-8{}", line_suffix(*line), byte_suffix(*byte))]
     Utf8 {
@@ -43,20 +45,23 @@ pub enum DataError {
         row: u64,
         message: String,
     },
-    #[error("{path}: {}no column {wanted:?} for the {role}; columns present: {}", row_prefix(*row), list(available))]
+    #[error("{path}: {}no column {wanted:?} for the {role}; columns present: {available}{}", row_prefix(*row), header_hint(*first_row_is_data))]
     MissingColumn {
         path: PathBuf,
         row: Option<u64>,
         role: &'static str,
         wanted: String,
-        available: Vec<String>,
+        /// The names found, as [`Columns::shown`] lists them.
+        available: Columns,
+        first_row_is_data: bool,
     },
-    #[error("{path}: no {role} column configured and none named {default:?}; columns present: {}\nhint: pass --{role}-column NAME or set data.{role}_column", list(available))]
+    #[error("{path}: no {role} column configured and none named {default:?}; columns present: {available}{}\nhint: pass --{role}-column NAME or set data.{role}_column", header_hint(*first_row_is_data))]
     ColumnNotConfigured {
         path: PathBuf,
         role: &'static str,
         default: String,
-        available: Vec<String>,
+        available: Columns,
+        first_row_is_data: bool,
     },
     #[error("{path}: row {row}: field {field:?}: {message}")]
     Field {
@@ -104,6 +109,21 @@ pub enum DataError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("no rows in {path}{}\nhint: {hint}", kind_suffix(kind))]
+    Empty {
+        path: PathBuf,
+        /// `Some("header only")` when a header was read but no data row.
+        kind: Option<&'static str>,
+        hint: &'static str,
+    },
+    #[error("{path}: row {row}: field {field:?}: the value has {bytes} bytes, more than the limit of {limit} bytes for one dialogue")]
+    TooLong {
+        path: PathBuf,
+        row: u64,
+        field: String,
+        bytes: usize,
+        limit: usize,
+    },
 }
 
 fn line_suffix(line: Option<u64>) -> String {
@@ -113,6 +133,10 @@ fn line_suffix(line: Option<u64>) -> String {
 fn byte_suffix(byte: Option<u64>) -> String {
     byte.map(|b| format!(" at byte {b} of the row"))
         .unwrap_or_default()
+}
+
+fn kind_suffix(kind: &Option<&'static str>) -> String {
+    kind.map(|k| format!(" ({k})")).unwrap_or_default()
 }
 
 fn row_prefix(row: Option<u64>) -> String {
@@ -131,13 +155,57 @@ fn report_key(problem: &Problem) -> &'static str {
     problem.kind.policy_key()
 }
 
-fn list(names: &[String]) -> String {
-    if names.is_empty() {
-        return "(none)".to_string();
+/// The column names of a file as an error shows them: each quoted only when it could be a name
+/// (see [`icd::redact`]), since in a file without a header row the "names" are the first row's
+/// values, patient text included; at most [`Columns::MAX_LISTED`] of them. Built when the error
+/// is, so that not even `Debug` of the error holds a long value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Columns {
+    shown: Vec<String>,
+    more: usize,
+}
+
+impl Columns {
+    /// Names in one message; a line of 10,000 cells must not become a 10,000-name message.
+    pub const MAX_LISTED: usize = 20;
+
+    pub fn shown(names: &[String]) -> Columns {
+        Columns {
+            shown: names
+                .iter()
+                .take(Self::MAX_LISTED)
+                .map(|n| icd::redact::shown(n.trim(), icd::redact::NAME))
+                .collect(),
+            more: names.len().saturating_sub(Self::MAX_LISTED),
+        }
     }
+}
+
+impl std::fmt::Display for Columns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.shown.is_empty() {
+            return f.write_str("(none)");
+        }
+        f.write_str(&self.shown.join(", "))?;
+        if self.more > 0 {
+            write!(f, " and {} more", self.more)?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether "column names" look like a data row: a value too long or wordy for a name, or a
+/// well-formed ICD-10 code.
+pub(crate) fn looks_like_data(names: &[String]) -> bool {
     names
         .iter()
-        .map(|n| format!("{n:?}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+        .any(|n| !icd::redact::fits(n.trim(), icd::redact::NAME) || icd::Code::parse(n).is_ok())
+}
+
+fn header_hint(first_row_is_data: bool) -> &'static str {
+    if first_row_is_data {
+        "\nhint: the first row looks like data, not column names: does the file lack a header row? Add one naming the columns"
+    } else {
+        ""
+    }
 }

@@ -26,17 +26,17 @@ use types::Example;
 
 pub use atomic::{write_atomic, write_json_atomic};
 pub use columns::ColumnsUsed;
-pub use error::DataError;
-pub use spec::{
-    hub_cache_dir, medsynth_in_cache, DatasetSpec, Format, Preset, MEDSYNTH_FILE, MEDSYNTH_REPO,
-};
+pub use error::{Columns, DataError};
+pub use spec::{medsynth_in_cache, DatasetSpec, Format, Preset, MEDSYNTH_FILE, MEDSYNTH_REPO};
 pub use split::{
     assign, split, Assignment, Part, PartCount, Ratios, Split, SplitSource, Unsatisfied,
     MIN_EXAMPLES_TRAIN_AND_TEST, SPLIT_FORMAT_VERSION, SPLIT_METHOD,
 };
 pub use stats::{stats, Bucket, ChapterCount, CodeCount, Distribution, Stats};
 pub use text::{normalize_text, whitespace_tokens};
-pub use validate::{Action, KindCount, Problem, ProblemKind, ValidationReport};
+pub use validate::{
+    Action, KindCount, NoteKind, Problem, ProblemKind, ReaderNote, ValidationReport,
+};
 
 /// A loaded, validated dataset.
 #[derive(Debug, Clone)]
@@ -71,8 +71,12 @@ pub fn load(spec: &DatasetSpec, cfg: &DataConfig, table: &CodeTable) -> Result<D
     let sha256 = sha256_file(&path)?;
     let raw = read::read(&path, format, &map)?;
     let rows = raw.rows.len() as u64;
+    for note in &raw.notes {
+        tracing::warn!(path = %path.display(), "{note}");
+    }
     let (examples, report) = validate::validate(
         raw.rows,
+        raw.notes,
         &path,
         validate::row_numbering(format),
         (&raw.columns.text, &raw.columns.codes),
@@ -116,9 +120,9 @@ pub fn load_configured(cfg: &DataConfig, table: &CodeTable) -> Result<Dataset, D
 
 /// Lower-case hex SHA-256 of a file's bytes.
 pub fn sha256_file(path: &Path) -> Result<String, DataError> {
-    let err = |source| DataError::Open {
+    let err = |error| DataError::Open {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     let mut file = std::fs::File::open(path).map_err(err)?;
     let mut hasher = Sha256::new();

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use hub::{CacheRepo, Repo, RepoKind};
 use serde::Serialize;
 
 use crate::DataError;
@@ -76,7 +77,7 @@ impl DatasetSpec {
     pub fn resolve(&self) -> Result<(PathBuf, Option<Preset>), DataError> {
         match self {
             DatasetSpec::MedsynthCache => {
-                let hub = hub_cache_dir(|k| std::env::var_os(k).map(PathBuf::from));
+                let hub = hub::hub_cache_dir(|k| std::env::var_os(k).map(PathBuf::from));
                 Ok((medsynth_in_cache(&hub)?, Some(Preset::Medsynth)))
             }
             DatasetSpec::File { path, preset } => Ok((path.clone(), *preset)),
@@ -84,42 +85,17 @@ impl DatasetSpec {
     }
 }
 
-/// The Hugging Face hub cache: `HF_HUB_CACHE`, else `HF_HOME/hub`, else `~/.cache/huggingface/hub`
-/// (the same order as the `huggingface_hub` library, so files fetched by either are found).
-pub fn hub_cache_dir(env: impl Fn(&str) -> Option<PathBuf>) -> PathBuf {
-    if let Some(dir) = env("HF_HUB_CACHE").filter(|p| !p.as_os_str().is_empty()) {
-        return dir;
-    }
-    if let Some(home) = env("HF_HOME").filter(|p| !p.as_os_str().is_empty()) {
-        return home.join("hub");
-    }
-    let home = env("HOME").unwrap_or_else(|| PathBuf::from("."));
-    home.join(".cache").join("huggingface").join("hub")
-}
-
 /// Finds the MedSynth CSV in a hub cache: the snapshot that `refs/main` points to when it holds the
 /// file, else the first snapshot (by name) that does.
-pub fn medsynth_in_cache(hub: &Path) -> Result<PathBuf, DataError> {
-    let repo = hub.join(format!("datasets--{}", MEDSYNTH_REPO.replace('/', "--")));
-    let snapshots = repo.join("snapshots");
-    let not_cached = || DataError::MedsynthNotCached {
-        looked_for: snapshots.join("*").join(MEDSYNTH_FILE),
-    };
-    if let Ok(main) = std::fs::read_to_string(repo.join("refs").join("main")) {
-        let candidate = snapshots.join(main.trim()).join(MEDSYNTH_FILE);
-        if candidate.is_file() {
-            return Ok(candidate);
-        }
-    }
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&snapshots)
-        .map_err(|_| not_cached())?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    dirs.sort();
-    dirs.into_iter()
-        .map(|d| d.join(MEDSYNTH_FILE))
-        .find(|f| f.is_file())
-        .ok_or_else(not_cached)
+pub fn medsynth_in_cache(hub_cache: &Path) -> Result<PathBuf, DataError> {
+    let repo = Repo::new(RepoKind::Dataset, MEDSYNTH_REPO, "main")
+        .expect("MEDSYNTH_REPO is a valid repo id (unit-tested)");
+    let cache = CacheRepo::new(hub_cache, &repo);
+    cache
+        .find_in_snapshots(MEDSYNTH_FILE)
+        .ok_or_else(|| DataError::MedsynthNotCached {
+            looked_for: cache.snapshots_dir().join("*").join(MEDSYNTH_FILE),
+        })
 }
 
 /// File formats, picked by extension.
@@ -193,29 +169,6 @@ mod tests {
         );
         let err = Format::from_path(Path::new("a.txt")).unwrap_err();
         assert!(err.to_string().contains("a.txt"), "{err}");
-    }
-
-    #[test]
-    fn hub_cache_follows_the_huggingface_order() {
-        let env = |vars: &'static [(&'static str, &'static str)]| {
-            move |k: &str| {
-                vars.iter()
-                    .find(|(n, _)| *n == k)
-                    .map(|(_, v)| PathBuf::from(v))
-            }
-        };
-        assert_eq!(
-            hub_cache_dir(env(&[("HF_HUB_CACHE", "/c"), ("HF_HOME", "/h")])),
-            PathBuf::from("/c")
-        );
-        assert_eq!(
-            hub_cache_dir(env(&[("HF_HOME", "/h"), ("HOME", "/u")])),
-            PathBuf::from("/h/hub")
-        );
-        assert_eq!(
-            hub_cache_dir(env(&[("HOME", "/u")])),
-            PathBuf::from("/u/.cache/huggingface/hub")
-        );
     }
 
     #[test]

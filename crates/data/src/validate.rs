@@ -93,7 +93,8 @@ pub struct Problem {
     pub id: String,
     /// The column the problem is in, as the file names it after trimming.
     pub field: String,
-    /// The offending code as written in the file, for code problems.
+    /// The offending code as written in the file, for code problems; left out when the value is
+    /// too long or wordy to be a code (see [`icd::redact`]), since it is then likely patient text.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
     pub detail: String,
@@ -114,6 +115,53 @@ impl std::fmt::Display for Problem {
             write!(f, " {code:?}")?;
         }
         write!(f, ": {}", self.detail)
+    }
+}
+
+/// What a [`ReaderNote`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoteKind {
+    /// The name says gzip and the bytes do not, or the other way round; the bytes decide.
+    CompressionMismatch,
+    /// A CSV record spans several lines in a file of one-line records (an unclosed quote?).
+    MultilineRecord,
+}
+
+impl NoteKind {
+    /// Words for summaries.
+    pub fn label(self) -> &'static str {
+        match self {
+            NoteKind::CompressionMismatch => "compression differs from the name",
+            NoteKind::MultilineRecord => "record spans several lines",
+        }
+    }
+}
+
+/// Something the reader tolerated that may not be what the file meant. The rows stay (the action is
+/// always "flagged"); the note makes sure it is not silent. Never contains dialogue text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReaderNote {
+    pub kind: NoteKind,
+    /// 1-based data row, for notes about one row.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub row: Option<u64>,
+    /// 1-based line where the row starts (CSV).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+    pub detail: String,
+}
+
+impl std::fmt::Display for ReaderNote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(row) = self.row {
+            write!(f, "row {row}")?;
+            if let Some(line) = self.line {
+                write!(f, " (line {line})")?;
+            }
+            write!(f, ": ")?;
+        }
+        write!(f, "{}: {}", self.kind.label(), self.detail)
     }
 }
 
@@ -142,6 +190,9 @@ pub struct ValidationReport {
     pub policy: PolicyConfig,
     pub counts: BTreeMap<ProblemKind, KindCount>,
     pub problems: Vec<Problem>,
+    /// What the reader tolerated (flagged, rows kept).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reader_notes: Vec<ReaderNote>,
 }
 
 impl ValidationReport {
@@ -169,6 +220,7 @@ pub(crate) fn row_numbering(format: crate::Format) -> &'static str {
 /// `error` are in the report and the caller turns them into an error.
 pub(crate) fn validate(
     rows: Vec<RawRow>,
+    reader_notes: Vec<ReaderNote>,
     path: &Path,
     numbering: &str,
     fields: (&str, &str),
@@ -214,11 +266,20 @@ pub(crate) fn validate(
             let code = match Code::parse(written) {
                 Ok(c) => c,
                 Err(e) => {
+                    let quotable = icd::redact::fits(written, icd::redact::CODE);
+                    let detail = if quotable {
+                        e.to_string()
+                    } else {
+                        format!(
+                            "a value of {} characters is not a code and is not shown (is the text in the codes column?)",
+                            written.chars().count()
+                        )
+                    };
                     push(
                         ProblemKind::MalformedCode,
                         codes_field,
-                        Some(written),
-                        e.to_string(),
+                        quotable.then_some(written.as_str()),
+                        detail,
                     );
                     continue;
                 }
@@ -321,6 +382,7 @@ pub(crate) fn validate(
         policy: policy.clone(),
         counts,
         problems,
+        reader_notes,
     };
     Ok((examples, report))
 }

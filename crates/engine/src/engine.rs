@@ -5,9 +5,10 @@ use std::time::Instant;
 
 use candle_core::{DType, Device};
 use icd::{Code, CodeTable};
-use infer::{BeamOptions, CodeTrie, Decoding, EvalItem, GenerateOptions, TrieSpec};
+use infer::{CodeTrie, Decoding, GenerateOptions, TrieSpec};
 use lm::{LoadOptions, Model};
-use prompt::chat::{ChatPrompt, ChatTemplate};
+use prompt::chat::ChatPrompt;
+use prompt::fit::{ContextPolicy, TruncateSide};
 use serde::Serialize;
 use tokenize::Tokenizer;
 use types::{Example, Prediction};
@@ -37,7 +38,7 @@ impl EngineOptions {
     /// template's default).
     pub fn cpu(system: &str, instruction: &str) -> EngineOptions {
         EngineOptions {
-            system: (!system.trim().is_empty()).then(|| system.to_string()),
+            system: crate::chat::system_prompt(system),
             instruction: instruction.to_string(),
             adapter: None,
             dtype: DType::F32,
@@ -82,6 +83,8 @@ pub struct Engine {
     context: String,
     /// What the template writes after the answer to end the turn, e.g. `<|im_end|>`.
     end_of_turn: String,
+    /// How prompts are fitted to the context (see [`crate::fitting`]).
+    pub(crate) policy: ContextPolicy,
 }
 
 /// Stands in for a dialogue when the prompt's shape is probed (never a real one, so nothing
@@ -93,6 +96,7 @@ impl Engine {
     /// the name it is reported under.
     pub fn load(spec: &str, path: &Path, opts: &EngineOptions) -> Result<Engine> {
         let start = Instant::now();
+        check_gguf(path)?;
         let mut model = Model::load(
             path,
             &LoadOptions {
@@ -100,7 +104,8 @@ impl Engine {
                 device: opts.device.clone(),
                 quantization: opts.quantization,
             },
-        )?;
+        )
+        .map_err(|e| model_file_error(path, e))?;
         if let Some(dir) = &opts.adapter {
             let adapter = lm::adapter::load(dir, &opts.device)?;
             lm::adapter::apply(&mut model, &adapter)?;
@@ -108,28 +113,18 @@ impl Engine {
             model.merge_lora()?;
         }
         let tokenizer = Tokenizer::load(path)?;
-        let template = tokenizer
-            .chat_template()
-            .ok_or(prompt::chat::ChatError::NoTemplate)?;
-        let end_of_turn_texts: Vec<String> = tokenizer
-            .eos_ids()
-            .iter()
-            .filter_map(|&id| tokenizer.id_to_token(id))
-            .collect();
-        if end_of_turn_texts.is_empty() {
-            return Err(EngineError::NoEndOfTurn {
-                spec: spec.to_string(),
-            });
-        }
-        let chat = ChatPrompt::new(
-            ChatTemplate::new(template)?,
-            tokenizer.bos_token(),
-            tokenizer.eos_token(),
-            end_of_turn_texts,
+        let chat = crate::chat::chat_prompt(
+            spec,
+            &tokenizer,
             opts.system.clone(),
             opts.instruction.clone(),
-        );
+        )?;
         let (context, end_of_turn) = anchors(spec, &chat, &tokenizer)?;
+        let policy = ContextPolicy::new(
+            model.config().max_position_embeddings,
+            None,
+            TruncateSide::Left,
+        );
         tracing::info!(
             spec,
             layers = model.config().num_layers,
@@ -145,6 +140,7 @@ impl Engine {
             chat,
             context,
             end_of_turn,
+            policy,
         })
     }
 
@@ -172,13 +168,15 @@ impl Engine {
         }
     }
 
+    /// The chat prompt every dialogue is rendered with.
+    pub fn chat(&self) -> &ChatPrompt {
+        &self.chat
+    }
+
     /// Token ids of the inference prompt for `dialogue` (BOS added only when the template did not
-    /// write it).
+    /// write it), fitted to the context policy with the default answer room.
     pub fn prompt_ids(&self, dialogue: &str) -> Result<Vec<u32>> {
-        let rendered = self.chat.inference_prompt(dialogue)?;
-        Ok(self
-            .tokenizer
-            .encode(&rendered.text, !rendered.starts_with_bos)?)
+        Ok(self.fit(dialogue, 0)?.encoded)
     }
 
     /// The answer trie for `plan` in this model's token ids.
@@ -211,19 +209,13 @@ impl Engine {
         k: usize,
         table: &CodeTable,
     ) -> Result<(Vec<Suggestion>, usize)> {
-        let ids = self.prompt_ids(dialogue)?;
-        let mut step = LmStep::new(&self.model);
-        let candidates = infer::suggest(&mut step, trie, &ids, &BeamOptions::top_k(k))?;
-        let suggestions = candidates
-            .into_iter()
-            .map(|c| describe(&c.code, c.logprob, table))
-            .collect();
-        Ok((suggestions, ids.len()))
+        let s = self.suggest_fitted(trie, dialogue, k, table, None)?;
+        Ok((s.suggestions, s.fit.prompt_tokens))
     }
 
     /// Unconstrained greedy answer for `dialogue` (raw text, for the lenient parser).
     pub fn generate(&self, dialogue: &str, max_new_tokens: usize) -> Result<infer::Generation> {
-        let ids = self.prompt_ids(dialogue)?;
+        let ids = self.fit(dialogue, max_new_tokens)?.encoded;
         let mut step = LmStep::new(&self.model);
         let mut out = infer::generate(
             &mut step,
@@ -234,7 +226,7 @@ impl Engine {
         Ok(out.remove(0))
     }
 
-    fn greedy_options(&self, max_new_tokens: usize) -> GenerateOptions {
+    pub(crate) fn greedy_options(&self, max_new_tokens: usize) -> GenerateOptions {
         GenerateOptions {
             decoding: Decoding::Greedy,
             max_new_tokens,
@@ -257,47 +249,40 @@ impl Engine {
         k: usize,
         max_new_tokens: usize,
     ) -> Result<Vec<Prediction>> {
-        let items = examples
-            .iter()
-            .map(|e| {
-                Ok(EvalItem {
-                    id: e.id.clone(),
-                    gold: e.codes.iter().map(|c| c.as_str().to_string()).collect(),
-                    prompt_ids: self.prompt_ids(&e.text)?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let mut step = LmStep::new(&self.model);
-        let batch = if trie.is_some() { CONSTRAINED_BATCH } else { 1 };
-        let mut out = Vec::with_capacity(items.len());
-        for chunk in items.chunks(batch) {
-            let mut p = match trie {
-                Some(trie) => infer::evaluate_constrained(
-                    &mut step,
-                    trie,
-                    chunk,
-                    &BeamOptions::top_k(k),
-                    batch,
-                )?,
-                None => infer::evaluate_generative(
-                    &mut step,
-                    &self.tokenizer,
-                    chunk,
-                    &self.greedy_options(max_new_tokens),
-                    1,
-                )?,
-            };
-            out.append(&mut p);
-            tracing::info!(done = out.len(), of = items.len(), "predicted");
-        }
-        Ok(out)
+        Ok(self
+            .evaluate_fitted(examples, trie, k, max_new_tokens)?
+            .predictions)
     }
 }
 
 /// Examples whose beams [`Engine::evaluate`] decodes together. On a CPU a decode step costs
 /// about one pass over the weights whatever the number of rows, so batching divides the decode
 /// cost; 8 prompts of 5 beams keep a step's matrices small enough to stay memory-bound.
-const CONSTRAINED_BATCH: usize = 8;
+pub(crate) const CONSTRAINED_BATCH: usize = 8;
+
+/// A `.gguf` file's header and metadata read first by the bounded reader of `tokenize`, which
+/// names the file and key at fault; candle's reader, which follows, trusts length prefixes.
+fn check_gguf(path: &Path) -> Result<()> {
+    if path.is_file()
+        && path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+    {
+        tokenize::gguf::GgufMetadata::read(path)?;
+    }
+    Ok(())
+}
+
+/// A candle error while loading becomes one naming the model file (its first line only).
+fn model_file_error(path: &Path, e: lm::LmError) -> EngineError {
+    match e {
+        lm::LmError::Candle(c) => EngineError::ModelFile {
+            path: path.to_path_buf(),
+            message: c.to_string().lines().next().unwrap_or_default().to_string(),
+        },
+        other => other.into(),
+    }
+}
 
 /// A ranked code with its table description and chapter.
 pub fn describe(code: &str, logprob: f64, table: &CodeTable) -> Suggestion {

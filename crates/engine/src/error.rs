@@ -20,7 +20,7 @@ pub enum EngineError {
     Lm(#[from] lm::LmError),
 
     #[error(transparent)]
-    Candle(#[from] candle_core::Error),
+    Candle(candle_core::Error),
 
     #[error(transparent)]
     Tokenize(#[from] tokenize::TokenizeError),
@@ -43,6 +43,24 @@ pub enum EngineError {
     #[error("labels: {0}")]
     Labels(String),
 
+    /// The dialogue is beyond the hard size limit (checked before tokenising).
+    #[error(
+        "the dialogue has {bytes} bytes, more than the limit of {limit} bytes for one dialogue"
+    )]
+    TooLong { bytes: usize, limit: usize },
+
+    /// Even without its dialogue the prompt does not fit the context policy.
+    #[error("model {spec}: {message}\nhint: raise training.max_seq_len or shorten [prompt] instruction and system")]
+    NoRoom { spec: String, message: String },
+
+    /// The caller cancelled the computation (deadline passed or client gone).
+    #[error("the computation was cancelled")]
+    Cancelled,
+
+    /// The model file could not be read (candle's message, without its backtrace).
+    #[error("model file {path}: {message}")]
+    ModelFile { path: PathBuf, message: String },
+
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -52,3 +70,11 @@ pub enum EngineError {
 
 /// Result with [`EngineError`].
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+/// candle errors lose the backtrace candle attaches under `RUST_BACKTRACE` (see
+/// [`lm::error::without_backtrace`]): a message stays one message.
+impl From<candle_core::Error> for EngineError {
+    fn from(e: candle_core::Error) -> EngineError {
+        EngineError::Candle(lm::error::without_backtrace(e))
+    }
+}

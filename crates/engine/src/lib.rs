@@ -7,12 +7,16 @@
 //! [`resolve_model`] turns a model spec (folder, `.gguf`, Hugging Face id in the local cache) into
 //! a path, never touching the network.
 
+mod chat;
 mod engine;
 mod error;
+mod fitting;
 mod resolve;
 mod step;
 
+pub use chat::{chat_prompt, system_prompt};
 pub use engine::{describe, Engine, EngineOptions, Suggestion, TriePlan};
 pub use error::{EngineError, Result};
+pub use fitting::{Evaluated, Suggested};
 pub use resolve::{resolve_model, resolve_model_in};
 pub use step::LmStep;

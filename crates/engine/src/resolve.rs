@@ -3,12 +3,14 @@
 
 use std::path::{Path, PathBuf};
 
+use hub::{CacheRepo, Repo, RepoKind};
+
 use crate::error::{EngineError, Result};
 
 /// Resolves `spec` with the process environment's hub cache (`HF_HUB_CACHE`, `HF_HOME/hub`,
 /// `~/.cache/huggingface/hub`, as `huggingface_hub` does).
 pub fn resolve_model(spec: &str) -> Result<PathBuf> {
-    let hub = data::hub_cache_dir(|k| std::env::var_os(k).map(PathBuf::from));
+    let hub = hub::hub_cache_dir(|k| std::env::var_os(k).map(PathBuf::from));
     resolve_model_in(spec, &hub)
 }
 
@@ -27,48 +29,21 @@ pub fn resolve_model_in(spec: &str, hub: &Path) -> Result<PathBuf> {
         Some((id, file)) => (id, Some(file)),
         None => (spec, None),
     };
-    let parts: Vec<&str> = id.split('/').collect();
     let not_found = |looked_in: String| EngineError::ModelNotFound {
         spec: spec.to_string(),
         looked_in,
     };
-    if parts.len() != 2
-        || parts
-            .iter()
-            .any(|p| p.is_empty() || *p == "." || *p == "..")
-    {
-        return Err(not_found(format!(
-            "{} (no such file or folder)",
-            local.display()
-        )));
-    }
-    let repo = hub.join(format!("models--{}--{}", parts[0], parts[1]));
-    let snapshots = repo.join("snapshots");
-    let mut candidates = Vec::new();
-    if let Ok(main) = std::fs::read_to_string(repo.join("refs").join("main")) {
-        candidates.push(snapshots.join(main.trim()));
-    }
-    if let Ok(entries) = std::fs::read_dir(&snapshots) {
-        let mut dirs: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-        dirs.sort();
-        candidates.extend(dirs);
-    }
-    for snap in candidates.iter().filter(|p| p.is_dir()) {
-        match file {
-            Some(f) => {
-                let p = snap.join(f);
-                if p.is_file() {
-                    return Ok(p);
-                }
-            }
-            None => {
-                if let Ok(p) = usable(snap) {
-                    return Ok(p);
-                }
-            }
-        }
-    }
-    Err(not_found(snapshots.join("*").display().to_string()))
+    // Only `ORG/NAME` is a hub id here; anything else was meant as a local path.
+    let repo = Some(id)
+        .filter(|id| id.split('/').count() == 2)
+        .and_then(|id| Repo::new(RepoKind::Model, id, "main").ok())
+        .ok_or_else(|| not_found(format!("{} (no such file or folder)", local.display())))?;
+    let cache = CacheRepo::new(hub, &repo);
+    let found = match file {
+        Some(f) => cache.find_in_snapshots(f),
+        None => cache.snapshots().iter().find_map(|snap| usable(snap).ok()),
+    };
+    found.ok_or_else(|| not_found(cache.snapshots_dir().join("*").display().to_string()))
 }
 
 /// A folder with `config.json` is used as it is; a folder with exactly one `.gguf` gives that

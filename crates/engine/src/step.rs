@@ -2,6 +2,8 @@
 //! row selection and batched one-token decode, each returning only the next-token logits (the LM
 //! head runs on one position per row, never on the whole prompt).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use candle_core::{DType, Tensor};
 use infer::{InferError, Logits, StepModel};
 use lm::{KvCache, LogitPositions, Model};
@@ -9,17 +11,42 @@ use lm::{KvCache, LogitPositions, Model};
 /// A borrowed model seen as a step-wise generator. Counts the work it did, for benchmarks.
 pub struct LmStep<'a> {
     model: &'a Model,
+    /// Checked before every forward pass: once set, the search stops at its next step with
+    /// [`CANCELLED`] (a request whose client left or whose deadline passed).
+    cancel: Option<&'a AtomicBool>,
     /// Token positions run through the model (prompt tokens of prefills, plus one per row and
     /// step).
     pub tokens_processed: usize,
 }
 
+/// The `op` of the [`InferError::Model`] a cancelled step returns.
+pub const CANCELLED: &str = "cancelled";
+
 impl<'a> LmStep<'a> {
     pub fn new(model: &'a Model) -> LmStep<'a> {
         LmStep {
             model,
+            cancel: None,
             tokens_processed: 0,
         }
+    }
+
+    /// A step model that stops at the first forward pass after `cancel` is set.
+    pub fn cancellable(model: &'a Model, cancel: &'a AtomicBool) -> LmStep<'a> {
+        LmStep {
+            cancel: Some(cancel),
+            ..LmStep::new(model)
+        }
+    }
+
+    fn check_cancel(&self) -> infer::Result<()> {
+        if self.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            return Err(InferError::Model {
+                op: CANCELLED,
+                message: "the request was cancelled".into(),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -70,6 +97,7 @@ impl StepModel for LmStep<'_> {
         let mut caches = Vec::with_capacity(prompts.len());
         let mut data = Vec::with_capacity(prompts.len() * vocab);
         for p in prompts {
+            self.check_cancel()?;
             let ids = Tensor::from_vec(p.clone(), (1, p.len()), self.model.device())
                 .map_err(candle_err("prefill"))?;
             let mut cache = self.model.new_cache();
@@ -93,6 +121,7 @@ impl StepModel for LmStep<'_> {
     }
 
     fn step(&mut self, cache: &mut KvCache, tokens: &[u32]) -> infer::Result<Logits> {
+        self.check_cancel()?;
         let ids = Tensor::from_vec(tokens.to_vec(), (tokens.len(), 1), self.model.device())
             .map_err(candle_err("step"))?;
         let logits = self

@@ -1,40 +1,32 @@
-//! The hub cache layout, written the way `huggingface_hub` writes it so that either tool reads the
-//! other's downloads: `blobs/<etag>` holds the bytes, `snapshots/<commit>/<file>` is a relative
-//! symlink to the blob, `refs/<revision>` holds the commit a branch or tag pointed to.
+//! The hub cache layout, the one place that knows it, read and written the way `huggingface_hub`
+//! does so that either tool uses the other's downloads: the cache folder comes from the same
+//! environment variables, `models--ORG--NAME` / `datasets--ORG--NAME` hold one repo each,
+//! `blobs/<etag>` holds the bytes, `snapshots/<commit>/<file>` is a relative symlink to the blob,
+//! `refs/<revision>` holds the commit a branch or tag pointed to.
 
-use std::fs::File;
-use std::io::BufWriter;
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::io;
-use crate::{Client, FileFilter, HubError, Progress, Repo};
+use crate::{HubError, Repo};
+
+/// The Hugging Face hub cache: `HF_HUB_CACHE`, else `HF_HOME/hub`, else `~/.cache/huggingface/hub`
+/// (the same order as the `huggingface_hub` library, so files fetched by either are found). `env`
+/// reads a variable (the process environment in the binary, a table in tests).
+pub fn hub_cache_dir(env: impl Fn(&str) -> Option<PathBuf>) -> PathBuf {
+    if let Some(dir) = env("HF_HUB_CACHE").filter(|p| !p.as_os_str().is_empty()) {
+        return dir;
+    }
+    if let Some(home) = env("HF_HOME").filter(|p| !p.as_os_str().is_empty()) {
+        return home.join("hub");
+    }
+    let home = env("HOME").unwrap_or_else(|| PathBuf::from("."));
+    home.join(".cache").join("huggingface").join("hub")
+}
 
 /// One repo's folder inside the hub cache.
 #[derive(Debug, Clone)]
 pub struct CacheRepo {
     root: PathBuf,
-}
-
-/// One file of a fetch and where it landed.
-#[derive(Debug, Clone)]
-pub struct Fetched {
-    /// Repo path of the file.
-    pub file: String,
-    /// `snapshots/<commit>/<file>`.
-    pub path: PathBuf,
-    pub bytes: u64,
-    /// True when the blob was already in the cache and nothing was downloaded.
-    pub reused: bool,
-}
-
-/// The result of fetching a selection of a repo's files.
-#[derive(Debug, Clone)]
-pub struct FetchReport {
-    pub commit: String,
-    /// `HUB_CACHE/models--ORG--NAME`: the folder to copy to an offline machine.
-    pub repo_dir: PathBuf,
-    pub snapshot: PathBuf,
-    pub files: Vec<Fetched>,
 }
 
 impl CacheRepo {
@@ -52,14 +44,42 @@ impl CacheRepo {
         self.root.join("blobs").join(etag)
     }
 
+    /// `snapshots/`: one folder per fetched commit.
+    pub fn snapshots_dir(&self) -> PathBuf {
+        self.root.join("snapshots")
+    }
+
     pub fn snapshot(&self, commit: &str) -> PathBuf {
-        self.root.join("snapshots").join(commit)
+        self.snapshots_dir().join(commit)
+    }
+
+    /// The snapshot folders in the order readers try them: the one `refs/main` names, then every
+    /// other by name. Empty when the repo was never fetched.
+    pub fn snapshots(&self) -> Vec<PathBuf> {
+        let main = std::fs::read_to_string(self.root.join("refs").join("main"))
+            .ok()
+            .map(|commit| self.snapshot(commit.trim()))
+            .filter(|dir| dir.is_dir());
+        let mut others: Vec<PathBuf> = std::fs::read_dir(self.snapshots_dir())
+            .map(|entries| entries.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        others.retain(|dir| dir.is_dir() && Some(dir) != main.as_ref());
+        others.sort();
+        main.into_iter().chain(others).collect()
+    }
+
+    /// `file` (a repo path) in the first of [`CacheRepo::snapshots`] that holds it.
+    pub fn find_in_snapshots(&self, file: &str) -> Option<PathBuf> {
+        self.snapshots()
+            .into_iter()
+            .map(|dir| dir.join(file))
+            .find(|path| path.is_file())
     }
 
     /// Records that `revision` points to `commit` (atomically: temp file, then rename).
     pub fn write_ref(&self, revision: &str, commit: &str) -> Result<(), HubError> {
         let path = self.root.join("refs").join(checked_relative(revision)?);
-        write_atomic(&path, commit.as_bytes())
+        persist::write_atomic(&path, commit.as_bytes()).map_err(io(&path))
     }
 
     /// Points `snapshots/<commit>/<file>` at `blobs/<etag>`.
@@ -107,111 +127,6 @@ fn checked_relative(name: &str) -> Result<PathBuf, HubError> {
     }
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), HubError> {
-    let parent = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(io(parent))?;
-    let tmp = path.with_extension("tmp-icdtune");
-    std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
-}
-
-/// Fetches the files of `repo` that `filter` selects into `hub_cache`. Blobs already present are
-/// reused; new ones are streamed to `blobs/<etag>.incomplete`, checked against the LFS sha256 when
-/// the etag is one, and renamed into place, so an interrupted run leaves no half file behind a name.
-pub fn fetch_repo(
-    client: &Client,
-    hub_cache: &Path,
-    repo: &Repo,
-    filter: &FileFilter,
-    progress: &mut dyn Progress,
-) -> Result<FetchReport, HubError> {
-    let info = client.repo_info(repo)?;
-    let selected: Vec<&String> = info.files.iter().filter(|f| filter.matches(f)).collect();
-    if selected.is_empty() {
-        return Err(HubError::NothingSelected {
-            repo: repo.id.clone(),
-            patterns: filter.describe(),
-        });
-    }
-    let cache = CacheRepo::new(hub_cache, repo);
-    let blobs = cache.path().join("blobs");
-    std::fs::create_dir_all(&blobs).map_err(io(&blobs))?;
-    let mut files = Vec::with_capacity(selected.len());
-    for file in selected {
-        let meta = client.file_meta(repo, &info.commit, file)?;
-        let blob = cache.blob(&meta.etag);
-        let (bytes, reused) = match std::fs::metadata(&blob) {
-            Ok(m) if m.is_file() => {
-                tracing::info!(repo = %repo.id, %file, "already cached");
-                (m.len(), true)
-            }
-            _ => (
-                download_blob(client, repo, &info.commit, file, &meta, &blob, progress)?,
-                false,
-            ),
-        };
-        let path = cache.link(&info.commit, file, &meta.etag)?;
-        files.push(Fetched {
-            file: file.clone(),
-            path,
-            bytes,
-            reused,
-        });
-    }
-    if repo.revision != info.commit {
-        cache.write_ref(&repo.revision, &info.commit)?;
-    }
-    Ok(FetchReport {
-        snapshot: cache.snapshot(&info.commit),
-        repo_dir: cache.path().to_path_buf(),
-        commit: info.commit,
-        files,
-    })
-}
-
-fn download_blob(
-    client: &Client,
-    repo: &Repo,
-    commit: &str,
-    file: &str,
-    meta: &crate::FileMeta,
-    blob: &Path,
-    progress: &mut dyn Progress,
-) -> Result<u64, HubError> {
-    let partial = blob.with_extension("incomplete");
-    let result = (|| {
-        let out = File::create(&partial).map_err(io(&partial))?;
-        let mut out = BufWriter::new(out);
-        let (bytes, sha256) = client.download(repo, commit, file, meta.size, &mut out, progress)?;
-        let out = out.into_inner().map_err(|e| HubError::Io {
-            path: partial.clone(),
-            source: e.into_error(),
-        })?;
-        out.sync_all().map_err(io(&partial))?;
-        if let Some(expected) = meta.expected_sha256() {
-            if !expected.eq_ignore_ascii_case(&sha256) {
-                return Err(HubError::ShaMismatch {
-                    repo: repo.id.clone(),
-                    file: file.to_string(),
-                    expected: expected.to_string(),
-                    actual: sha256,
-                });
-            }
-        }
-        Ok(bytes)
-    })();
-    match result {
-        Ok(bytes) => {
-            std::fs::rename(&partial, blob).map_err(io(blob))?;
-            Ok(bytes)
-        }
-        Err(e) => {
-            let _ = std::fs::remove_file(&partial);
-            Err(e)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,5 +157,73 @@ mod tests {
             "c0"
         );
         assert!(cache.link("c0", "../x", "e1").is_err());
+    }
+
+    #[test]
+    fn hub_cache_follows_the_huggingface_order() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                vars.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| PathBuf::from(v))
+            }
+        };
+        assert_eq!(
+            hub_cache_dir(env(&[("HF_HUB_CACHE", "/c"), ("HF_HOME", "/h")])),
+            PathBuf::from("/c")
+        );
+        assert_eq!(
+            hub_cache_dir(env(&[
+                ("HF_HUB_CACHE", ""),
+                ("HF_HOME", "/h"),
+                ("HOME", "/u")
+            ])),
+            PathBuf::from("/h/hub")
+        );
+        assert_eq!(
+            hub_cache_dir(env(&[("HOME", "/u")])),
+            PathBuf::from("/u/.cache/huggingface/hub")
+        );
+    }
+
+    #[test]
+    fn snapshots_put_refs_main_first_then_the_rest_by_name() {
+        let hub = tempfile::tempdir().unwrap();
+        let repo = Repo::new(RepoKind::Dataset, "org/d", "main").unwrap();
+        let cache = CacheRepo::new(hub.path(), &repo);
+        assert!(cache.snapshots().is_empty());
+        assert_eq!(cache.find_in_snapshots("a.csv"), None);
+        for commit in ["c2", "c1", "c3"] {
+            std::fs::create_dir_all(cache.snapshot(commit)).unwrap();
+        }
+        std::fs::write(cache.snapshots_dir().join("stray-file"), "x").unwrap();
+        assert_eq!(
+            cache.snapshots(),
+            vec![
+                cache.snapshot("c1"),
+                cache.snapshot("c2"),
+                cache.snapshot("c3")
+            ]
+        );
+        cache.write_ref("main", "c3").unwrap();
+        assert_eq!(
+            cache.snapshots(),
+            vec![
+                cache.snapshot("c3"),
+                cache.snapshot("c1"),
+                cache.snapshot("c2")
+            ]
+        );
+        // The file is taken from the first snapshot that holds it, `refs/main`'s when it does.
+        std::fs::write(cache.snapshot("c2").join("a.csv"), "old").unwrap();
+        assert_eq!(
+            cache.find_in_snapshots("a.csv"),
+            Some(cache.snapshot("c2").join("a.csv"))
+        );
+        std::fs::write(cache.snapshot("c3").join("a.csv"), "new").unwrap();
+        assert_eq!(
+            cache.find_in_snapshots("a.csv"),
+            Some(cache.snapshot("c3").join("a.csv"))
+        );
     }
 }

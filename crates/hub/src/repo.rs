@@ -62,6 +62,7 @@ impl Repo {
     }
 
     /// `{endpoint}/api/{models|datasets}/{id}/revision/{rev}`.
+    #[cfg(feature = "download")]
     pub(crate) fn info_url(&self, endpoint: &str) -> String {
         format!(
             "{endpoint}/api/{}/{}/revision/{}",
@@ -72,6 +73,7 @@ impl Repo {
     }
 
     /// `{endpoint}/{datasets/}{id}/resolve/{commit}/{file}`.
+    #[cfg(feature = "download")]
     pub(crate) fn resolve_url(&self, endpoint: &str, commit: &str, file: &str) -> String {
         let prefix = match self.kind {
             RepoKind::Model => "",
@@ -91,6 +93,7 @@ impl Repo {
 
 /// Percent-encodes one path segment (revisions such as `refs/pr/1` keep nothing raw but unreserved
 /// characters, as the hub expects).
+#[cfg(feature = "download")]
 fn encode_path(segment: &str) -> String {
     let mut out = String::with_capacity(segment.len());
     for b in segment.bytes() {
@@ -108,15 +111,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ids_map_to_cache_folders_and_urls() {
+    fn ids_map_to_cache_folders() {
         let m = Repo::new(RepoKind::Model, "meta-llama/Llama-3.2-1B", "main").unwrap();
         assert_eq!(m.folder_name(), "models--meta-llama--Llama-3.2-1B");
+        let d = Repo::new(RepoKind::Dataset, "Ahmad0067/MedSynth", "refs/pr/1").unwrap();
+        assert_eq!(d.folder_name(), "datasets--Ahmad0067--MedSynth");
+    }
+
+    #[cfg(feature = "download")]
+    #[test]
+    fn ids_map_to_urls() {
+        let m = Repo::new(RepoKind::Model, "meta-llama/Llama-3.2-1B", "main").unwrap();
         assert_eq!(
             m.info_url("http://127.0.0.1:1"),
             "http://127.0.0.1:1/api/models/meta-llama/Llama-3.2-1B/revision/main"
         );
         let d = Repo::new(RepoKind::Dataset, "Ahmad0067/MedSynth", "refs/pr/1").unwrap();
-        assert_eq!(d.folder_name(), "datasets--Ahmad0067--MedSynth");
         assert_eq!(
             d.info_url("http://127.0.0.1:1"),
             "http://127.0.0.1:1/api/datasets/Ahmad0067/MedSynth/revision/refs%2Fpr%2F1"

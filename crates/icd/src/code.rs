@@ -19,27 +19,31 @@ pub struct Code {
 
 const MAX_LEN: usize = 7;
 
-/// Why a string is not an ICD-10 code.
+/// Why a string is not an ICD-10 code. `input` is the string as [`crate::redact::shown`] writes it:
+/// quoted when it could be a code, else only its size (a dialogue in the codes column must not end
+/// up in an error message).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CodeError {
     #[error("empty code")]
     Empty,
-    #[error(
-        "code {input:?} has {len} characters after removing the dot; ICD-10 codes have 3 to 7"
-    )]
+    #[error("code {input} has {len} characters after removing the dot; ICD-10 codes have 3 to 7")]
     Length { input: String, len: usize },
-    #[error("code {input:?} must start with a letter A-Z")]
+    #[error("code {input} must start with a letter A-Z")]
     FirstNotLetter { input: String },
     #[error(
-        "code {input:?} must have a digit in position 2 (or a letter followed by a digit, as in QA0)"
+        "code {input} must have a digit in position 2 (or a letter followed by a digit, as in QA0)"
     )]
     SecondNotDigit { input: String },
-    #[error("code {input:?} contains {ch:?}; only letters and digits are allowed")]
+    #[error("code {input} contains {ch:?}; only letters and digits are allowed")]
     BadChar { input: String, ch: char },
     #[error(
-        "code {input:?} has a dot in the wrong place; it belongs after the 3-character category"
+        "code {input} has a dot in the wrong place; it belongs after the 3-character category"
     )]
     MisplacedDot { input: String },
+}
+
+fn shown(input: &str) -> String {
+    crate::redact::shown(input, crate::redact::CODE)
 }
 
 impl Code {
@@ -54,7 +58,7 @@ impl Code {
             let rest = &trimmed[pos + 1..];
             if pos != 3 || rest.contains('.') {
                 return Err(CodeError::MisplacedDot {
-                    input: input.to_string(),
+                    input: shown(input),
                 });
             }
         }
@@ -63,7 +67,7 @@ impl Code {
         for c in trimmed.chars().filter(|c| *c != '.') {
             if !c.is_ascii_alphanumeric() {
                 return Err(CodeError::BadChar {
-                    input: input.to_string(),
+                    input: shown(input),
                     ch: c,
                 });
             }
@@ -75,13 +79,13 @@ impl Code {
         }
         if !(3..=MAX_LEN).contains(&len) {
             return Err(CodeError::Length {
-                input: input.to_string(),
+                input: shown(input),
                 len,
             });
         }
         if !bytes[0].is_ascii_uppercase() {
             return Err(CodeError::FirstNotLetter {
-                input: input.to_string(),
+                input: shown(input),
             });
         }
         // ICD-10-CM 2026 added category QA0, the first with a letter in position 2; a letter there
@@ -90,7 +94,7 @@ impl Code {
             || (bytes[1].is_ascii_uppercase() && bytes[2].is_ascii_digit());
         if !second_ok {
             return Err(CodeError::SecondNotDigit {
-                input: input.to_string(),
+                input: shown(input),
             });
         }
         Ok(Code {
@@ -223,6 +227,19 @@ mod tests {
             Code::parse("J0.69"),
             Err(CodeError::MisplacedDot { .. })
         ));
+    }
+
+    #[test]
+    fn errors_quote_short_inputs_and_never_long_ones() {
+        let err = Code::parse("J0-6").unwrap_err().to_string();
+        assert!(err.contains("\"J0-6\""), "{err}");
+        let long = format!("J{}", "0".repeat(10_000));
+        let err = Code::parse(&long).unwrap_err().to_string();
+        assert!(err.len() < 200, "{err}");
+        assert!(err.contains("10001 characters"), "{err}");
+        let text = "Patient ZQXMARKER says: my throat hurts";
+        let err = Code::parse(text).unwrap_err().to_string();
+        assert!(!err.contains("ZQXMARKER"), "{err}");
     }
 
     #[test]

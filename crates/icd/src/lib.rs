@@ -11,6 +11,7 @@
 mod code;
 mod format;
 mod hierarchy;
+pub mod redact;
 mod search;
 mod table;
 

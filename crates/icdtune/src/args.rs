@@ -35,6 +35,8 @@ pub enum Command {
     Fetch(FetchArgs),
     /// LoRA-finetune a language model on the training split (adapter, train_log.jsonl, checkpoints)
     Train(TrainArgs),
+    /// Merge an adapter into its model and write a GGUF file (llama.cpp) or a Hugging Face folder
+    Export(ExportArgs),
 }
 
 /// Where the model runs; shared by every command that loads one.
@@ -43,6 +45,39 @@ pub struct DeviceOpts {
     /// `cpu`, `cuda` or `cuda:N` (overrides [compute] device; a GPU needs a `--features cuda` build)
     #[arg(long, value_name = "DEVICE")]
     pub device: Option<String>,
+}
+
+/// The TOML config file; shared by every command that reads one.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ConfigOpts {
+    /// TOML config ([data], [prompt], [training], [lora], [eval], [compute], ...); flags override it
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+}
+
+/// The dataset of a command that needs one.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DatasetOpts {
+    /// Dataset: `medsynth` (local Hugging Face cache), `medsynth:PATH`, or a .csv/.jsonl(.gz)/.parquet path
+    #[arg(long, value_name = "SPEC")]
+    pub dataset: String,
+}
+
+/// How to read a dataset's columns; flags override the config's [data] section.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ColumnOpts {
+    /// Column with the dialogue or note (MedSynth: Dialogue, or Note for the notes)
+    #[arg(long, value_name = "C")]
+    pub text_column: Option<String>,
+    /// Column with the codes: one code, codes joined by --codes-separator, or a list
+    #[arg(long, value_name = "C")]
+    pub codes_column: Option<String>,
+    /// Column with a unique id (rows are named row-<n> without one)
+    #[arg(long, value_name = "C")]
+    pub id_column: Option<String>,
+    /// Separator between several codes in one cell, e.g. ";"
+    #[arg(long, value_name = "S")]
+    pub codes_separator: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -65,23 +100,13 @@ pub enum DataCommand {
 #[derive(Debug, clap::Args)]
 pub struct DataOpts {
     /// `medsynth` (local Hugging Face cache), `medsynth:PATH`, or a .csv/.jsonl(.gz)/.parquet path
+    /// (default: the config's data.dataset)
     #[arg(long, value_name = "SPEC")]
     pub dataset: Option<String>,
-    /// TOML config; its [data] section gives columns, policies and split settings
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<std::path::PathBuf>,
-    /// Column with the dialogue or note (MedSynth: Dialogue, or Note for the notes)
-    #[arg(long, value_name = "C")]
-    pub text_column: Option<String>,
-    /// Column with the codes: one code, codes joined by --codes-separator, or a list
-    #[arg(long, value_name = "C")]
-    pub codes_column: Option<String>,
-    /// Column with a unique id (rows are named row-<n> without one)
-    #[arg(long, value_name = "C")]
-    pub id_column: Option<String>,
-    /// Separator between several codes in one cell, e.g. ";"
-    #[arg(long, value_name = "S")]
-    pub codes_separator: Option<String>,
+    #[command(flatten)]
+    pub config: ConfigOpts,
+    #[command(flatten)]
+    pub columns: ColumnOpts,
     /// Folder for the JSON output and the resolved config
     #[arg(long, value_name = "DIR")]
     pub out: Option<std::path::PathBuf>,
@@ -147,9 +172,8 @@ pub struct EvalArgs {
     /// LoRA adapter folder (language models only)
     #[arg(long, value_name = "DIR")]
     pub adapter: Option<std::path::PathBuf>,
-    /// Dataset to evaluate on: `medsynth`, `medsynth:PATH`, or a .csv/.jsonl(.gz)/.parquet path
-    #[arg(long, value_name = "SPEC")]
-    pub dataset: String,
+    #[command(flatten)]
+    pub dataset: DatasetOpts,
     /// Train on this dataset and evaluate on all of --dataset (for predefined splits such as CodiEsp
     /// train/dev); without it, --dataset is split (or --split-file is used)
     #[arg(long, value_name = "SPEC")]
@@ -161,21 +185,10 @@ pub struct EvalArgs {
     /// A split.json written by `icdtune data split` (default: split --dataset with [data.split])
     #[arg(long, value_name = "FILE")]
     pub split_file: Option<std::path::PathBuf>,
-    /// TOML config: [data] columns and policies, [eval] top-k, bootstrap, seed, limit
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<std::path::PathBuf>,
-    /// Column with the dialogue or note
-    #[arg(long, value_name = "C")]
-    pub text_column: Option<String>,
-    /// Column with the codes
-    #[arg(long, value_name = "C")]
-    pub codes_column: Option<String>,
-    /// Column with a unique id
-    #[arg(long, value_name = "C")]
-    pub id_column: Option<String>,
-    /// Separator between several codes in one cell
-    #[arg(long, value_name = "S")]
-    pub codes_separator: Option<String>,
+    #[command(flatten)]
+    pub config: ConfigOpts,
+    #[command(flatten)]
+    pub columns: ColumnOpts,
     /// Number of ranked candidates per example (default: the largest of eval.top_k)
     #[arg(long, value_name = "K")]
     pub top_k: Option<usize>,
@@ -197,7 +210,7 @@ pub struct EvalArgs {
 
 /// Which arms of the comparison `icdtune run` runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Experiment {
+pub enum ExperimentArg {
     /// Every LLM zero-shot on the test split
     Baseline,
     /// Every SLM zero-shot, then LoRA-finetuned and evaluated again
@@ -213,7 +226,7 @@ pub struct RunArgs {
     pub config: std::path::PathBuf,
     /// Which arms to run
     #[arg(long, value_enum, default_value = "full")]
-    pub experiment: Experiment,
+    pub experiment: ExperimentArg,
     /// Zero-shot model(s) instead of the config's [[models.llm]] (repeatable; NAME=SPEC or SPEC)
     #[arg(long = "model-llm", value_name = "ID")]
     pub model_llm: Vec<String>,
@@ -244,9 +257,8 @@ pub struct ReportArgs {
     /// Where to write results.json and report.html (default: the run directory when there is one)
     #[arg(long, value_name = "DIR")]
     pub out: Option<std::path::PathBuf>,
-    /// TOML config whose [eval] section sets the paired tests' bootstrap and seed
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub config: ConfigOpts,
 }
 
 #[derive(Debug, clap::Args)]
@@ -266,9 +278,8 @@ pub struct PredictArgs {
     /// Constrain to the codes in FILE (one per line) instead of every ICD-10-CM leaf
     #[arg(long, value_name = "FILE")]
     pub labels: Option<std::path::PathBuf>,
-    /// TOML config: [prompt] system prompt and instruction, [eval] max_new_tokens
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub config: ConfigOpts,
     #[command(flatten)]
     pub compute: DeviceOpts,
 }
@@ -323,15 +334,13 @@ pub struct TrainArgs {
     /// Base model: a Hugging Face folder, a .gguf file or a cached ORG/NAME
     #[arg(long, value_name = "SPEC")]
     pub model: String,
-    /// Dataset: `medsynth`, `medsynth:PATH`, or a .csv/.jsonl(.gz)/.parquet path
-    #[arg(long, value_name = "SPEC")]
-    pub dataset: String,
+    #[command(flatten)]
+    pub dataset: DatasetOpts,
     /// A split.json written by `icdtune data split` (default: split --dataset with [data.split])
     #[arg(long, value_name = "FILE")]
     pub split_file: Option<std::path::PathBuf>,
-    /// TOML config: [data], [prompt], [training], [lora]
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub config: ConfigOpts,
     /// Output folder: adapter/, train_log.jsonl, checkpoints/, split.json
     #[arg(long, value_name = "DIR")]
     pub out: std::path::PathBuf,
@@ -372,9 +381,8 @@ pub struct ServeArgs {
     /// Requests that may wait while the model is busy; more get 503 at once
     #[arg(long, value_name = "N")]
     pub max_waiting: Option<usize>,
-    /// Config file; its [prompt] section must match the one the adapter was trained with
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub config: ConfigOpts,
     #[command(flatten)]
     pub compute: DeviceOpts,
 }
@@ -387,12 +395,10 @@ pub struct AuditArgs {
     /// Adapter folder written by `icdtune train` (its parent holds split.json and canaries.json)
     #[arg(long, value_name = "DIR")]
     pub adapter: std::path::PathBuf,
-    /// The dataset the adapter was trained on
-    #[arg(long, value_name = "SPEC")]
-    pub dataset: String,
-    /// TOML config of the training run: [data], [prompt], [training] (max_seq_len), [eval] (bootstrap)
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub dataset: DatasetOpts,
+    #[command(flatten)]
+    pub config: ConfigOpts,
     /// split.json of the training run (default: next to the adapter, else split --dataset)
     #[arg(long, value_name = "FILE")]
     pub split_file: Option<std::path::PathBuf>,
@@ -417,4 +423,72 @@ pub struct AuditArgs {
     pub out: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub compute: DeviceOpts,
+}
+
+impl ColumnOpts {
+    pub fn to_flags(&self) -> pipeline::settings::ColumnFlags {
+        pipeline::settings::ColumnFlags {
+            text_column: self.text_column.clone(),
+            codes_column: self.codes_column.clone(),
+            id_column: self.id_column.clone(),
+            codes_separator: self.codes_separator.clone(),
+        }
+    }
+}
+
+impl ConfigOpts {
+    pub fn file(&self) -> Option<&std::path::Path> {
+        self.config.as_deref()
+    }
+}
+
+impl From<ExperimentArg> for pipeline::experiment::Experiment {
+    fn from(e: ExperimentArg) -> Self {
+        match e {
+            ExperimentArg::Baseline => Self::Baseline,
+            ExperimentArg::Training => Self::Training,
+            ExperimentArg::Full => Self::Full,
+        }
+    }
+}
+
+/// The file format `icdtune export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormatArg {
+    /// One .gguf file with tokenizer and chat template (llama.cpp, Ollama, LM Studio)
+    Gguf,
+    /// A Hugging Face folder: config.json, tokenizer files, model.safetensors in f32
+    Safetensors,
+}
+
+/// Tensor type of the matrices of an exported GGUF file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum QuantArg {
+    /// 16-bit floats (lossless up to f16 rounding)
+    F16,
+    /// 8-bit blocks of 32
+    #[value(name = "q8_0")]
+    Q8_0,
+    /// 4-bit blocks of 32 (the output layer stays at 8 bits)
+    #[value(name = "q4_0")]
+    Q4_0,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// Model: Hugging Face folder, .gguf file, or ORG/NAME[:FILE.gguf] from the local hub cache
+    #[arg(long, value_name = "SPEC")]
+    pub model: String,
+    /// PEFT LoRA adapter folder merged into the model (without it the base model is converted)
+    #[arg(long, value_name = "DIR")]
+    pub adapter: Option<std::path::PathBuf>,
+    /// File format to write
+    #[arg(long, value_enum)]
+    pub format: ExportFormatArg,
+    /// GGUF tensor type [default: f16] (gguf only)
+    #[arg(long, value_enum)]
+    pub quant: Option<QuantArg>,
+    /// Output folder: the new model folder (safetensors), or where model-<QUANT>.gguf is written
+    #[arg(long, value_name = "DIR")]
+    pub out: std::path::PathBuf,
 }

@@ -3,6 +3,8 @@
 
 mod args;
 mod commands;
+mod console;
+mod interrupt;
 
 use clap::Parser;
 
@@ -14,11 +16,28 @@ fn main() -> std::process::ExitCode {
     match commands::dispatch(cli.command) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            // `{:#}` prints the whole context chain on one line; hints are on their own lines.
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", error_chain(&err));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line (hints stay on their own lines), skipping a cause whose
+/// text the message before it already carries: many library errors quote their OS error, which
+/// `{:#}` would print a second time.
+fn error_chain(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 /// Logs go to stderr so that stdout stays machine-readable (JSON from `predict`, tables from `data`).

@@ -1,12 +1,13 @@
-//! Forward + backward time of each custom op against the stock differentiable candle composition
-//! it replaces, on SmolLM2-135M shapes (hidden 576, intermediate 1536, 9 query / 3 kv heads of 64,
-//! 4 sequences of 512 tokens, LoRA rank 16, vocabulary 49152), f32.
+//! Forward + backward time of each op, on both backends, against the stock differentiable candle
+//! composition it replaces, on SmolLM2-135M shapes (hidden 576, intermediate 1536, 9 query / 3 kv
+//! heads of 64, 4 sequences of 512 tokens, LoRA rank 16, vocabulary 49152), f32.
 //!
 //! `cargo bench -p kernels` (add `-- NAME` to run only the cases whose name contains NAME).
 //! `KERNELS_BENCH_ITERS` sets the timed iterations (default 5, after one warm-up); the median is
 //! reported. Threads follow `RAYON_NUM_THREADS` like candle.
 
-use candle_core::{DType, Device, Result, Tensor, Var, D};
+use candle_core::{Device, Result, Tensor, Var, D};
+use kernels::{AttentionMask, Backend, Lora, Projection, Targets};
 use std::time::{Duration, Instant};
 
 const B: usize = 4;
@@ -29,7 +30,7 @@ fn var(dims: &[usize], scale: f64) -> Result<Var> {
 }
 
 /// Median wall time of `f` (one forward + backward) over the configured iterations.
-fn time(mut f: impl FnMut() -> Result<()>) -> Result<Duration> {
+fn time(f: &dyn Fn() -> Result<()>) -> Result<Duration> {
     let iters = std::env::var("KERNELS_BENCH_ITERS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -46,22 +47,15 @@ fn time(mut f: impl FnMut() -> Result<()>) -> Result<Duration> {
     Ok(times[iters / 2])
 }
 
-/// Runs `loss()` and its backward.
-fn step(loss: impl Fn() -> Result<Tensor>) -> impl FnMut() -> Result<()> {
-    move || {
-        let grads = loss()?.backward()?;
-        drop(grads);
-        Ok(())
-    }
-}
-
-/// Builds the scalar loss of one forward pass.
-type Loss = Box<dyn Fn() -> Result<Tensor>>;
+/// One forward + backward of the stock composition (candle autograd of the scalar it returns).
+type Stock = Box<dyn Fn() -> Result<Tensor>>;
+/// One forward + backward of an op on a backend.
+type Pair = Box<dyn Fn(Backend) -> Result<()>>;
 
 struct Case {
     name: &'static str,
-    stock: Loss,
-    custom: Vec<(&'static str, Loss)>,
+    stock: Stock,
+    pair: Pair,
 }
 
 fn lora_case(name: &'static str, i: usize, o: usize) -> Result<Case> {
@@ -70,7 +64,12 @@ fn lora_case(name: &'static str, i: usize, o: usize) -> Result<Case> {
     let a = var(&[RANK, i], 0.05)?;
     let b = var(&[o, RANK], 0.05)?;
     let scale = 2.0;
-    let (x2, w2, a2, b2) = (x.clone(), w.clone(), a.clone(), b.clone());
+    let (x2, w2, a2, b2) = (
+        x.as_tensor().clone(),
+        w.clone(),
+        a.as_tensor().clone(),
+        b.as_tensor().clone(),
+    );
     Ok(Case {
         name,
         stock: Box::new(move || {
@@ -78,40 +77,56 @@ fn lora_case(name: &'static str, i: usize, o: usize) -> Result<Case> {
             let lora = x.broadcast_matmul(&a.t()?)?.broadcast_matmul(&b.t()?)?;
             (base + (lora * scale)?)?.sum_all()
         }),
-        custom: vec![(
-            "lora_linear",
-            Box::new(move || {
-                kernels::lora_linear(&x2, &w2, None, &a2, &b2, scale, None)?.sum_all()
-            }),
-        )],
+        pair: Box::new(move |backend| {
+            let p = Projection {
+                weight: &w2,
+                bias: None,
+                lora: Some(Lora {
+                    a: &a2,
+                    b: &b2,
+                    scale,
+                    dropout: None,
+                }),
+            };
+            let (y, u) = p.forward(&x2, backend)?;
+            p.backward(&x2, u.as_ref(), &y.ones_like()?, true, backend)?;
+            Ok(())
+        }),
     })
 }
 
 fn frozen_case() -> Result<Case> {
     let x = var(&[B, T, HIDDEN], 1.0)?;
     let w = rand(&[HIDDEN, HIDDEN], 0.05)?;
-    let (x2, w2) = (x.clone(), w.clone());
+    let (x2, w2) = (x.as_tensor().clone(), w.clone());
     Ok(Case {
-        name: "frozen linear 576->576",
+        name: "frozen projection 576->576",
         stock: Box::new(move || x.broadcast_matmul(&w.t()?)?.sum_all()),
-        custom: vec![(
-            "frozen_linear",
-            Box::new(move || kernels::frozen_linear(&x2, &w2, None)?.sum_all()),
-        )],
+        pair: Box::new(move |backend| {
+            let p = Projection {
+                weight: &w2,
+                bias: None,
+                lora: None,
+            };
+            let (y, _) = p.forward(&x2, backend)?;
+            p.backward(&x2, None, &y.ones_like()?, true, backend)?;
+            Ok(())
+        }),
     })
 }
 
 fn rms_case() -> Result<Case> {
     let x = var(&[B, T, HIDDEN], 1.0)?;
     let w = rand(&[HIDDEN], 1.0)?;
-    let (x2, w2) = (x.clone(), w.clone());
+    let (x2, w2) = (x.as_tensor().clone(), w.clone());
     Ok(Case {
         name: "rms_norm [4,512,576]",
         stock: Box::new(move || candle_nn::ops::rms_norm_slow(&x, &w, 1e-5)?.sum_all()),
-        custom: vec![(
-            "rms_norm",
-            Box::new(move || kernels::rms_norm(&x2, &w2, 1e-5)?.sum_all()),
-        )],
+        pair: Box::new(move |backend| {
+            let y = kernels::rms_norm(&x2, &w2, 1e-5, backend)?;
+            kernels::rms_norm_backward(&x2, &w2, 1e-5, &y.ones_like()?, backend)?;
+            Ok(())
+        }),
     })
 }
 
@@ -119,28 +134,30 @@ fn rope_case() -> Result<Case> {
     let x = var(&[B, HQ, T, HD], 1.0)?;
     let cos = rand(&[T, HD / 2], 1.0)?;
     let sin = rand(&[T, HD / 2], 1.0)?;
-    let (x2, cos2, sin2) = (x.clone(), cos.clone(), sin.clone());
+    let (x2, cos2, sin2) = (x.as_tensor().clone(), cos.clone(), sin.clone());
     Ok(Case {
         name: "rope [4,9,512,64]",
         stock: Box::new(move || candle_nn::rotary_emb::rope_slow(&x, &cos, &sin)?.sum_all()),
-        custom: vec![(
-            "rope",
-            Box::new(move || kernels::rope(&x2, &cos2, &sin2)?.sum_all()),
-        )],
+        pair: Box::new(move |backend| {
+            let y = kernels::rope(&x2, &cos2, &sin2, backend)?;
+            kernels::rope_backward(&y.ones_like()?, &cos2, &sin2, backend)?;
+            Ok(())
+        }),
     })
 }
 
 fn swiglu_case() -> Result<Case> {
     let g = var(&[B, T, INTER], 3.0)?;
     let u = var(&[B, T, INTER], 1.0)?;
-    let (g2, u2) = (g.clone(), u.clone());
+    let (g2, u2) = (g.as_tensor().clone(), u.as_tensor().clone());
     Ok(Case {
         name: "swiglu [4,512,1536]",
         stock: Box::new(move || (candle_nn::ops::silu(&g)? * u.as_tensor())?.sum_all()),
-        custom: vec![(
-            "swiglu",
-            Box::new(move || kernels::swiglu(&g2, &u2)?.sum_all()),
-        )],
+        pair: Box::new(move |backend| {
+            let y = kernels::swiglu(&g2, &u2, backend)?;
+            kernels::swiglu_backward(&g2, &u2, &y.ones_like()?, backend)?;
+            Ok(())
+        }),
     })
 }
 
@@ -148,7 +165,7 @@ fn attention_case() -> Result<Case> {
     let q = var(&[B, HQ, T, HD], 1.0)?;
     let k = var(&[B, HKV, T, HD], 1.0)?;
     let v = var(&[B, HKV, T, HD], 1.0)?;
-    let mask: Vec<f32> = (0..T * T)
+    let causal: Vec<f32> = (0..T * T)
         .map(|ij| {
             if ij % T <= ij / T {
                 0.0
@@ -157,8 +174,12 @@ fn attention_case() -> Result<Case> {
             }
         })
         .collect();
-    let mask = Tensor::from_vec(mask, (1, 1, T, T), &Device::Cpu)?;
-    let (q2, k2, v2) = (q.clone(), k.clone(), v.clone());
+    let causal = Tensor::from_vec(causal, (1, 1, T, T), &Device::Cpu)?;
+    let (q2, k2, v2) = (
+        q.as_tensor().clone(),
+        k.as_tensor().clone(),
+        v.as_tensor().clone(),
+    );
     let repeat = |x: &Tensor| -> Result<Tensor> {
         x.unsqueeze(2)?
             .expand((B, HKV, HQ / HKV, T, HD))?
@@ -168,57 +189,51 @@ fn attention_case() -> Result<Case> {
         name: "causal GQA attention 9/3 heads, T 512",
         stock: Box::new(move || {
             let (k, v) = (repeat(&k)?, repeat(&v)?);
-            let s = (q.matmul(&k.t()?)? / (HD as f64).sqrt())?.broadcast_add(&mask)?;
+            let s = (q.matmul(&k.t()?)? / (HD as f64).sqrt())?.broadcast_add(&causal)?;
             candle_nn::ops::softmax(&s, D::Minus1)?
                 .matmul(&v)?
                 .sum_all()
         }),
-        custom: vec![(
-            "causal_attention",
-            Box::new(move || kernels::causal_attention(&q2, &k2, &v2, None)?.sum_all()),
-        )],
+        pair: Box::new(move |backend| {
+            let mask = AttentionMask::new(None, (B, T), &Device::Cpu, backend)?;
+            let (o, lse) = kernels::causal_attention(&q2, &k2, &v2, &mask, backend)?;
+            let g = o.ones_like()?;
+            kernels::causal_attention_backward(&q2, &k2, &v2, &o, &lse, &mask, &g, backend)?;
+            Ok(())
+        }),
     })
 }
 
 fn loss_case() -> Result<Case> {
     let h = var(&[N, HIDDEN], 1.0)?;
     let w = rand(&[VOCAB, HIDDEN], 0.05)?;
-    let targets: Vec<u32> = (0..N).map(|i| ((i * 7919) % VOCAB) as u32).collect();
-    let targets = Tensor::from_vec(targets, N, &Device::Cpu)?;
-    let weights = Tensor::ones(N, DType::F32, &Device::Cpu)?;
+    let ids: Vec<u32> = (0..N).map(|i| ((i * 7919) % VOCAB) as u32).collect();
+    let targets = Tensor::from_vec(ids.clone(), N, &Device::Cpu)?;
     let norm = N as f64;
-    let (h2, w2, t2, wt2) = (h.clone(), w.clone(), targets.clone(), weights.clone());
-    let (h3, w3, t3, wt3) = (h.clone(), w.clone(), targets.clone(), weights.clone());
+    let scored = Targets::new(&ids, &vec![1.0; N], VOCAB, norm)?;
+    let (h2, w2) = (h.as_tensor().clone(), w.clone());
     Ok(Case {
         name: "lm_head 576->49152 + masked cross-entropy, 2048 rows all scored",
         stock: Box::new(move || {
             let logits = h.matmul(&w.t()?)?;
             let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
             let picked = logp.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?;
-            (picked.neg()? * &weights)?.sum_all()? / norm
+            picked.neg()?.sum_all()? / norm
         }),
-        custom: vec![
-            (
-                "frozen_linear + masked_cross_entropy",
-                Box::new(move || {
-                    let logits = kernels::frozen_linear(&h2, &w2, None)?;
-                    kernels::masked_cross_entropy(&logits, &t2, &wt2, norm)
-                }),
-            ),
-            (
-                "masked_cross_entropy_fused",
-                Box::new(move || kernels::masked_cross_entropy_fused(&h3, &w3, &t3, &wt3, norm)),
-            ),
-        ],
+        pair: Box::new(move |backend| {
+            let (_, lse) = kernels::fused_cross_entropy(&h2, &w2, &scored, backend)?;
+            kernels::fused_cross_entropy_backward(&h2, &w2, &scored, &lse, backend)?;
+            Ok(())
+        }),
     })
 }
 
 fn main() -> Result<()> {
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let builders: Vec<fn() -> Result<Case>> = vec![
-        || lora_case("lora_linear q_proj 576->576 r16", HIDDEN, HIDDEN),
-        || lora_case("lora_linear gate_proj 576->1536 r16", HIDDEN, INTER),
-        || lora_case("lora_linear down_proj 1536->576 r16", INTER, HIDDEN),
+        || lora_case("lora projection q_proj 576->576 r16", HIDDEN, HIDDEN),
+        || lora_case("lora projection gate_proj 576->1536 r16", HIDDEN, INTER),
+        || lora_case("lora projection down_proj 1536->576 r16", INTER, HIDDEN),
         frozen_case,
         rms_case,
         rope_case,
@@ -238,17 +253,17 @@ fn main() -> Result<()> {
                 continue;
             }
         }
-        let stock = time(step(&case.stock))?;
+        let stock = time(&|| {
+            drop((case.stock)()?.backward()?);
+            Ok(())
+        })?;
         println!("{}", case.name);
-        println!(
-            "  stock candle ops             {:>9.2} ms",
-            stock.as_secs_f64() * 1e3
-        );
-        for (name, custom) in &case.custom {
-            let t = time(step(custom))?;
+        println!("  stock candle ops   {:>9.2} ms", stock.as_secs_f64() * 1e3);
+        for backend in [Backend::Cpu, Backend::Portable] {
+            let t = time(&|| (case.pair)(backend))?;
             println!(
-                "  {:<28} {:>9.2} ms   speed-up {:.2}x",
-                name,
+                "  {:<18} {:>9.2} ms   speed-up {:.2}x",
+                format!("{backend:?}"),
                 t.as_secs_f64() * 1e3,
                 stock.as_secs_f64() / t.as_secs_f64()
             );

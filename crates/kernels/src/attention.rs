@@ -1,99 +1,248 @@
 //! Causal grouped-query attention that keeps no `T x T` matrix for the backward pass.
 //!
-//! The forward pass works on blocks of `BLOCK` queries: scores against keys `0..end of block` only
-//! (the masked upper half is skipped block-wise), softmax, then the weighted sum of values. Only the
+//! The forward pass works on blocks of queries: scores against keys `0..end of block` only (the
+//! masked upper part is skipped block-wise), softmax, then the weighted sum of values. Only the
 //! per-query log-sum-exp is kept; the backward pass recomputes each block's probabilities from it
 //! (flash-attention style), so memory is `O(T)` per head instead of the stock composition's five
-//! `T x T` tensors per layer.
+//! `T x T` tensors per layer. The CPU kernel runs 64-query blocks per head on rayon tasks; the
+//! portable ops run one query block of every head at once as batched matmuls (grouped-query heads
+//! share their kv head without copies), reducing in f32 for half-precision inputs.
 
+use crate::backend::{self, Backend};
 use crate::cpu::{self, dispatch, Real};
 use crate::error::KernelError;
 use crate::matmul::{gemm, Mat, Threads};
-use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use candle_core::{DType, Device, Result, Tensor, D};
 use rayon::prelude::*;
-use std::sync::Mutex;
 
-/// Queries per block: the score block `BLOCK x T` stays in L2.
+const OP: &str = "causal_attention";
+
+/// Queries per block of the CPU kernel: the score block `BLOCK x T` stays in L2.
 const BLOCK: usize = 64;
+
+/// Score elements one portable block may hold (`batch x heads x queries x keys`, 64 MiB in f32):
+/// caps the transient memory of long sequences; short ones take [`PORTABLE_BLOCK`] queries.
+const PORTABLE_SCORES: usize = 1 << 24;
+
+/// Queries per portable block when [`PORTABLE_SCORES`] allows.
+const PORTABLE_BLOCK: usize = 128;
+
+/// Which keys each query may see: its own position and earlier ones, real tokens only. Built once
+/// per batch for one backend and shared by every layer.
+#[derive(Debug)]
+pub struct AttentionMask {
+    batch: usize,
+    len: usize,
+    /// `[batch * len]`: whether each key is a real token (the CPU kernel reads it).
+    keep: Option<Vec<bool>>,
+    /// The portable ops' additive masks (0 or `-inf`, f32, on the batch's device): causal
+    /// `[len, len]` and padded keys `[batch, len]`.
+    additive: Option<(Tensor, Tensor)>,
+}
+
+impl AttentionMask {
+    /// The mask of a `batch x len` batch: `key_mask` (`[batch, len]`, any dtype, non-zero for real
+    /// tokens, zero for padding) or every key real when `None`. The portable tensors are made on
+    /// `device`.
+    pub fn new(
+        key_mask: Option<&Tensor>,
+        (batch, len): (usize, usize),
+        device: &Device,
+        backend: Backend,
+    ) -> Result<Self> {
+        let keep = match key_mask {
+            None => None,
+            Some(m) => {
+                if m.dims() != [batch, len] {
+                    return Err(cpu::shape_error(
+                        OP,
+                        "key_mask",
+                        m,
+                        format!("[{batch}, {len}]"),
+                    ));
+                }
+                let values = m.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+                Some(values.into_iter().map(|x| x != 0.0).collect::<Vec<bool>>())
+            }
+        };
+        let additive = match backend {
+            Backend::Cpu => None,
+            Backend::Portable => {
+                let hidden = |visible: bool| if visible { 0f32 } else { f32::NEG_INFINITY };
+                let causal: Vec<f32> = (0..len * len)
+                    .map(|ij| hidden(ij % len <= ij / len))
+                    .collect();
+                let keys: Vec<f32> = match &keep {
+                    Some(k) => k.iter().map(|&v| hidden(v)).collect(),
+                    None => vec![0.0; batch * len],
+                };
+                Some((
+                    Tensor::from_vec(causal, (len, len), device)?,
+                    Tensor::from_vec(keys, (batch, len), device)?,
+                ))
+            }
+        };
+        Ok(Self {
+            batch,
+            len,
+            keep,
+            additive,
+        })
+    }
+}
 
 /// `softmax(q k^T / sqrt(d) + causal mask + key mask) v` for `q` `[b, hq, t, d]` and `k`, `v`
 /// `[b, hkv, t, d]` with `hq` a multiple of `hkv` (query head `h` reads kv head `h / (hq / hkv)`).
 ///
-/// `key_mask` (`[b, t]`, any dtype) marks real tokens with non-zero and padding with zero: padded
-/// keys get no attention. A query with no visible key (left padding) gets a zero output and zero
-/// gradients. The backward returns `dq`, `dk`, `dv`; `dk`, `dv` sum over the query heads sharing
-/// a kv head.
+/// Returns the output (shape of `q`) and the per-query log-sum-exp of the scaled scores
+/// (`[b, hq, t]`), which the backward needs. Padded keys get no attention; a query with no visible
+/// key (left padding) gets a zero output and zero gradients.
 pub fn causal_attention(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
-    key_mask: Option<&Tensor>,
-) -> Result<Tensor> {
-    const OP: &str = "causal_attention";
-    cpu::check_dtype(q, OP, "q", q.dtype())?;
-    cpu::check_dtype(k, OP, "k", q.dtype())?;
-    cpu::check_dtype(v, OP, "v", q.dtype())?;
-    let (b, hq, t, d) = q.dims4()?;
-    let hkv = match k.dims() {
-        [bb, h, tt, dd] if *bb == b && *tt == t && *dd == d && *h > 0 && hq % *h == 0 => *h,
-        _ => {
+    mask: &AttentionMask,
+    backend: Backend,
+) -> Result<(Tensor, Tensor)> {
+    let dims = Dims::check(q, k, v, mask, backend)?;
+    match backend {
+        Backend::Cpu => {
+            let cpu = CpuAttention::new(dims, mask)?;
+            dispatch!(q.dtype(), OP, T => cpu.forward::<T>(q, k, v))
+        }
+        Backend::Portable => {
+            Portable::new(dims, mask)?.forward(&q.detach(), &k.detach(), &v.detach())
+        }
+    }
+}
+
+/// `(dq, dk, dv)` of [`causal_attention`] for the upstream gradient `grad`, given its inputs, its
+/// output `out` and log-sum-exps `lse` (from the same backend). `dk`, `dv` sum over the query heads
+/// sharing a kv head.
+#[allow(clippy::too_many_arguments)]
+pub fn causal_attention_backward(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    out: &Tensor,
+    lse: &Tensor,
+    mask: &AttentionMask,
+    grad: &Tensor,
+    backend: Backend,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let dims = Dims::check(q, k, v, mask, backend)?;
+    for (name, t) in [("out", out), ("grad", grad)] {
+        backend::check_input(t, OP, name, q.dtype(), backend)?;
+        if t.dims() != q.dims() {
             return Err(cpu::shape_error(
                 OP,
-                "k",
-                k,
-                format!("[{b}, hkv, {t}, {d}] with {hq} % hkv == 0"),
-            ))
+                name,
+                t,
+                format!("{:?} (shape of q)", q.dims()),
+            ));
         }
-    };
-    if v.dims() != k.dims() {
+    }
+    if lse.dims() != [dims.b, dims.hq, dims.t] {
         return Err(cpu::shape_error(
             OP,
-            "v",
-            v,
-            format!("{:?} (shape of k)", k.dims()),
+            "lse",
+            lse,
+            format!("[{}, {}, {}]", dims.b, dims.hq, dims.t),
         ));
     }
-    let keep = match key_mask {
-        None => None,
-        Some(m) => {
-            if m.dims() != [b, t] {
-                return Err(cpu::shape_error(OP, "key_mask", m, format!("[{b}, {t}]")));
-            }
-            let values = m.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
-            Some(values.into_iter().map(|x| x != 0.0).collect())
+    match backend {
+        Backend::Cpu => {
+            let cpu = CpuAttention::new(dims, mask)?;
+            dispatch!(q.dtype(), OP, T => cpu.backward::<T>(q, k, v, out, lse, grad))
         }
-    };
-    let op = Attention {
-        dims: Dims { hq, hkv, t, d },
-        keep,
-        saved_lse: Mutex::new(None),
-    };
-    q.contiguous()?
-        .apply_op3(&k.contiguous()?, &v.contiguous()?, op)
+        Backend::Portable => Portable::new(dims, mask)?.backward(
+            &q.detach(),
+            &k.detach(),
+            &v.detach(),
+            &out.detach(),
+            &lse.detach(),
+            &grad.detach(),
+        ),
+    }
 }
 
 #[derive(Clone, Copy)]
 struct Dims {
+    b: usize,
     hq: usize,
     hkv: usize,
     t: usize,
     d: usize,
 }
 
-struct Attention {
-    dims: Dims,
-    /// `[b * t]`: whether each key is a real token.
-    keep: Option<Vec<bool>>,
-    /// Log-sum-exp of the scaled scores per query, `[b * hq * t]`, from the forward pass.
-    saved_lse: Mutex<Option<CpuStorage>>,
+impl Dims {
+    fn check(
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: &AttentionMask,
+        backend: Backend,
+    ) -> Result<Self> {
+        backend::check_input(q, OP, "q", q.dtype(), backend)?;
+        backend::check_input(k, OP, "k", q.dtype(), backend)?;
+        backend::check_input(v, OP, "v", q.dtype(), backend)?;
+        let (b, hq, t, d) = q.dims4()?;
+        let hkv = match k.dims() {
+            [bb, h, tt, dd] if *bb == b && *tt == t && *dd == d && *h > 0 && hq % *h == 0 => *h,
+            _ => {
+                return Err(cpu::shape_error(
+                    OP,
+                    "k",
+                    k,
+                    format!("[{b}, hkv, {t}, {d}] with {hq} % hkv == 0"),
+                ))
+            }
+        };
+        if v.dims() != k.dims() {
+            return Err(cpu::shape_error(
+                OP,
+                "v",
+                v,
+                format!("{:?} (shape of k)", k.dims()),
+            ));
+        }
+        if (mask.batch, mask.len) != (b, t) {
+            return Err(KernelError::Invalid {
+                op: OP,
+                message: format!(
+                    "the mask is for {} x {} tokens, q has {b} x {t}",
+                    mask.batch, mask.len
+                ),
+            }
+            .into());
+        }
+        Ok(Self { b, hq, hkv, t, d })
+    }
+
+    fn scale(&self) -> f64 {
+        1.0 / (self.d as f64).sqrt()
+    }
+
+    fn group(&self) -> usize {
+        self.hq / self.hkv
+    }
 }
 
-type Grads3 = (Option<Tensor>, Option<Tensor>, Option<Tensor>);
+/// The CPU kernel: one rayon task per (sequence, head) in the forward pass, per (sequence, kv head)
+/// in the backward pass.
+struct CpuAttention<'m> {
+    dims: Dims,
+    keep: Option<&'m [bool]>,
+}
 
-impl Attention {
-    fn scale(&self) -> f64 {
-        1.0 / (self.dims.d as f64).sqrt()
+type Grads3 = (Tensor, Tensor, Tensor);
+
+impl<'m> CpuAttention<'m> {
+    fn new(dims: Dims, mask: &'m AttentionMask) -> Result<Self> {
+        Ok(Self {
+            dims,
+            keep: mask.keep.as_deref(),
+        })
     }
 
     /// Scores of queries `i0..i1` against keys `0..i1` into `s` (`[i1 - i0, i1]`), with masked
@@ -105,7 +254,7 @@ impl Attention {
             i1,
             Mat::new(&q[i0 * d..i1 * d], i1 - i0, d),
             Mat::new(&k[..i1 * d], i1, d).t(),
-            T::from_f64(self.scale()),
+            T::from_f64(self.dims.scale()),
             false,
             Threads::Single,
         );
@@ -113,7 +262,7 @@ impl Attention {
         for (r, row) in s.chunks_mut(i1).enumerate() {
             let i = i0 + r;
             row[i + 1..].fill(T::neg_infinity());
-            if let Some(keep) = &self.keep {
+            if let Some(keep) = self.keep {
                 for (x, keep) in row[..=i].iter_mut().zip(&keep[batch * t..]) {
                     if !keep {
                         *x = T::neg_infinity();
@@ -123,196 +272,221 @@ impl Attention {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn fwd<T: Real>(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let op = self.name();
-        let q: &[T] = cpu::slice(s1, l1, op, "q")?;
-        let k: &[T] = cpu::slice(s2, l2, op, "k")?;
-        let v: &[T] = cpu::slice(s3, l3, op, "v")?;
-        let Dims { hq, hkv, t, d, .. } = self.dims;
-        let group = hq / hkv;
-        let mut out = vec![T::zero(); q.len()];
-        let mut lse = vec![T::zero(); q.len() / d.max(1)];
-        out.par_chunks_mut((t * d).max(1))
-            .zip(lse.par_chunks_mut(t.max(1)))
-            .enumerate()
-            .for_each_init(
-                || vec![T::zero(); BLOCK * t],
-                |s_buf, (bh, (out, lse))| {
-                    let (batch, head) = (bh / hq, bh % hq);
-                    let kv = (batch * hkv + head / group) * t * d;
-                    let q = &q[bh * t * d..(bh + 1) * t * d];
-                    let (k, v) = (&k[kv..kv + t * d], &v[kv..kv + t * d]);
-                    for i0 in (0..t).step_by(BLOCK) {
-                        let i1 = (i0 + BLOCK).min(t);
-                        let s = &mut s_buf[..(i1 - i0) * i1];
-                        self.scores(s, q, k, batch, i0, i1);
-                        for (r, row) in s.chunks_mut(i1).enumerate() {
-                            lse[i0 + r] = softmax_row(row);
-                        }
-                        gemm(
-                            &mut out[i0 * d..i1 * d],
-                            d,
-                            Mat::new(s, i1 - i0, i1),
-                            Mat::new(&v[..i1 * d], i1, d),
-                            T::one(),
-                            false,
-                            Threads::Single,
+    fn forward<T: Real>(&self, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        let Dims { b, hq, hkv, t, d } = self.dims;
+        let group = self.dims.group();
+        let (out, lse) = cpu::with_slice(q, OP, "q", |q: &[T]| {
+            cpu::with_slice(k, OP, "k", |k: &[T]| {
+                cpu::with_slice(v, OP, "v", |v: &[T]| {
+                    let mut out = vec![T::zero(); q.len()];
+                    let mut lse = vec![T::zero(); b * hq * t];
+                    out.par_chunks_mut((t * d).max(1))
+                        .zip(lse.par_chunks_mut(t.max(1)))
+                        .enumerate()
+                        .for_each_init(
+                            || vec![T::zero(); BLOCK * t],
+                            |s_buf, (bh, (out, lse))| {
+                                let (batch, head) = (bh / hq, bh % hq);
+                                let kv = (batch * hkv + head / group) * t * d;
+                                let q = &q[bh * t * d..(bh + 1) * t * d];
+                                let (k, v) = (&k[kv..kv + t * d], &v[kv..kv + t * d]);
+                                for i0 in (0..t).step_by(BLOCK) {
+                                    let i1 = (i0 + BLOCK).min(t);
+                                    let s = &mut s_buf[..(i1 - i0) * i1];
+                                    self.scores(s, q, k, batch, i0, i1);
+                                    for (r, row) in s.chunks_mut(i1).enumerate() {
+                                        lse[i0 + r] = softmax_row(row);
+                                    }
+                                    gemm(
+                                        &mut out[i0 * d..i1 * d],
+                                        d,
+                                        Mat::new(s, i1 - i0, i1),
+                                        Mat::new(&v[..i1 * d], i1, d),
+                                        T::one(),
+                                        false,
+                                        Threads::Single,
+                                    );
+                                }
+                            },
                         );
-                    }
-                },
-            );
-        *self.saved_lse.lock().expect("saved_lse lock poisoned") = Some(cpu::storage(lse));
-        Ok((cpu::storage(out), l1.shape().clone()))
+                    Ok((out, lse))
+                })
+            })
+        })?;
+        Ok((cpu::tensor(out, q.shape())?, cpu::tensor(lse, (b, hq, t))?))
     }
 
-    fn bwd_t<T: Real>(
+    fn backward<T: Real>(
         &self,
         q: &Tensor,
         k: &Tensor,
         v: &Tensor,
         out: &Tensor,
+        lse: &Tensor,
         grad: &Tensor,
     ) -> Result<Grads3> {
-        let op = self.name();
-        let saved = self.saved_lse.lock().expect("saved_lse lock poisoned");
-        let Some(lse) = saved.as_ref() else {
-            return Err(KernelError::Invalid {
-                op,
-                message: "backward called before forward".into(),
-            }
-            .into());
-        };
-        let lse = T::cpu_storage_as_slice(lse)?;
         let Dims { hq, hkv, t, d, .. } = self.dims;
-        let group = hq / hkv;
-        let scale = T::from_f64(self.scale());
-        let (dq, dk, dv) = cpu::with_slice(q, op, "q", |q_s: &[T]| {
-            cpu::with_slice(k, op, "k", |k_s: &[T]| {
-                cpu::with_slice(v, op, "v", |v_s: &[T]| {
-                    cpu::with_slice(out, op, "out", |o_s: &[T]| {
-                        cpu::with_slice(grad, op, "grad", |g_s: &[T]| {
-                            let mut dq = vec![T::zero(); q_s.len()];
-                            let mut dk = vec![T::zero(); k_s.len()];
-                            let mut dv = vec![T::zero(); v_s.len()];
-                            let td = t * d;
-                            // One task per kv head: it owns that head's dk, dv and the dq of the
-                            // query heads reading it, so no two tasks write the same memory.
-                            dq.par_chunks_mut((group * td).max(1))
-                                .zip(
-                                    dk.par_chunks_mut(td.max(1))
-                                        .zip(dv.par_chunks_mut(td.max(1))),
-                                )
-                                .enumerate()
-                                .for_each_init(
-                                    || (vec![T::zero(); BLOCK * t], vec![T::zero(); BLOCK * t]),
-                                    |(p_buf, dp_buf), (bkv, (dq, (dk, dv)))| {
-                                        let batch = bkv / hkv;
-                                        let k = &k_s[bkv * td..(bkv + 1) * td];
-                                        let v = &v_s[bkv * td..(bkv + 1) * td];
-                                        for g in 0..group {
-                                            let bh = batch * hq + (bkv % hkv) * group + g;
-                                            let q = &q_s[bh * td..(bh + 1) * td];
-                                            let o = &o_s[bh * td..(bh + 1) * td];
-                                            let go = &g_s[bh * td..(bh + 1) * td];
-                                            let lse = &lse[bh * t..(bh + 1) * t];
-                                            let dq = &mut dq[g * td..(g + 1) * td];
-                                            for i0 in (0..t).step_by(BLOCK) {
-                                                let i1 = (i0 + BLOCK).min(t);
-                                                let rows = i1 - i0;
-                                                let p = &mut p_buf[..rows * i1];
-                                                let dp = &mut dp_buf[..rows * i1];
-                                                self.scores(p, q, k, batch, i0, i1);
-                                                for (r, row) in p.chunks_mut(i1).enumerate() {
-                                                    let l = lse[i0 + r];
-                                                    if l == T::neg_infinity() {
-                                                        row.fill(T::zero());
-                                                    } else {
-                                                        row.iter_mut().for_each(|x| *x -= l);
-                                                        T::exp_in_place(row);
-                                                    }
-                                                }
-                                                // dv += p^T do
-                                                gemm(
-                                                    &mut dv[..i1 * d],
-                                                    d,
-                                                    Mat::new(p, rows, i1).t(),
-                                                    Mat::new(&go[i0 * d..i1 * d], rows, d),
-                                                    T::one(),
-                                                    true,
-                                                    Threads::Single,
-                                                );
-                                                // dp = do v^T
-                                                gemm(
-                                                    dp,
-                                                    i1,
-                                                    Mat::new(&go[i0 * d..i1 * d], rows, d),
-                                                    Mat::new(&v[..i1 * d], i1, d).t(),
-                                                    T::one(),
-                                                    false,
-                                                    Threads::Single,
-                                                );
-                                                // ds = p * (dp - <do, o>), written over dp
-                                                for r in 0..rows {
-                                                    let i = i0 + r;
-                                                    let delta: T = go[i * d..(i + 1) * d]
-                                                        .iter()
-                                                        .zip(&o[i * d..(i + 1) * d])
-                                                        .map(|(a, b)| *a * *b)
-                                                        .sum();
-                                                    let pr = &p[r * i1..(r + 1) * i1];
-                                                    for (x, p) in
-                                                        dp[r * i1..(r + 1) * i1].iter_mut().zip(pr)
-                                                    {
-                                                        *x = *p * (*x - delta);
-                                                    }
-                                                }
-                                                // dq = scale * ds k ; dk += scale * ds^T q
-                                                gemm(
-                                                    &mut dq[i0 * d..i1 * d],
-                                                    d,
-                                                    Mat::new(dp, rows, i1),
-                                                    Mat::new(&k[..i1 * d], i1, d),
-                                                    scale,
-                                                    false,
-                                                    Threads::Single,
-                                                );
-                                                gemm(
-                                                    &mut dk[..i1 * d],
-                                                    d,
-                                                    Mat::new(dp, rows, i1).t(),
-                                                    Mat::new(&q[i0 * d..i1 * d], rows, d),
-                                                    scale,
-                                                    true,
-                                                    Threads::Single,
+        let group = self.dims.group();
+        let scale = T::from_f64(self.dims.scale());
+        let (dq, dk, dv) = cpu::with_slice(q, OP, "q", |q_s: &[T]| {
+            cpu::with_slice(k, OP, "k", |k_s: &[T]| {
+                cpu::with_slice(v, OP, "v", |v_s: &[T]| {
+                    cpu::with_slice(out, OP, "out", |o_s: &[T]| {
+                        cpu::with_slice(grad, OP, "grad", |g_s: &[T]| {
+                            cpu::with_slice(lse, OP, "lse", |lse: &[T]| {
+                                let mut dq = vec![T::zero(); q_s.len()];
+                                let mut dk = vec![T::zero(); k_s.len()];
+                                let mut dv = vec![T::zero(); v_s.len()];
+                                let td = t * d;
+                                // One task per kv head: it owns that head's dk, dv and the dq of
+                                // the query heads reading it, so no two tasks write the same memory.
+                                dq.par_chunks_mut((group * td).max(1))
+                                    .zip(
+                                        dk.par_chunks_mut(td.max(1))
+                                            .zip(dv.par_chunks_mut(td.max(1))),
+                                    )
+                                    .enumerate()
+                                    .for_each_init(
+                                        || (vec![T::zero(); BLOCK * t], vec![T::zero(); BLOCK * t]),
+                                        |(p_buf, dp_buf), (bkv, (dq, (dk, dv)))| {
+                                            let batch = bkv / hkv;
+                                            let k = &k_s[bkv * td..(bkv + 1) * td];
+                                            let v = &v_s[bkv * td..(bkv + 1) * td];
+                                            for g in 0..group {
+                                                let bh = batch * hq + (bkv % hkv) * group + g;
+                                                let head = HeadGrads {
+                                                    q: &q_s[bh * td..(bh + 1) * td],
+                                                    o: &o_s[bh * td..(bh + 1) * td],
+                                                    go: &g_s[bh * td..(bh + 1) * td],
+                                                    lse: &lse[bh * t..(bh + 1) * t],
+                                                    k,
+                                                    v,
+                                                    batch,
+                                                };
+                                                let dq = &mut dq[g * td..(g + 1) * td];
+                                                self.head_backward(
+                                                    &head, scale, p_buf, dp_buf, dq, dk, dv,
                                                 );
                                             }
-                                        }
-                                    },
-                                );
-                            Ok((dq, dk, dv))
+                                        },
+                                    );
+                                Ok((dq, dk, dv))
+                            })
                         })
                     })
                 })
             })
         })?;
-        let wrap = |data: Vec<T>, t: &Tensor| -> Result<Option<Tensor>> {
-            if t.track_op() {
-                Ok(Some(cpu::tensor(data, t.shape())?))
-            } else {
-                Ok(None)
-            }
-        };
-        Ok((wrap(dq, q)?, wrap(dk, k)?, wrap(dv, v)?))
+        Ok((
+            cpu::tensor(dq, q.shape())?,
+            cpu::tensor(dk, k.shape())?,
+            cpu::tensor(dv, v.shape())?,
+        ))
     }
+
+    /// The backward of one query head: `dq` of the head, its contributions to `dk` and `dv`.
+    #[allow(clippy::too_many_arguments)]
+    fn head_backward<T: Real>(
+        &self,
+        head: &HeadGrads<'_, T>,
+        scale: T,
+        p_buf: &mut [T],
+        dp_buf: &mut [T],
+        dq: &mut [T],
+        dk: &mut [T],
+        dv: &mut [T],
+    ) {
+        let (t, d) = (self.dims.t, self.dims.d);
+        let HeadGrads {
+            q,
+            o,
+            go,
+            lse,
+            k,
+            v,
+            batch,
+        } = *head;
+        for i0 in (0..t).step_by(BLOCK) {
+            let i1 = (i0 + BLOCK).min(t);
+            let rows = i1 - i0;
+            let p = &mut p_buf[..rows * i1];
+            let dp = &mut dp_buf[..rows * i1];
+            self.scores(p, q, k, batch, i0, i1);
+            for (r, row) in p.chunks_mut(i1).enumerate() {
+                let l = lse[i0 + r];
+                if l == T::neg_infinity() {
+                    row.fill(T::zero());
+                } else {
+                    row.iter_mut().for_each(|x| *x -= l);
+                    T::exp_in_place(row);
+                }
+            }
+            // dv += p^T do
+            gemm(
+                &mut dv[..i1 * d],
+                d,
+                Mat::new(p, rows, i1).t(),
+                Mat::new(&go[i0 * d..i1 * d], rows, d),
+                T::one(),
+                true,
+                Threads::Single,
+            );
+            // dp = do v^T
+            gemm(
+                dp,
+                i1,
+                Mat::new(&go[i0 * d..i1 * d], rows, d),
+                Mat::new(&v[..i1 * d], i1, d).t(),
+                T::one(),
+                false,
+                Threads::Single,
+            );
+            // ds = p * (dp - <do, o>), written over dp
+            for r in 0..rows {
+                let i = i0 + r;
+                let delta: T = go[i * d..(i + 1) * d]
+                    .iter()
+                    .zip(&o[i * d..(i + 1) * d])
+                    .map(|(a, b)| *a * *b)
+                    .sum();
+                let pr = &p[r * i1..(r + 1) * i1];
+                for (x, p) in dp[r * i1..(r + 1) * i1].iter_mut().zip(pr) {
+                    *x = *p * (*x - delta);
+                }
+            }
+            // dq = scale * ds k ; dk += scale * ds^T q
+            gemm(
+                &mut dq[i0 * d..i1 * d],
+                d,
+                Mat::new(dp, rows, i1),
+                Mat::new(&k[..i1 * d], i1, d),
+                scale,
+                false,
+                Threads::Single,
+            );
+            gemm(
+                &mut dk[..i1 * d],
+                d,
+                Mat::new(dp, rows, i1).t(),
+                Mat::new(&q[i0 * d..i1 * d], rows, d),
+                scale,
+                true,
+                Threads::Single,
+            );
+        }
+    }
+}
+
+/// The slices one query head's backward reads.
+#[derive(Clone, Copy)]
+struct HeadGrads<'a, T> {
+    q: &'a [T],
+    o: &'a [T],
+    go: &'a [T],
+    lse: &'a [T],
+    k: &'a [T],
+    v: &'a [T],
+    batch: usize,
 }
 
 /// In-place softmax of one score row (masked entries at `-inf`); returns the log-sum-exp, or `-inf`
@@ -334,31 +508,158 @@ fn softmax_row<T: Real>(row: &mut [T]) -> T {
     m + sum.ln()
 }
 
-impl CustomOp3 for Attention {
-    fn name(&self) -> &'static str {
-        "causal_attention"
+/// The portable ops. Query heads are viewed as `[b, hkv, group, t, d]`, so one block of queries of
+/// every head is a batched matmul against its kv head's keys.
+struct Portable<'m> {
+    dims: Dims,
+    causal: &'m Tensor,
+    keys: &'m Tensor,
+    block: usize,
+}
+
+impl<'m> Portable<'m> {
+    fn new(dims: Dims, mask: &'m AttentionMask) -> Result<Self> {
+        let Some((causal, keys)) = &mask.additive else {
+            return Err(KernelError::Invalid {
+                op: OP,
+                message: "the mask was built for the CPU kernels; build it with Backend::Portable"
+                    .into(),
+            }
+            .into());
+        };
+        let per_query = (dims.b * dims.hq * dims.t).max(1);
+        let block = (PORTABLE_SCORES / per_query).clamp(1, PORTABLE_BLOCK);
+        Ok(Self {
+            dims,
+            causal,
+            keys,
+            block,
+        })
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        dispatch!(s1.dtype(), self.name(), T => self.fwd::<T>(s1, l1, s2, l2, s3, l3))
+    /// Query blocks `(i0, rows)`.
+    fn blocks(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        (0..self.dims.t)
+            .step_by(self.block)
+            .map(|i0| (i0, self.block.min(self.dims.t - i0)))
     }
 
-    fn bwd(
+    /// `[b, hq, t, x]` (or `[b, hq, t]`) viewed as `[b, hkv, group, t, x]` in `dtype`.
+    fn grouped(&self, x: &Tensor, dtype: DType) -> Result<Tensor> {
+        let Dims { b, hkv, t, .. } = self.dims;
+        let last = x.elem_count() / (b * self.dims.hq * t).max(1);
+        x.to_dtype(dtype)?
+            .reshape((b, hkv, self.dims.group(), t, last))
+    }
+
+    /// Rows `i0..i0 + n` of a grouped tensor as `[b, hkv, group * n, x]`.
+    fn rows(&self, x: &Tensor, i0: usize, n: usize) -> Result<Tensor> {
+        let Dims { b, hkv, .. } = self.dims;
+        let last = x.dim(4)?;
+        x.narrow(3, i0, n)?
+            .contiguous()?
+            .reshape((b, hkv, self.dims.group() * n, last))
+    }
+
+    /// Scaled, masked scores of query rows `qb` (`[b, hkv, group * n, d]`, from `i0`) against
+    /// keys `0..i0 + n`: `[b, hkv, group * n, i0 + n]`.
+    fn scores(&self, qb: &Tensor, k: &Tensor, i0: usize, n: usize) -> Result<Tensor> {
+        let Dims { b, hkv, .. } = self.dims;
+        let i1 = i0 + n;
+        let dtype = qb.dtype();
+        let kb = k.narrow(2, 0, i1)?;
+        let causal = self
+            .causal
+            .narrow(0, i0, n)?
+            .narrow(1, 0, i1)?
+            .to_dtype(dtype)?;
+        let keys = self
+            .keys
+            .narrow(1, 0, i1)?
+            .to_dtype(dtype)?
+            .reshape((b, 1, 1, 1, i1))?;
+        (qb.matmul(&kb.t()?)? * self.dims.scale())?
+            .reshape((b, hkv, self.dims.group(), n, i1))?
+            .broadcast_add(&causal)?
+            .broadcast_add(&keys)?
+            .reshape((b, hkv, self.dims.group() * n, i1))
+    }
+
+    fn forward(&self, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        let Dims { b, hq, t, d, .. } = self.dims;
+        let dtype = backend::reduce_dtype(q.dtype());
+        let (qg, k, v) = (
+            self.grouped(q, dtype)?,
+            k.to_dtype(dtype)?,
+            v.to_dtype(dtype)?,
+        );
+        let mut outs = Vec::new();
+        let mut lses = Vec::new();
+        for (i0, n) in self.blocks() {
+            let s = self.scores(&self.rows(&qg, i0, n)?, &k, i0, n)?;
+            // A row whose keys are all masked has maximum -inf: shift it by a finite value so
+            // its exponentials are 0, not NaN; its sum is 0, its output 0, its lse -inf.
+            let m = s.max_keepdim(D::Minus1)?.maximum(backend::lowest(dtype))?;
+            let e = s.broadcast_sub(&m)?.exp()?;
+            let sum = e.sum_keepdim(D::Minus1)?;
+            let p = e.broadcast_div(&sum.maximum(f64::from(f32::MIN_POSITIVE))?)?;
+            let o = p.matmul(&v.narrow(2, 0, i0 + n)?)?;
+            outs.push(o.reshape((b, self.dims.hkv, self.dims.group(), n, d))?);
+            lses.push((m + sum.log()?)?.reshape((b, self.dims.hkv, self.dims.group(), n))?);
+        }
+        let out = Tensor::cat(&outs, 3)?
+            .reshape((b, hq, t, d))?
+            .to_dtype(q.dtype())?;
+        let lse = Tensor::cat(&lses, 3)?.reshape((b, hq, t))?;
+        Ok((out, lse))
+    }
+
+    fn backward(
         &self,
         q: &Tensor,
         k: &Tensor,
         v: &Tensor,
-        res: &Tensor,
+        out: &Tensor,
+        lse: &Tensor,
         grad: &Tensor,
     ) -> Result<Grads3> {
-        dispatch!(q.dtype(), self.name(), T => self.bwd_t::<T>(q, k, v, res, grad))
+        let Dims { b, hq, hkv, t, d } = self.dims;
+        let dtype = backend::reduce_dtype(q.dtype());
+        let scale = self.dims.scale();
+        let qg = self.grouped(q, dtype)?;
+        let og = self.grouped(out, dtype)?;
+        let gg = self.grouped(grad, dtype)?;
+        // lse is -inf where every key is masked; a finite floor keeps exp(s - lse) at 0 there.
+        let lg = self.grouped(&lse.maximum(backend::lowest(lse.dtype()))?, dtype)?;
+        let (k, v) = (k.to_dtype(dtype)?, v.to_dtype(dtype)?);
+        let mut dk = Tensor::zeros((b, hkv, t, d), dtype, q.device())?;
+        let mut dv = Tensor::zeros((b, hkv, t, d), dtype, q.device())?;
+        let mut dqs = Vec::new();
+        for (i0, n) in self.blocks() {
+            let i1 = i0 + n;
+            let (kb, vb) = (k.narrow(2, 0, i1)?, v.narrow(2, 0, i1)?);
+            let qb = self.rows(&qg, i0, n)?;
+            let gb = self.rows(&gg, i0, n)?;
+            let ob = self.rows(&og, i0, n)?;
+            let lb = self.rows(&lg, i0, n)?;
+            let p = self.scores(&qb, &k, i0, n)?.broadcast_sub(&lb)?.exp()?;
+            // dv += p^T do (the matmul sums the query heads of a kv head)
+            let dv_b = p.t()?.matmul(&gb)?;
+            // ds = p * (do v^T - <do, o>)
+            let delta = (&gb * &ob)?.sum_keepdim(D::Minus1)?;
+            let ds = (p * gb.matmul(&vb.t()?)?.broadcast_sub(&delta)?)?;
+            // dq = scale * ds k ; dk += scale * ds^T q
+            let dq_b = (ds.matmul(&kb)? * scale)?;
+            let dk_b = (ds.t()?.matmul(&qb)? * scale)?;
+            dk = (dk + dk_b.pad_with_zeros(2, 0, t - i1)?)?;
+            dv = (dv + dv_b.pad_with_zeros(2, 0, t - i1)?)?;
+            dqs.push(dq_b.reshape((b, hkv, self.dims.group(), n, d))?);
+        }
+        let dq = Tensor::cat(&dqs, 3)?.reshape((b, hq, t, d))?;
+        Ok((
+            dq.to_dtype(q.dtype())?,
+            dk.to_dtype(q.dtype())?,
+            dv.to_dtype(q.dtype())?,
+        ))
     }
 }

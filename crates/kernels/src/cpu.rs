@@ -124,10 +124,6 @@ pub(crate) fn tensor<T: WithDType>(data: Vec<T>, shape: impl Into<Shape>) -> Res
     Tensor::from_vec(data, shape, &Device::Cpu)
 }
 
-pub(crate) fn storage<T: WithDType>(data: Vec<T>) -> CpuStorage {
-    T::to_cpu_storage_owned(data)
-}
-
 /// Checks that `t` is a CPU tensor of dtype `expected`.
 pub(crate) fn check_dtype(
     t: &Tensor,
@@ -148,7 +144,7 @@ pub(crate) fn check_dtype(
             op,
             tensor,
             got: t.dtype(),
-            expected,
+            expected: format!("{expected:?} (the CPU kernels run f32 or f64, one dtype per op)"),
         }
         .into());
     }
@@ -186,7 +182,7 @@ macro_rules! dispatch {
                 op: $op,
                 tensor: "input",
                 got: other,
-                expected: candle_core::DType::F32,
+                expected: "F32 or F64 (the CPU kernels)".into(),
             }
             .into()),
         }

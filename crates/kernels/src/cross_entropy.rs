@@ -1,115 +1,61 @@
-//! Masked cross-entropy with a caller-given normaliser, from logits or fused with a frozen `lm_head`.
+//! Masked cross-entropy fused with a frozen `lm_head`, with a caller-given normaliser.
 //!
 //! Training scores only the answer tokens and normalises by the number of answer tokens over the
 //! whole accumulated batch (not a mean of per-micro-batch means), so both the mask and the
-//! normaliser are inputs. Rows with weight zero are skipped entirely, in both passes.
+//! normaliser are inputs. Rows with weight zero are skipped entirely, in both passes, and the
+//! `[rows, vocab]` logits are never materialised: rows go through the head a block at a time, and
+//! the backward recomputes each block's logits.
 
+use crate::backend::{self, Backend};
 use crate::cpu::{self, dispatch, Real};
 use crate::error::KernelError;
 use crate::matmul::{gemm, Mat, Threads};
-use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
+use candle_core::{DType, Device, Result, Tensor, D};
 use rayon::prelude::*;
-use std::sync::Mutex;
 
-/// Rows of logits materialised at once by the fused loss: `ROWS x vocab` floats of scratch.
+const OP: &str = "fused_cross_entropy";
+
+/// Rows of logits the CPU kernel materialises at once: `ROWS x vocab` floats of scratch.
 const ROWS: usize = 128;
 
-/// `sum_i weights[i] * (logsumexp(logits[i]) - logits[i, targets[i]]) / normaliser`, a scalar.
-///
-/// `logits` is `[n, vocab]`, `targets` `[n]` (u32; ignored where the weight is zero, so padding may
-/// hold any id), `weights` `[n]` (0 for prompt and padding tokens, usually 1 for answer tokens).
-/// The backward returns the gradient with respect to `logits` only.
-pub fn masked_cross_entropy(
-    logits: &Tensor,
-    targets: &Tensor,
-    weights: &Tensor,
-    normaliser: f64,
-) -> Result<Tensor> {
-    const OP: &str = "masked_cross_entropy";
-    cpu::check_dtype(logits, OP, "logits", logits.dtype())?;
-    let (n, vocab) = logits.dims2()?;
-    let rows = Rows::new(targets, weights, n, vocab, normaliser, OP)?;
-    logits.contiguous()?.apply_op1(CrossEntropy {
-        rows,
-        vocab,
-        saved_lse: Mutex::new(None),
-    })
-}
+/// Logit elements one portable block may hold (32 MiB in f32).
+const PORTABLE_LOGITS: usize = 1 << 23;
 
-/// [`masked_cross_entropy`] of `hidden W^T` with `lm_head` `W` (`[vocab, hidden]`) frozen, without
-/// materialising the `[n, vocab]` logits: rows are processed `ROWS` at a time, and the backward
-/// recomputes each block's logits. Returns the loss; the backward returns `d hidden`.
-pub fn masked_cross_entropy_fused(
-    hidden: &Tensor,
-    lm_head: &Tensor,
-    targets: &Tensor,
-    weights: &Tensor,
-    normaliser: f64,
-) -> Result<Tensor> {
-    const OP: &str = "masked_cross_entropy_fused";
-    cpu::check_dtype(hidden, OP, "hidden", hidden.dtype())?;
-    cpu::check_dtype(lm_head, OP, "lm_head", hidden.dtype())?;
-    let (n, h) = hidden.dims2()?;
-    let vocab = match lm_head.dims() {
-        [v, hh] if *hh == h => *v,
-        _ => {
-            return Err(cpu::shape_error(
-                OP,
-                "lm_head",
-                lm_head,
-                format!("[vocab, {h}]"),
-            ))
-        }
-    };
-    let rows = Rows::new(targets, weights, n, vocab, normaliser, OP)?;
-    hidden.contiguous()?.apply_op1(FusedCrossEntropy {
-        rows,
-        w: lm_head.detach().contiguous()?,
-        vocab,
-        saved_lse: Mutex::new(None),
-    })
-}
-
-/// The rows that carry loss.
-struct Rows {
-    /// `(row, target, weight / normaliser)` for every row with a non-zero weight.
+/// The rows a loss scores: `(row, target, weight / normaliser)` for every row of non-zero weight.
+#[derive(Debug, Clone)]
+pub struct Targets {
     scored: Vec<(usize, usize, f64)>,
-    n: usize,
+    rows: usize,
+    vocab: usize,
 }
 
-impl Rows {
-    fn new(
-        targets: &Tensor,
-        weights: &Tensor,
-        n: usize,
-        vocab: usize,
-        normaliser: f64,
-        op: &'static str,
-    ) -> Result<Self> {
-        if targets.dims() != [n] {
-            return Err(cpu::shape_error(op, "targets", targets, format!("[{n}]")));
-        }
-        if weights.dims() != [n] {
-            return Err(cpu::shape_error(op, "weights", weights, format!("[{n}]")));
+impl Targets {
+    /// `targets[i]` is the token row `i` predicts and `weights[i]` its weight (0 for prompt and
+    /// padding rows, whose target may be any id; usually 1 for answer tokens). The loss is
+    /// `sum_i weights[i] * nll_i / normaliser`.
+    pub fn new(targets: &[u32], weights: &[f64], vocab: usize, normaliser: f64) -> Result<Self> {
+        if targets.len() != weights.len() {
+            return Err(KernelError::Invalid {
+                op: OP,
+                message: format!("{} targets but {} weights", targets.len(), weights.len()),
+            }
+            .into());
         }
         if !(normaliser > 0.0 && normaliser.is_finite()) {
             return Err(KernelError::Invalid {
-                op,
+                op: OP,
                 message: format!("normaliser must be positive and finite, got {normaliser}"),
             }
             .into());
         }
-        let targets = targets.to_dtype(DType::U32)?.to_vec1::<u32>()?;
-        let weights = weights.to_dtype(DType::F64)?.to_vec1::<f64>()?;
         let mut scored = Vec::new();
-        for (row, (&target, &weight)) in targets.iter().zip(&weights).enumerate() {
+        for (row, (&target, &weight)) in targets.iter().zip(weights).enumerate() {
             if weight == 0.0 {
                 continue;
             }
             if target as usize >= vocab {
                 return Err(KernelError::Invalid {
-                    op,
+                    op: OP,
                     message: format!(
                         "row {row}: target {target} is outside the vocabulary of {vocab}"
                     ),
@@ -118,8 +64,98 @@ impl Rows {
             }
             scored.push((row, target as usize, weight / normaliser));
         }
-        Ok(Self { scored, n })
+        Ok(Self {
+            scored,
+            rows: targets.len(),
+            vocab,
+        })
     }
+
+    /// The scored rows' indices, targets and coefficients as tensors on `device` (coefficients in
+    /// `dtype`), for the portable ops.
+    fn tensors(
+        block: &[(usize, usize, f64)],
+        dtype: DType,
+        device: &Device,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let rows: Vec<u32> = block.iter().map(|&(r, _, _)| r as u32).collect();
+        let targets: Vec<u32> = block.iter().map(|&(_, t, _)| t as u32).collect();
+        let coef: Vec<f64> = block.iter().map(|&(_, _, c)| c).collect();
+        Ok((
+            Tensor::new(rows, device)?,
+            Tensor::new(targets, device)?,
+            Tensor::new(coef, device)?.to_dtype(dtype)?,
+        ))
+    }
+}
+
+/// The loss `sum_i w_i (logsumexp(hidden_i W^T) - (hidden_i W^T)[target_i]) / normaliser` (as
+/// f64) of `hidden` (`[rows, h]`) under the frozen `lm_head` `W` (`[vocab, h]`), and the scored
+/// rows' log-sum-exps that the backward needs.
+pub fn fused_cross_entropy(
+    hidden: &Tensor,
+    lm_head: &Tensor,
+    targets: &Targets,
+    backend: Backend,
+) -> Result<(f64, Tensor)> {
+    check(hidden, lm_head, targets, backend)?;
+    match backend {
+        Backend::Cpu => {
+            dispatch!(hidden.dtype(), OP, T => cpu_forward::<T>(hidden, lm_head, targets))
+        }
+        Backend::Portable => portable_forward(&hidden.detach(), &lm_head.detach(), targets),
+    }
+}
+
+/// `d loss / d hidden` of [`fused_cross_entropy`] (the loss is the objective: upstream gradient 1),
+/// given the forward's log-sum-exps `lse` (from the same backend). Unscored rows get zeros.
+pub fn fused_cross_entropy_backward(
+    hidden: &Tensor,
+    lm_head: &Tensor,
+    targets: &Targets,
+    lse: &Tensor,
+    backend: Backend,
+) -> Result<Tensor> {
+    check(hidden, lm_head, targets, backend)?;
+    if lse.dims() != [targets.scored.len()] {
+        return Err(cpu::shape_error(
+            OP,
+            "lse",
+            lse,
+            format!("[{}] (the scored rows)", targets.scored.len()),
+        ));
+    }
+    match backend {
+        Backend::Cpu => {
+            dispatch!(hidden.dtype(), OP, T => cpu_backward::<T>(hidden, lm_head, targets, lse))
+        }
+        Backend::Portable => {
+            portable_backward(&hidden.detach(), &lm_head.detach(), targets, &lse.detach())
+        }
+    }
+}
+
+fn check(hidden: &Tensor, lm_head: &Tensor, targets: &Targets, backend: Backend) -> Result<()> {
+    backend::check_input(hidden, OP, "hidden", hidden.dtype(), backend)?;
+    backend::check_input(lm_head, OP, "lm_head", hidden.dtype(), backend)?;
+    let (n, h) = hidden.dims2()?;
+    if n != targets.rows {
+        return Err(cpu::shape_error(
+            OP,
+            "hidden",
+            hidden,
+            format!("[{}, h] (one row per target)", targets.rows),
+        ));
+    }
+    if lm_head.dims() != [targets.vocab, h] {
+        return Err(cpu::shape_error(
+            OP,
+            "lm_head",
+            lm_head,
+            format!("[{}, {h}]", targets.vocab),
+        ));
+    }
+    Ok(())
 }
 
 /// Log-sum-exp of a row, using `scratch` (same length) for the exponentials.
@@ -143,150 +179,47 @@ fn softmax_grad<T: Real>(row: &mut [T], lse: T, target: usize, coef: T) {
     row.iter_mut().for_each(|x| *x *= coef);
 }
 
-/// Scalar read of the upstream gradient (a 0-d or 1-element tensor).
-fn upstream<T: Real>(grad: &Tensor, op: &'static str) -> Result<T> {
-    cpu::with_slice(grad, op, "grad", |g: &[T]| Ok(g[0]))
-}
-
-fn missing_forward(op: &'static str) -> candle_core::Error {
-    KernelError::Invalid {
-        op,
-        message: "backward called before forward".into(),
-    }
-    .into()
-}
-
-struct CrossEntropy {
-    rows: Rows,
+/// Gathers the rows of `block` from `hidden` into `gathered` and computes their logits into
+/// `logits` (`[rows, vocab]`).
+fn block_logits<T: Real>(
+    hidden: &[T],
+    w: &[T],
     vocab: usize,
-    saved_lse: Mutex<Option<Vec<f64>>>,
+    block: &[(usize, usize, f64)],
+    gathered: &mut Vec<T>,
+    logits: &mut [T],
+) {
+    let h = w.len() / vocab.max(1);
+    gathered.clear();
+    for &(row, _, _) in block {
+        gathered.extend_from_slice(&hidden[row * h..(row + 1) * h]);
+    }
+    gemm(
+        logits,
+        vocab,
+        Mat::new(gathered, block.len(), h),
+        Mat::new(w, vocab, h).t(),
+        T::one(),
+        false,
+        Threads::All,
+    );
 }
 
-impl CrossEntropy {
-    fn fwd<T: Real>(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let logits: &[T] = cpu::slice(s, l, self.name(), "logits")?;
-        let v = self.vocab;
-        let lse: Vec<f64> = self
-            .rows
-            .scored
-            .par_iter()
-            .map_init(
-                || vec![T::zero(); v],
-                |scratch, &(row, _, _)| {
-                    log_sum_exp(&logits[row * v..(row + 1) * v], scratch).to_f64()
-                },
-            )
-            .collect();
-        let loss: f64 = self
-            .rows
-            .scored
-            .iter()
-            .zip(&lse)
-            .map(|(&(row, target, coef), lse)| coef * (lse - logits[row * v + target].to_f64()))
-            .sum();
-        *self.saved_lse.lock().expect("saved_lse lock poisoned") = Some(lse);
-        Ok((cpu::storage(vec![T::from_f64(loss)]), Shape::from(())))
-    }
-
-    fn bwd_t<T: Real>(&self, logits: &Tensor, grad: &Tensor) -> Result<Tensor> {
-        let op = self.name();
-        let g = upstream::<T>(grad, op)?.to_f64();
-        let saved = self.saved_lse.lock().expect("saved_lse lock poisoned");
-        let lse = saved.as_ref().ok_or_else(|| missing_forward(op))?;
-        let v = self.vocab;
-        let mut dlogits = vec![T::zero(); self.rows.n * v];
-        cpu::with_slice(logits, op, "logits", |x: &[T]| {
-            // Pair every scored row with its own output row; unscored rows stay zero.
-            let mut slots: Vec<Option<&mut [T]>> = dlogits.chunks_mut(v.max(1)).map(Some).collect();
-            let work: Vec<_> = self
-                .rows
-                .scored
-                .iter()
-                .zip(lse)
-                .map(|(&(row, target, coef), &lse)| {
-                    (
-                        slots[row].take().expect("row scored twice"),
-                        row,
-                        target,
-                        coef,
-                        lse,
-                    )
-                })
-                .collect();
-            work.into_par_iter()
-                .for_each(|(out, row, target, coef, lse)| {
-                    out.copy_from_slice(&x[row * v..(row + 1) * v]);
-                    softmax_grad(out, T::from_f64(lse), target, T::from_f64(g * coef));
-                });
-            Ok(())
-        })?;
-        cpu::tensor(dlogits, (self.rows.n, v))
-    }
-}
-
-impl CustomOp1 for CrossEntropy {
-    fn name(&self) -> &'static str {
-        "masked_cross_entropy"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        dispatch!(s.dtype(), self.name(), T => self.fwd::<T>(s, l))
-    }
-
-    fn bwd(&self, logits: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        if !logits.track_op() {
-            return Ok(None);
-        }
-        dispatch!(logits.dtype(), self.name(), T => self.bwd_t::<T>(logits, grad).map(Some))
-    }
-}
-
-struct FusedCrossEntropy {
-    rows: Rows,
-    w: Tensor,
-    vocab: usize,
-    saved_lse: Mutex<Option<Vec<f64>>>,
-}
-
-impl FusedCrossEntropy {
-    /// Gathers the scored rows of block `block` of `hidden` into `dst` and computes their logits
-    /// into `logits` (`[rows, vocab]`).
-    fn block_logits<T: Real>(
-        &self,
-        hidden: &[T],
-        w: &[T],
-        block: &[(usize, usize, f64)],
-        gathered: &mut Vec<T>,
-        logits: &mut [T],
-    ) {
-        let h = w.len() / self.vocab.max(1);
-        gathered.clear();
-        for &(row, _, _) in block {
-            gathered.extend_from_slice(&hidden[row * h..(row + 1) * h]);
-        }
-        gemm(
-            logits,
-            self.vocab,
-            Mat::new(gathered, block.len(), h),
-            Mat::new(w, self.vocab, h).t(),
-            T::one(),
-            false,
-            Threads::All,
-        );
-    }
-
-    fn fwd<T: Real>(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let op = self.name();
-        let hidden: &[T] = cpu::slice(s, l, op, "hidden")?;
-        let v = self.vocab;
-        let mut loss = 0.0;
-        let mut lse_all = Vec::with_capacity(self.rows.scored.len());
-        cpu::with_slice(&self.w, op, "lm_head", |w: &[T]| {
+fn cpu_forward<T: Real>(
+    hidden: &Tensor,
+    lm_head: &Tensor,
+    targets: &Targets,
+) -> Result<(f64, Tensor)> {
+    let v = targets.vocab;
+    let mut loss = 0.0;
+    let mut lse_all = Vec::with_capacity(targets.scored.len());
+    cpu::with_slice(hidden, OP, "hidden", |hidden: &[T]| {
+        cpu::with_slice(lm_head, OP, "lm_head", |w: &[T]| {
             let mut gathered = Vec::new();
-            let mut logits = vec![T::zero(); ROWS.min(self.rows.scored.len()) * v];
-            for block in self.rows.scored.chunks(ROWS) {
+            let mut logits = vec![T::zero(); ROWS.min(targets.scored.len()) * v];
+            for block in targets.scored.chunks(ROWS) {
                 let logits = &mut logits[..block.len() * v];
-                self.block_logits(hidden, w, block, &mut gathered, logits);
+                block_logits(hidden, w, v, block, &mut gathered, logits);
                 let lse: Vec<f64> = logits
                     .par_chunks(v.max(1))
                     .map_init(
@@ -300,67 +233,122 @@ impl FusedCrossEntropy {
                 lse_all.extend(lse);
             }
             Ok(())
-        })?;
-        *self.saved_lse.lock().expect("saved_lse lock poisoned") = Some(lse_all);
-        Ok((cpu::storage(vec![T::from_f64(loss)]), Shape::from(())))
-    }
-
-    fn bwd_t<T: Real>(&self, hidden: &Tensor, grad: &Tensor) -> Result<Tensor> {
-        let op = self.name();
-        let g = upstream::<T>(grad, op)?.to_f64();
-        let saved = self.saved_lse.lock().expect("saved_lse lock poisoned");
-        let lse_all = saved.as_ref().ok_or_else(|| missing_forward(op))?;
-        let v = self.vocab;
-        let h = hidden.dims()[1];
-        let mut dh = vec![T::zero(); self.rows.n * h];
-        cpu::with_slice(hidden, op, "hidden", |x: &[T]| {
-            cpu::with_slice(&self.w, op, "lm_head", |w: &[T]| {
-                let mut gathered = Vec::new();
-                let mut logits = vec![T::zero(); ROWS.min(self.rows.scored.len()) * v];
-                let mut dblock = vec![T::zero(); ROWS.min(self.rows.scored.len()) * h];
-                for (block, lse) in self.rows.scored.chunks(ROWS).zip(lse_all.chunks(ROWS)) {
-                    let logits = &mut logits[..block.len() * v];
-                    self.block_logits(x, w, block, &mut gathered, logits);
-                    logits
-                        .par_chunks_mut(v.max(1))
-                        .zip(block.par_iter().zip(lse))
-                        .for_each(|(row, (&(_, target, coef), &lse))| {
-                            softmax_grad(row, T::from_f64(lse), target, T::from_f64(g * coef));
-                        });
-                    let dblock = &mut dblock[..block.len() * h];
-                    gemm(
-                        dblock,
-                        h,
-                        Mat::new(logits, block.len(), v),
-                        Mat::new(w, v, h),
-                        T::one(),
-                        false,
-                        Threads::All,
-                    );
-                    for (r, &(row, _, _)) in block.iter().enumerate() {
-                        dh[row * h..(row + 1) * h].copy_from_slice(&dblock[r * h..(r + 1) * h]);
-                    }
-                }
-                Ok(())
-            })
-        })?;
-        cpu::tensor(dh, (self.rows.n, h))
-    }
+        })
+    })?;
+    let n = lse_all.len();
+    Ok((loss, cpu::tensor(lse_all, n)?))
 }
 
-impl CustomOp1 for FusedCrossEntropy {
-    fn name(&self) -> &'static str {
-        "masked_cross_entropy_fused"
-    }
+fn cpu_backward<T: Real>(
+    hidden: &Tensor,
+    lm_head: &Tensor,
+    targets: &Targets,
+    lse: &Tensor,
+) -> Result<Tensor> {
+    let v = targets.vocab;
+    let h = hidden.dims()[1];
+    let lse_all = lse.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+    let mut dh = vec![T::zero(); targets.rows * h];
+    cpu::with_slice(hidden, OP, "hidden", |x: &[T]| {
+        cpu::with_slice(lm_head, OP, "lm_head", |w: &[T]| {
+            let mut gathered = Vec::new();
+            let mut logits = vec![T::zero(); ROWS.min(targets.scored.len()) * v];
+            let mut dblock = vec![T::zero(); ROWS.min(targets.scored.len()) * h];
+            for (block, lse) in targets.scored.chunks(ROWS).zip(lse_all.chunks(ROWS)) {
+                let logits = &mut logits[..block.len() * v];
+                block_logits(x, w, v, block, &mut gathered, logits);
+                logits
+                    .par_chunks_mut(v.max(1))
+                    .zip(block.par_iter().zip(lse))
+                    .for_each(|(row, (&(_, target, coef), &lse))| {
+                        softmax_grad(row, T::from_f64(lse), target, T::from_f64(coef));
+                    });
+                let dblock = &mut dblock[..block.len() * h];
+                gemm(
+                    dblock,
+                    h,
+                    Mat::new(logits, block.len(), v),
+                    Mat::new(w, v, h),
+                    T::one(),
+                    false,
+                    Threads::All,
+                );
+                for (r, &(row, _, _)) in block.iter().enumerate() {
+                    dh[row * h..(row + 1) * h].copy_from_slice(&dblock[r * h..(r + 1) * h]);
+                }
+            }
+            Ok(())
+        })
+    })?;
+    cpu::tensor(dh, (targets.rows, h))
+}
 
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        dispatch!(s.dtype(), self.name(), T => self.fwd::<T>(s, l))
-    }
+/// Scored rows per portable block.
+fn portable_rows(vocab: usize) -> usize {
+    (PORTABLE_LOGITS / vocab.max(1)).max(1)
+}
 
-    fn bwd(&self, hidden: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        if !hidden.track_op() {
-            return Ok(None);
-        }
-        dispatch!(hidden.dtype(), self.name(), T => self.bwd_t::<T>(hidden, grad).map(Some))
+/// Logits of the scored rows `rows` of `hidden`, in the reduction dtype.
+fn portable_logits(hidden: &Tensor, lm_head: &Tensor, rows: &Tensor) -> Result<Tensor> {
+    hidden
+        .index_select(rows, 0)?
+        .matmul(&lm_head.t()?)?
+        .to_dtype(backend::reduce_dtype(hidden.dtype()))
+}
+
+fn portable_forward(hidden: &Tensor, lm_head: &Tensor, targets: &Targets) -> Result<(f64, Tensor)> {
+    let dtype = backend::reduce_dtype(hidden.dtype());
+    let mut loss = 0.0;
+    let mut lses = Vec::new();
+    for block in targets.scored.chunks(portable_rows(targets.vocab)) {
+        let (rows, tgt, coef) = Targets::tensors(block, dtype, hidden.device())?;
+        let logits = portable_logits(hidden, lm_head, &rows)?;
+        let m = logits.max_keepdim(D::Minus1)?;
+        let lse = (logits
+            .broadcast_sub(&m)?
+            .exp()?
+            .sum_keepdim(D::Minus1)?
+            .log()?
+            + m)?
+            .squeeze(1)?;
+        let picked = logits.gather(&tgt.unsqueeze(1)?, 1)?.squeeze(1)?;
+        loss += ((&lse - picked)? * coef)?
+            .sum_all()?
+            .to_dtype(DType::F64)?
+            .to_scalar::<f64>()?;
+        lses.push(lse);
     }
+    let lse = if lses.is_empty() {
+        Tensor::zeros(0, dtype, hidden.device())?
+    } else {
+        Tensor::cat(&lses, 0)?
+    };
+    Ok((loss, lse))
+}
+
+fn portable_backward(
+    hidden: &Tensor,
+    lm_head: &Tensor,
+    targets: &Targets,
+    lse: &Tensor,
+) -> Result<Tensor> {
+    let dtype = backend::reduce_dtype(hidden.dtype());
+    let (n, h) = hidden.dims2()?;
+    let mut dh = Tensor::zeros((n, h), hidden.dtype(), hidden.device())?;
+    let per_block = portable_rows(targets.vocab);
+    for (i, block) in targets.scored.chunks(per_block).enumerate() {
+        let (rows, tgt, coef) = Targets::tensors(block, dtype, hidden.device())?;
+        let lse = lse.narrow(0, i * per_block, block.len())?.to_dtype(dtype)?;
+        let logits = portable_logits(hidden, lm_head, &rows)?;
+        // d logits = coef * (softmax - onehot(target))
+        let coef = coef.unsqueeze(1)?;
+        let dlogits = logits
+            .broadcast_sub(&lse.unsqueeze(1)?)?
+            .exp()?
+            .broadcast_mul(&coef)?
+            .scatter_add(&tgt.unsqueeze(1)?, &coef.neg()?, 1)?;
+        let drows = dlogits.to_dtype(hidden.dtype())?.matmul(lm_head)?;
+        dh = dh.index_add(&rows, &drows, 0)?;
+    }
+    Ok(dh)
 }

@@ -11,14 +11,14 @@ pub enum KernelError {
         got: Vec<usize>,
         expected: String,
     },
-    #[error("{op}: tensor `{tensor}` has dtype {got:?}, expected {expected:?} (f32 or f64, same as the input)")]
+    #[error("{op}: tensor `{tensor}` has dtype {got:?}, expected {expected}")]
     DType {
         op: &'static str,
         tensor: &'static str,
         got: candle_core::DType,
-        expected: candle_core::DType,
+        expected: String,
     },
-    #[error("{op}: tensor `{tensor}` is on {device}, only the CPU is supported")]
+    #[error("{op}: tensor `{tensor}` is on {device}; the CPU kernels need CPU tensors (the portable backend runs anywhere)")]
     Device {
         op: &'static str,
         tensor: &'static str,

@@ -1,23 +1,26 @@
-//! Linear layers over frozen base weights: plain (`frozen_linear`) and with a LoRA adapter
-//! (`lora_linear`).
+//! Projections over frozen base weights, optionally LoRA-adapted.
 //!
-//! The base weight `W` and bias are captured inside the op, not passed as op inputs: candle's matmul
-//! backward always computes `dW`, which for a frozen weight is a third of the backward FLOPs thrown
-//! away. Here the backward computes only the input gradient (and the adapter's `dA`, `dB`).
+//! The base weight `W` and bias are frozen: the backward computes only the input gradient (and the
+//! adapter's `dA`, `dB`), never the `dW` that candle's matmul backward always computes, a third of
+//! the backward FLOPs thrown away for a frozen weight.
 
+use std::borrow::Cow;
+
+use crate::backend::{self, Backend};
 use crate::cpu::{self, dispatch, Real};
 use crate::error::KernelError;
 use crate::matmul::{gemm, Mat, Threads};
-use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use candle_core::{DType, Device, Result, Shape, Tensor};
 use rayon::prelude::*;
-use std::sync::Mutex;
+
+const OP: &str = "projection";
 
 /// Dropout on the LoRA path (PEFT's `lora_dropout`, applied to the adapter's input only).
 ///
 /// The mask is a pure function of `seed` and the element index, so the backward pass regenerates it
-/// instead of storing it, and a run is reproducible from its seeds. Use a fresh seed per call site
-/// and step (for example a hash of step, layer and projection).
+/// instead of storing it, both backends draw the same mask, and a run is reproducible from its
+/// seeds. Use a fresh seed per call site and step (for example a hash of step, layer and
+/// projection).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LoraDropout {
     /// Probability of zeroing an element, in `[0, 1)`.
@@ -55,126 +58,188 @@ impl LoraDropout {
             });
         out
     }
-}
 
-/// `y = x W^T + bias` with `W` (`[out, in]`) and `bias` (`[out]`) frozen: the backward returns only
-/// `dx`. `x` is `[..., in]`; the result is `[..., out]`. Use for `lm_head` and projections without
-/// an adapter.
-pub fn frozen_linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
-    const OP: &str = "frozen_linear";
-    let (x2, lead, in_dim) = flatten(x, OP)?;
-    let base = Base::new(w, bias, in_dim, x.dtype(), OP)?;
-    let out_dim = base.out_dim;
-    let y = x2.apply_op1(FrozenLinear { base })?;
-    y.reshape(with_last(&lead, out_dim))
-}
-
-/// `y = x W^T + bias + scale * (dropout(x) A^T) B^T`, a LoRA-adapted linear layer.
-///
-/// `W` (`[out, in]`) and `bias` (`[out]`) are frozen and captured: no gradient is computed for
-/// them. `a` is `lora_A` (`[r, in]`), `b` is `lora_B` (`[out, r]`), `scale` is `lora_alpha / r`.
-/// The backward returns `dx`, `da` and `db` (each only if that input tracks gradients).
-pub fn lora_linear(
-    x: &Tensor,
-    w: &Tensor,
-    bias: Option<&Tensor>,
-    a: &Tensor,
-    b: &Tensor,
-    scale: f64,
-    dropout: Option<LoraDropout>,
-) -> Result<Tensor> {
-    const OP: &str = "lora_linear";
-    let (x2, lead, in_dim) = flatten(x, OP)?;
-    let base = Base::new(w, bias, in_dim, x.dtype(), OP)?;
-    let out_dim = base.out_dim;
-    cpu::check_dtype(a, OP, "a", x.dtype())?;
-    cpu::check_dtype(b, OP, "b", x.dtype())?;
-    let rank = match a.dims() {
-        [r, i] if *i == in_dim => *r,
-        _ => return Err(cpu::shape_error(OP, "a", a, format!("[r, {in_dim}]"))),
-    };
-    if b.dims() != [out_dim, rank] {
-        return Err(cpu::shape_error(OP, "b", b, format!("[{out_dim}, {rank}]")));
-    }
-    if let Some(d) = dropout {
-        if !(0.0..1.0).contains(&d.p) {
-            return Err(KernelError::Invalid {
-                op: OP,
-                message: format!("dropout probability {} is outside [0, 1)", d.p),
+    /// The mask of a `[rows, cols]` input as a tensor of factors in `dtype` on `device`, the
+    /// values [`LoraDropout::apply`] multiplies by. The hash runs on the host: candle has no
+    /// integer bit operations to run it on a device.
+    fn mask(&self, rows: usize, cols: usize, dtype: DType, device: &Device) -> Result<Tensor> {
+        fn factors<T: Real>(d: &LoraDropout, n: usize) -> Vec<T> {
+            (0..n)
+                .into_par_iter()
+                .map(|i| T::from_f64(d.factor(i)))
+                .collect()
+        }
+        let n = rows * cols;
+        match dtype {
+            DType::F64 => Tensor::from_vec(factors::<f64>(self, n), (rows, cols), device),
+            other => {
+                Tensor::from_vec(factors::<f32>(self, n), (rows, cols), device)?.to_dtype(other)
             }
-            .into());
         }
     }
-    let dropout = dropout.filter(|d| d.p > 0.0);
-    let op = LoraLinear {
-        base,
-        rank,
-        scale,
-        dropout,
-        saved_u: Mutex::new(None),
-    };
-    let y = x2.apply_op3(&a.contiguous()?, &b.contiguous()?, op)?;
-    y.reshape(with_last(&lead, out_dim))
 }
 
-/// `x` as a contiguous `[rows, in]` matrix, with the leading dims to restore afterwards.
-fn flatten(x: &Tensor, op: &'static str) -> Result<(Tensor, Vec<usize>, usize)> {
-    cpu::check_dtype(x, op, "x", x.dtype())?;
-    let dims = x.dims().to_vec();
-    let Some((&in_dim, lead)) = dims.split_last() else {
-        return Err(cpu::shape_error(op, "x", x, "[..., in]".into()));
-    };
-    let rows = lead.iter().product::<usize>();
-    let x2 = x.contiguous()?.reshape((rows, in_dim))?;
-    Ok((x2, lead.to_vec(), in_dim))
+/// A LoRA adapter: `scale * dropout(x) A^T B^T` added to the base projection.
+#[derive(Clone, Copy, Debug)]
+pub struct Lora<'a> {
+    /// `lora_A`, `[r, in]`.
+    pub a: &'a Tensor,
+    /// `lora_B`, `[out, r]`, same dtype as `a`.
+    pub b: &'a Tensor,
+    /// `lora_alpha / r`.
+    pub scale: f64,
+    pub dropout: Option<LoraDropout>,
 }
 
-fn with_last(lead: &[usize], last: usize) -> Shape {
-    let mut dims = lead.to_vec();
-    dims.push(last);
-    Shape::from(dims)
+/// `y = x W^T + bias`, plus the [`Lora`] path when present, with `W` (`[out, in]`) and `bias`
+/// (`[out]`) frozen. `x` is `[..., in]`, `y` `[..., out]`.
+///
+/// With the CPU kernels every tensor has one dtype (f32 or f64). The portable ops take the base
+/// in the input's dtype and the adapter in its own (f32 under a bf16 base, as PEFT keeps it): the
+/// adapter's input is cast to the adapter's dtype and its output back.
+#[derive(Clone, Copy, Debug)]
+pub struct Projection<'a> {
+    pub weight: &'a Tensor,
+    pub bias: Option<&'a Tensor>,
+    pub lora: Option<Lora<'a>>,
 }
 
-/// The frozen part shared by both layers.
-struct Base {
-    w: Tensor,
-    bias: Option<Tensor>,
+/// The gradients of a projection's backward.
+#[derive(Debug)]
+pub struct ProjectionGrads {
+    /// `d x` (shape of `x`), when asked for.
+    pub x: Option<Tensor>,
+    /// `d lora_A` and `d lora_B` (in the adapter's dtype), when the projection has an adapter.
+    pub lora: Option<(Tensor, Tensor)>,
+}
+
+/// Sizes of one call.
+struct Dims {
+    lead: Vec<usize>,
+    rows: usize,
     in_dim: usize,
     out_dim: usize,
+    rank: usize,
 }
 
-impl Base {
-    fn new(
-        w: &Tensor,
-        bias: Option<&Tensor>,
-        in_dim: usize,
-        dtype: DType,
-        op: &'static str,
-    ) -> Result<Self> {
-        cpu::check_dtype(w, op, "w", dtype)?;
-        let out_dim = match w.dims() {
-            [o, i] if *i == in_dim => *o,
-            _ => return Err(cpu::shape_error(op, "w", w, format!("[out, {in_dim}]"))),
+impl Dims {
+    fn out_shape(&self) -> Shape {
+        let mut dims = self.lead.clone();
+        dims.push(self.out_dim);
+        Shape::from(dims)
+    }
+}
+
+impl Projection<'_> {
+    /// `y`, and with an adapter the bottleneck `u = dropout(x) A^T` (`[rows, r]`, rows = the
+    /// product of `x`'s leading dims) that the backward needs for `dB`.
+    pub fn forward(&self, x: &Tensor, backend: Backend) -> Result<(Tensor, Option<Tensor>)> {
+        let dims = self.check(x, backend)?;
+        let x2 = x.detach().reshape((dims.rows, dims.in_dim))?;
+        let (y, u) = match backend {
+            Backend::Cpu => dispatch!(x.dtype(), OP, T => self.cpu_forward::<T>(&x2, &dims))?,
+            Backend::Portable => self.portable_forward(&x2, &dims)?,
         };
-        if let Some(bias) = bias {
-            cpu::check_dtype(bias, op, "bias", dtype)?;
-            if bias.dims() != [out_dim] {
-                return Err(cpu::shape_error(op, "bias", bias, format!("[{out_dim}]")));
-            }
+        Ok((y.reshape(dims.out_shape())?, u))
+    }
+
+    /// The gradients for the upstream gradient `grad` (`[..., out]`), given the forward's input
+    /// `x` and bottleneck `u`. `need_x = false` skips `dx` (for an input that is a frozen
+    /// embedding).
+    pub fn backward(
+        &self,
+        x: &Tensor,
+        u: Option<&Tensor>,
+        grad: &Tensor,
+        need_x: bool,
+        backend: Backend,
+    ) -> Result<ProjectionGrads> {
+        let dims = self.check(x, backend)?;
+        if grad.shape() != &dims.out_shape() {
+            return Err(cpu::shape_error(
+                OP,
+                "grad",
+                grad,
+                format!("{:?}", dims.out_shape().dims()),
+            ));
         }
-        Ok(Self {
-            w: w.detach().contiguous()?,
-            bias: bias.map(|b| b.detach().contiguous()).transpose()?,
-            in_dim,
-            out_dim,
+        backend::check_same(grad, OP, "grad", x.dtype())?;
+        let u = match (&self.lora, u) {
+            (None, _) => None,
+            (Some(_), Some(u)) if u.dims() == [dims.rows, dims.rank] => Some(u.detach()),
+            (Some(_), Some(u)) => {
+                return Err(cpu::shape_error(
+                    OP,
+                    "u",
+                    u,
+                    format!("[{}, {}]", dims.rows, dims.rank),
+                ))
+            }
+            (Some(_), None) => {
+                return Err(KernelError::Invalid {
+                    op: OP,
+                    message: "an adapted projection's backward needs the forward's bottleneck `u`"
+                        .into(),
+                }
+                .into())
+            }
+        };
+        let x2 = x.detach().reshape((dims.rows, dims.in_dim))?;
+        let g2 = grad.detach().reshape((dims.rows, dims.out_dim))?;
+        let grads = match backend {
+            Backend::Cpu => {
+                dispatch!(x.dtype(), OP, T => self.cpu_backward::<T>(&x2, u.as_ref(), &g2, need_x, &dims))?
+            }
+            Backend::Portable => self.portable_backward(&x2, u.as_ref(), &g2, need_x)?,
+        };
+        Ok(ProjectionGrads {
+            x: grads.x.map(|dx| dx.reshape(x.shape())).transpose()?,
+            lora: grads.lora,
         })
     }
 
-    /// `y = x W^T + bias` for `rows` rows.
-    fn forward<T: Real>(&self, x: &[T], rows: usize, op: &'static str) -> Result<Vec<T>> {
-        let (i, o) = (self.in_dim, self.out_dim);
+    fn check(&self, x: &Tensor, backend: Backend) -> Result<Dims> {
+        let dtype = x.dtype();
+        backend::check_input(x, OP, "x", dtype, backend)?;
+        let Some((&in_dim, lead)) = x.dims().split_last() else {
+            return Err(cpu::shape_error(OP, "x", x, "[..., in]".into()));
+        };
+        backend::check_input(self.weight, OP, "w", dtype, backend)?;
+        let out_dim = match self.weight.dims() {
+            [o, i] if *i == in_dim => *o,
+            _ => {
+                return Err(cpu::shape_error(
+                    OP,
+                    "w",
+                    self.weight,
+                    format!("[out, {in_dim}]"),
+                ))
+            }
+        };
+        if let Some(bias) = self.bias {
+            backend::check_input(bias, OP, "bias", dtype, backend)?;
+            if bias.dims() != [out_dim] {
+                return Err(cpu::shape_error(OP, "bias", bias, format!("[{out_dim}]")));
+            }
+        }
+        let rank = match &self.lora {
+            None => 0,
+            Some(l) => l.check(in_dim, out_dim, dtype, backend)?,
+        };
+        Ok(Dims {
+            lead: lead.to_vec(),
+            rows: lead.iter().product(),
+            in_dim,
+            out_dim,
+            rank,
+        })
+    }
+
+    /// `x W^T + bias` for `rows` rows (CPU).
+    fn cpu_base<T: Real>(&self, x: &[T], rows: usize, dims: &Dims) -> Result<Vec<T>> {
+        let (i, o) = (dims.in_dim, dims.out_dim);
         let mut y = vec![T::zero(); rows * o];
-        cpu::with_slice(&self.w, op, "w", |w: &[T]| {
+        cpu::with_slice(self.weight, OP, "w", |w: &[T]| {
             gemm(
                 &mut y,
                 o,
@@ -186,9 +251,9 @@ impl Base {
             );
             Ok(())
         })?;
-        if let Some(bias) = &self.bias {
-            cpu::with_slice(bias, op, "bias", |b: &[T]| {
-                y.par_chunks_mut(o).for_each(|row| {
+        if let Some(bias) = self.bias {
+            cpu::with_slice(bias, OP, "bias", |b: &[T]| {
+                y.par_chunks_mut(o.max(1)).for_each(|row| {
                     for (v, b) in row.iter_mut().zip(b) {
                         *v += *b;
                     }
@@ -199,157 +264,221 @@ impl Base {
         Ok(y)
     }
 
-    /// `dx = g W` (overwriting `dx`).
-    fn backward_input<T: Real>(
-        &self,
-        g: &[T],
-        rows: usize,
-        dx: &mut [T],
-        op: &'static str,
-    ) -> Result<()> {
-        let (i, o) = (self.in_dim, self.out_dim);
-        cpu::with_slice(&self.w, op, "w", |w: &[T]| {
-            gemm(
-                dx,
-                i,
-                Mat::new(g, rows, o),
-                Mat::new(w, o, i),
-                T::one(),
-                false,
-                Threads::All,
-            );
-            Ok(())
+    fn cpu_forward<T: Real>(&self, x: &Tensor, dims: &Dims) -> Result<(Tensor, Option<Tensor>)> {
+        let (rows, i, o, r) = (dims.rows, dims.in_dim, dims.out_dim, dims.rank);
+        cpu::with_slice(x, OP, "x", |x: &[T]| {
+            let mut y = self.cpu_base(x, rows, dims)?;
+            let Some(l) = &self.lora else {
+                return Ok((cpu::tensor(y, (rows, o))?, None));
+            };
+            let xd = l.cpu_input(x, i);
+            let mut u = vec![T::zero(); rows * r];
+            cpu::with_slice(l.a, OP, "a", |a: &[T]| {
+                gemm(
+                    &mut u,
+                    r,
+                    Mat::new(&xd, rows, i),
+                    Mat::new(a, r, i).t(),
+                    T::one(),
+                    false,
+                    Threads::All,
+                );
+                Ok(())
+            })?;
+            cpu::with_slice(l.b, OP, "b", |b: &[T]| {
+                gemm(
+                    &mut y,
+                    o,
+                    Mat::new(&u, rows, r),
+                    Mat::new(b, o, r).t(),
+                    T::from_f64(l.scale),
+                    true,
+                    Threads::All,
+                );
+                Ok(())
+            })?;
+            Ok((cpu::tensor(y, (rows, o))?, Some(cpu::tensor(u, (rows, r))?)))
         })
     }
-}
 
-struct FrozenLinear {
-    base: Base,
-}
-
-impl FrozenLinear {
-    fn fwd<T: Real>(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x: &[T] = cpu::slice(s, l, self.name(), "x")?;
-        let rows = l.dims()[0];
-        let y = self.base.forward(x, rows, self.name())?;
-        Ok((cpu::storage(y), Shape::from((rows, self.base.out_dim))))
-    }
-
-    fn bwd_t<T: Real>(&self, grad: &Tensor) -> Result<Tensor> {
-        let rows = grad.dims()[0];
-        let mut dx = vec![T::zero(); rows * self.base.in_dim];
-        cpu::with_slice(grad, self.name(), "grad", |g: &[T]| {
-            self.base.backward_input(g, rows, &mut dx, self.name())
-        })?;
-        cpu::tensor(dx, (rows, self.base.in_dim))
-    }
-}
-
-impl CustomOp1 for FrozenLinear {
-    fn name(&self) -> &'static str {
-        "frozen_linear"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        dispatch!(s.dtype(), self.name(), T => self.fwd::<T>(s, l))
-    }
-
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        if !arg.track_op() {
-            return Ok(None);
-        }
-        dispatch!(arg.dtype(), self.name(), T => self.bwd_t::<T>(grad).map(Some))
-    }
-}
-
-struct LoraLinear {
-    base: Base,
-    rank: usize,
-    scale: f64,
-    dropout: Option<LoraDropout>,
-    /// `u = dropout(x) A^T` (`[rows, r]`) from the forward pass, needed for `dB`.
-    saved_u: Mutex<Option<CpuStorage>>,
-}
-
-type Grads3 = (Option<Tensor>, Option<Tensor>, Option<Tensor>);
-
-impl LoraLinear {
-    /// The adapter's input: `x`, or `x` with the dropout mask applied.
-    fn adapter_input<'x, T: Real>(&self, x: &'x [T]) -> std::borrow::Cow<'x, [T]> {
-        match &self.dropout {
-            Some(d) => std::borrow::Cow::Owned(d.apply(x, self.base.in_dim)),
-            None => std::borrow::Cow::Borrowed(x),
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn fwd<T: Real>(
+    fn cpu_backward<T: Real>(
         &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let op = self.name();
-        let x: &[T] = cpu::slice(s1, l1, op, "x")?;
-        let a: &[T] = cpu::slice(s2, l2, op, "a")?;
-        let b: &[T] = cpu::slice(s3, l3, op, "b")?;
-        let (rows, i, o, r) = (l1.dims()[0], self.base.in_dim, self.base.out_dim, self.rank);
-        let mut y = self.base.forward(x, rows, op)?;
-        let xd = self.adapter_input(x);
-        let mut u = vec![T::zero(); rows * r];
-        gemm(
-            &mut u,
-            r,
-            Mat::new(&xd, rows, i),
-            Mat::new(a, r, i).t(),
-            T::one(),
-            false,
-            Threads::All,
-        );
-        gemm(
-            &mut y,
-            o,
-            Mat::new(&u, rows, r),
-            Mat::new(b, o, r).t(),
-            T::from_f64(self.scale),
-            true,
-            Threads::All,
-        );
-        *self.saved_u.lock().expect("saved_u lock poisoned") = Some(cpu::storage(u));
-        Ok((cpu::storage(y), Shape::from((rows, o))))
-    }
-
-    fn bwd_t<T: Real>(&self, x: &Tensor, a: &Tensor, b: &Tensor, grad: &Tensor) -> Result<Grads3> {
-        let op = self.name();
-        let (rows, i, o, r) = (x.dims()[0], self.base.in_dim, self.base.out_dim, self.rank);
-        let s = T::from_f64(self.scale);
-        let saved = self.saved_u.lock().expect("saved_u lock poisoned");
-        let Some(u) = saved.as_ref() else {
-            return Err(KernelError::Invalid {
-                op,
-                message: "backward called before forward".into(),
-            }
-            .into());
-        };
-        let u = T::cpu_storage_as_slice(u)?;
-        cpu::with_slice(grad, op, "grad", |g: &[T]| {
-            cpu::with_slice(a, op, "a", |a_s: &[T]| {
-                cpu::with_slice(b, op, "b", |b_s: &[T]| {
-                    // gu = s * g B: the gradient at the adapter's bottleneck.
-                    let mut gu = vec![T::zero(); rows * r];
+        x: &Tensor,
+        u: Option<&Tensor>,
+        grad: &Tensor,
+        need_x: bool,
+        dims: &Dims,
+    ) -> Result<ProjectionGrads> {
+        let (rows, i, o) = (dims.rows, dims.in_dim, dims.out_dim);
+        cpu::with_slice(grad, OP, "grad", |g: &[T]| {
+            let mut dx = None;
+            if need_x {
+                let mut d = vec![T::zero(); rows * i];
+                cpu::with_slice(self.weight, OP, "w", |w: &[T]| {
                     gemm(
-                        &mut gu,
-                        r,
+                        &mut d,
+                        i,
                         Mat::new(g, rows, o),
-                        Mat::new(b_s, o, r),
-                        s,
+                        Mat::new(w, o, i),
+                        T::one(),
                         false,
                         Threads::All,
                     );
-                    let db = if b.track_op() {
+                    Ok(())
+                })?;
+                dx = Some(d);
+            }
+            let lora = match (&self.lora, u) {
+                (Some(l), Some(u)) => Some(l.cpu_backward(x, u, g, dx.as_deref_mut(), dims)?),
+                _ => None,
+            };
+            Ok(ProjectionGrads {
+                x: dx.map(|d| cpu::tensor(d, (rows, i))).transpose()?,
+                lora,
+            })
+        })
+    }
+
+    fn portable_forward(&self, x: &Tensor, dims: &Dims) -> Result<(Tensor, Option<Tensor>)> {
+        let mut y = x.matmul(&self.weight.detach().t()?)?;
+        if let Some(bias) = self.bias {
+            y = y.broadcast_add(&bias.detach())?;
+        }
+        let Some(l) = &self.lora else {
+            return Ok((y, None));
+        };
+        let (a, b) = (l.a.detach(), l.b.detach());
+        let xd = l.portable_input(x, dims.rows, dims.in_dim)?;
+        let u = xd.matmul(&a.t()?)?;
+        let delta = (u.matmul(&b.t()?)? * l.scale)?.to_dtype(y.dtype())?;
+        Ok(((y + delta)?, Some(u)))
+    }
+
+    fn portable_backward(
+        &self,
+        x: &Tensor,
+        u: Option<&Tensor>,
+        grad: &Tensor,
+        need_x: bool,
+    ) -> Result<ProjectionGrads> {
+        let mut dx = if need_x {
+            Some(grad.matmul(&self.weight.detach())?)
+        } else {
+            None
+        };
+        let lora = match (&self.lora, u) {
+            (Some(l), Some(u)) => {
+                let (a, b) = (l.a.detach(), l.b.detach());
+                let (rows, in_dim) = x.dims2()?;
+                let mask = l.portable_mask(rows, in_dim, x.device())?;
+                let g = grad.to_dtype(a.dtype())?;
+                // gu = s g B: the gradient at the adapter's bottleneck.
+                let gu = (g.matmul(&b)? * l.scale)?;
+                let db = (g.t()?.matmul(u)? * l.scale)?;
+                let xd = x.to_dtype(a.dtype())?;
+                let xd = match &mask {
+                    Some(m) => (xd * m)?,
+                    None => xd,
+                };
+                let da = gu.t()?.matmul(&xd)?;
+                if let Some(d) = dx.take() {
+                    let through = gu.matmul(&a)?;
+                    let through = match &mask {
+                        Some(m) => (through * m)?,
+                        None => through,
+                    };
+                    dx = Some((d + through.to_dtype(grad.dtype())?)?);
+                }
+                Some((da, db))
+            }
+            _ => None,
+        };
+        Ok(ProjectionGrads { x: dx, lora })
+    }
+}
+
+impl Lora<'_> {
+    /// Checks the adapter against the projection; returns its rank.
+    fn check(
+        &self,
+        in_dim: usize,
+        out_dim: usize,
+        dtype: DType,
+        backend: Backend,
+    ) -> Result<usize> {
+        match backend {
+            Backend::Cpu => {
+                cpu::check_dtype(self.a, OP, "a", dtype)?;
+                cpu::check_dtype(self.b, OP, "b", dtype)?;
+            }
+            Backend::Portable => {
+                backend::check_float(self.a, OP, "a")?;
+                backend::check_same(self.b, OP, "b", self.a.dtype())?;
+            }
+        }
+        let rank = match self.a.dims() {
+            [r, i] if *i == in_dim => *r,
+            _ => return Err(cpu::shape_error(OP, "a", self.a, format!("[r, {in_dim}]"))),
+        };
+        if self.b.dims() != [out_dim, rank] {
+            return Err(cpu::shape_error(
+                OP,
+                "b",
+                self.b,
+                format!("[{out_dim}, {rank}]"),
+            ));
+        }
+        if let Some(d) = self.dropout {
+            if !(0.0..1.0).contains(&d.p) {
+                return Err(KernelError::Invalid {
+                    op: OP,
+                    message: format!("dropout probability {} is outside [0, 1)", d.p),
+                }
+                .into());
+            }
+        }
+        Ok(rank)
+    }
+
+    /// The dropout actually applied (none at `p = 0`).
+    fn active_dropout(&self) -> Option<LoraDropout> {
+        self.dropout.filter(|d| d.p > 0.0)
+    }
+
+    /// The adapter's input on the CPU: `x`, or `x` with the dropout mask applied.
+    fn cpu_input<'x, T: Real>(&self, x: &'x [T], cols: usize) -> Cow<'x, [T]> {
+        match self.active_dropout() {
+            Some(d) => Cow::Owned(d.apply(x, cols)),
+            None => Cow::Borrowed(x),
+        }
+    }
+
+    /// `dA`, `dB` and the adapter's share of `dx` (added into `dx`) on the CPU.
+    fn cpu_backward<T: Real>(
+        &self,
+        x: &Tensor,
+        u: &Tensor,
+        g: &[T],
+        dx: Option<&mut [T]>,
+        dims: &Dims,
+    ) -> Result<(Tensor, Tensor)> {
+        let (rows, i, o, r) = (dims.rows, dims.in_dim, dims.out_dim, dims.rank);
+        let s = T::from_f64(self.scale);
+        cpu::with_slice(u, OP, "u", |u: &[T]| {
+            cpu::with_slice(self.a, OP, "a", |a: &[T]| {
+                cpu::with_slice(self.b, OP, "b", |b: &[T]| {
+                    cpu::with_slice(x, OP, "x", |x: &[T]| {
+                        // gu = s g B: the gradient at the adapter's bottleneck.
+                        let mut gu = vec![T::zero(); rows * r];
+                        gemm(
+                            &mut gu,
+                            r,
+                            Mat::new(g, rows, o),
+                            Mat::new(b, o, r),
+                            s,
+                            false,
+                            Threads::All,
+                        );
                         let mut db = vec![T::zero(); o * r];
                         gemm(
                             &mut db,
@@ -360,86 +489,68 @@ impl LoraLinear {
                             false,
                             Threads::All,
                         );
-                        Some(cpu::tensor(db, (o, r))?)
-                    } else {
-                        None
-                    };
-                    let need_x = x.track_op();
-                    let (da, dx) = cpu::with_slice(x, op, "x", |x_s: &[T]| {
-                        let xd = self.adapter_input(x_s);
-                        let da = if a.track_op() {
-                            let mut da = vec![T::zero(); r * i];
-                            gemm(
-                                &mut da,
-                                i,
-                                Mat::new(&gu, rows, r).t(),
-                                Mat::new(&xd, rows, i),
-                                T::one(),
-                                false,
-                                Threads::All,
-                            );
-                            Some(cpu::tensor(da, (r, i))?)
-                        } else {
-                            None
-                        };
-                        let dx = if need_x {
-                            let mut dx = vec![T::zero(); rows * i];
-                            self.base.backward_input(g, rows, &mut dx, op)?;
-                            let gu_a = Mat::new(&gu, rows, r);
-                            let a_m = Mat::new(a_s, r, i);
-                            match &self.dropout {
-                                None => gemm(&mut dx, i, gu_a, a_m, T::one(), true, Threads::All),
-                                Some(d) => {
-                                    let mut t = vec![T::zero(); rows * i];
-                                    gemm(&mut t, i, gu_a, a_m, T::one(), false, Threads::All);
-                                    dx.par_chunks_mut(i)
-                                        .zip(t.par_chunks(i))
-                                        .enumerate()
-                                        .for_each(|(row, (dx, t))| {
-                                            for (j, (dx, t)) in dx.iter_mut().zip(t).enumerate() {
-                                                *dx += *t * T::from_f64(d.factor(row * i + j));
-                                            }
-                                        });
-                                }
-                            }
-                            Some(cpu::tensor(dx, (rows, i))?)
-                        } else {
-                            None
-                        };
-                        Ok((da, dx))
-                    })?;
-                    Ok((dx, da, db))
+                        let xd = self.cpu_input(x, i);
+                        let mut da = vec![T::zero(); r * i];
+                        gemm(
+                            &mut da,
+                            i,
+                            Mat::new(&gu, rows, r).t(),
+                            Mat::new(&xd, rows, i),
+                            T::one(),
+                            false,
+                            Threads::All,
+                        );
+                        if let Some(dx) = dx {
+                            self.cpu_add_input_grad(dx, &gu, a, rows, i, r);
+                        }
+                        Ok((cpu::tensor(da, (r, i))?, cpu::tensor(db, (o, r))?))
+                    })
                 })
             })
         })
     }
-}
 
-impl CustomOp3 for LoraLinear {
-    fn name(&self) -> &'static str {
-        "lora_linear"
+    /// `dx += dropout_mask * (gu A)`.
+    fn cpu_add_input_grad<T: Real>(
+        &self,
+        dx: &mut [T],
+        gu: &[T],
+        a: &[T],
+        rows: usize,
+        i: usize,
+        r: usize,
+    ) {
+        let (gu, a) = (Mat::new(gu, rows, r), Mat::new(a, r, i));
+        match self.active_dropout() {
+            None => gemm(dx, i, gu, a, T::one(), true, Threads::All),
+            Some(d) => {
+                let mut t = vec![T::zero(); rows * i];
+                gemm(&mut t, i, gu, a, T::one(), false, Threads::All);
+                dx.par_chunks_mut(i.max(1))
+                    .zip(t.par_chunks(i.max(1)))
+                    .enumerate()
+                    .for_each(|(row, (dx, t))| {
+                        for (j, (dx, t)) in dx.iter_mut().zip(t).enumerate() {
+                            *dx += *t * T::from_f64(d.factor(row * i + j));
+                        }
+                    });
+            }
+        }
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        dispatch!(s1.dtype(), self.name(), T => self.fwd::<T>(s1, l1, s2, l2, s3, l3))
+    /// The dropout mask as a tensor in the adapter's dtype, or `None` without dropout.
+    fn portable_mask(&self, rows: usize, cols: usize, device: &Device) -> Result<Option<Tensor>> {
+        self.active_dropout()
+            .map(|d| d.mask(rows, cols, self.a.dtype(), device))
+            .transpose()
     }
 
-    fn bwd(
-        &self,
-        x: &Tensor,
-        a: &Tensor,
-        b: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<Grads3> {
-        dispatch!(x.dtype(), self.name(), T => self.bwd_t::<T>(x, a, b, grad))
+    /// The adapter's input for the portable ops: `x` in the adapter's dtype, masked.
+    fn portable_input(&self, x: &Tensor, rows: usize, cols: usize) -> Result<Tensor> {
+        let x = x.to_dtype(self.a.dtype())?;
+        match self.portable_mask(rows, cols, x.device())? {
+            Some(m) => x * m,
+            None => Ok(x),
+        }
     }
 }

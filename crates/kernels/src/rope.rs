@@ -5,21 +5,47 @@
 //! concatenated table and four full-size intermediates. The rotation is orthogonal, so the backward
 //! is the same rotation by the negated angle.
 
+use crate::backend::{self, Backend};
 use crate::cpu::{self, dispatch, Real};
-use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+use candle_core::{Result, Tensor, WithDType};
 use rayon::prelude::*;
+
+const OP: &str = "rope";
 
 /// Rotates `x` (`[batch, heads, seq, head_dim]`) by the tables `cos`, `sin`: either `[t, head_dim/2]`
 /// shared by the batch or `[batch, t, head_dim/2]` per sequence, with `t >= seq` (the first `seq`
-/// rows are used, as in candle's `rope_slow`). The tables are frozen; the backward returns `dx`.
+/// rows are used, as in candle's `rope_slow`). The tables are frozen.
 ///
 /// For `i < d/2`: `y[i] = x[i] cos[i] - x[i + d/2] sin[i]`, `y[i + d/2] = x[i + d/2] cos[i] + x[i] sin[i]`.
-pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
-    const OP: &str = "rope";
-    cpu::check_dtype(x, OP, "x", x.dtype())?;
-    cpu::check_dtype(cos, OP, "cos", x.dtype())?;
-    cpu::check_dtype(sin, OP, "sin", x.dtype())?;
+pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, backend: Backend) -> Result<Tensor> {
+    rotate(x, cos, sin, 1.0, backend)
+}
+
+/// `dx` of [`rope`] for the upstream gradient `grad` (shape of `x`): the inverse rotation.
+pub fn rope_backward(
+    grad: &Tensor,
+    cos: &Tensor,
+    sin: &Tensor,
+    backend: Backend,
+) -> Result<Tensor> {
+    rotate(grad, cos, sin, -1.0, backend)
+}
+
+fn rotate(x: &Tensor, cos: &Tensor, sin: &Tensor, sign: f64, backend: Backend) -> Result<Tensor> {
+    let (cos, sin) = tables(x, cos, sin, backend)?;
+    match backend {
+        Backend::Cpu => {
+            dispatch!(x.dtype(), OP, T => cpu_rotate::<T>(x, &cos, &sin, T::from_f64(sign)))
+        }
+        Backend::Portable => portable_rotate(&x.detach(), &cos, &sin, sign),
+    }
+}
+
+/// The tables as `[batch, seq, head_dim/2]`, checked against `x`, detached.
+fn tables(x: &Tensor, cos: &Tensor, sin: &Tensor, backend: Backend) -> Result<(Tensor, Tensor)> {
+    backend::check_input(x, OP, "x", x.dtype(), backend)?;
+    backend::check_input(cos, OP, "cos", x.dtype(), backend)?;
+    backend::check_input(sin, OP, "sin", x.dtype(), backend)?;
     let (b, _h, t, d) = x.dims4()?;
     if d % 2 != 0 {
         return Err(cpu::shape_error(
@@ -42,29 +68,20 @@ pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
                 table,
                 format!("[>= {t}, {half}] or [{b}, >= {t}, {half}]"),
             )),
-        }?
-        .detach()
-        .contiguous()
+        }
+        .map(|t| t.detach())
     };
-    let cos = narrow(cos, "cos")?;
-    let sin = narrow(sin, "sin")?;
-    x.contiguous()?.apply_op1(Rope { cos, sin })
+    Ok((narrow(cos, "cos")?, narrow(sin, "sin")?))
 }
 
-/// Tables as `[batch, seq, head_dim/2]`.
-struct Rope {
-    cos: Tensor,
-    sin: Tensor,
-}
-
-impl Rope {
-    /// Rotates every `[seq, d]` slab of `src` into `dst`; `sign = -1` rotates backwards.
-    fn rotate<T: Real>(&self, src: &[T], dims: &[usize], sign: T) -> Result<Vec<T>> {
-        let (h, t, d) = (dims[1], dims[2], dims[3]);
-        let half = d / 2;
-        let mut dst = vec![T::zero(); src.len()];
-        cpu::with_slice(&self.cos, "rope", "cos", |cos: &[T]| {
-            cpu::with_slice(&self.sin, "rope", "sin", |sin: &[T]| {
+/// Rotates every `[seq, d]` slab of `x`; `sign = -1` rotates backwards.
+fn cpu_rotate<T: Real>(x: &Tensor, cos: &Tensor, sin: &Tensor, sign: T) -> Result<Tensor> {
+    let (_, h, t, d) = x.dims4()?;
+    let half = d / 2;
+    let dst = cpu::with_slice(x, OP, "x", |src: &[T]| {
+        cpu::with_slice(cos, OP, "cos", |cos: &[T]| {
+            cpu::with_slice(sin, OP, "sin", |sin: &[T]| {
+                let mut dst = vec![T::zero(); src.len()];
                 dst.par_chunks_mut((t * d).max(1))
                     .zip(src.par_chunks((t * d).max(1)))
                     .enumerate()
@@ -83,39 +100,21 @@ impl Rope {
                             }
                         }
                     });
-                Ok(())
+                Ok(dst)
             })
-        })?;
-        Ok(dst)
-    }
-
-    fn fwd<T: Real>(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x: &[T] = cpu::slice(s, l, self.name(), "x")?;
-        let y = self.rotate(x, l.dims(), T::one())?;
-        Ok((cpu::storage(y), l.shape().clone()))
-    }
-
-    fn bwd_t<T: Real>(&self, x: &Tensor, grad: &Tensor) -> Result<Tensor> {
-        let dx = cpu::with_slice(grad, self.name(), "grad", |g: &[T]| {
-            self.rotate(g, x.dims(), -T::one())
-        })?;
-        cpu::tensor(dx, x.shape())
-    }
+        })
+    })?;
+    cpu::tensor(dst, x.shape())
 }
 
-impl CustomOp1 for Rope {
-    fn name(&self) -> &'static str {
-        "rope"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        dispatch!(s.dtype(), self.name(), T => self.fwd::<T>(s, l))
-    }
-
-    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        if !x.track_op() {
-            return Ok(None);
-        }
-        dispatch!(x.dtype(), self.name(), T => self.bwd_t::<T>(x, grad).map(Some))
-    }
+fn portable_rotate(x: &Tensor, cos: &Tensor, sin: &Tensor, sign: f64) -> Result<Tensor> {
+    let half = x.dim(3)? / 2;
+    // [b, 1, t, half]: broadcast over the heads.
+    let c = cos.unsqueeze(1)?;
+    let s = if sign < 0.0 { sin.neg()? } else { sin.clone() }.unsqueeze(1)?;
+    let x1 = x.narrow(3, 0, half)?;
+    let x2 = x.narrow(3, half, half)?;
+    let y1 = (x1.broadcast_mul(&c)? - x2.broadcast_mul(&s)?)?;
+    let y2 = (x2.broadcast_mul(&c)? + x1.broadcast_mul(&s)?)?;
+    Tensor::cat(&[y1, y2], 3)
 }

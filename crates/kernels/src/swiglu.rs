@@ -1,33 +1,61 @@
 //! The SwiGLU gate of Llama-style MLPs, `silu(gate) * up`, in one pass each way.
 
+use crate::backend::{self, Backend};
 use crate::cpu::{self, dispatch, Real};
-use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use candle_core::{Result, Tensor};
 use rayon::prelude::*;
+
+const OP: &str = "swiglu";
 
 /// Elements per parallel task: large enough to amortise scheduling, small enough to stay in cache.
 const CHUNK: usize = 16 * 1024;
 
-/// `silu(gate) * up` for tensors of the same shape; the backward returns both gradients.
-pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
-    const OP: &str = "swiglu";
-    cpu::check_dtype(gate, OP, "gate", gate.dtype())?;
-    cpu::check_dtype(up, OP, "up", gate.dtype())?;
-    if gate.dims() != up.dims() {
-        return Err(cpu::shape_error(
-            OP,
-            "up",
-            up,
-            format!("{:?} (shape of gate)", gate.dims()),
-        ));
+/// `silu(gate) * up` for tensors of the same shape (in their own dtype, as Hugging Face computes
+/// the MLP).
+pub fn swiglu(gate: &Tensor, up: &Tensor, backend: Backend) -> Result<Tensor> {
+    check(gate, up, None, backend)?;
+    match backend {
+        Backend::Cpu => dispatch!(gate.dtype(), OP, T => cpu_forward::<T>(gate, up)),
+        Backend::Portable => {
+            let (g, u) = (gate.detach(), up.detach());
+            (&g * sigmoid(&g)?)? * u
+        }
     }
-    gate.contiguous()?.apply_op2(&up.contiguous()?, SwiGlu)
 }
 
-struct SwiGlu;
+/// `(d gate, d up)` of [`swiglu`] for the upstream gradient `grad`.
+pub fn swiglu_backward(
+    gate: &Tensor,
+    up: &Tensor,
+    grad: &Tensor,
+    backend: Backend,
+) -> Result<(Tensor, Tensor)> {
+    check(gate, up, Some(grad), backend)?;
+    match backend {
+        Backend::Cpu => dispatch!(gate.dtype(), OP, T => cpu_backward::<T>(gate, up, grad)),
+        Backend::Portable => portable_backward(&gate.detach(), &up.detach(), &grad.detach()),
+    }
+}
+
+fn check(gate: &Tensor, up: &Tensor, grad: Option<&Tensor>, backend: Backend) -> Result<()> {
+    backend::check_input(gate, OP, "gate", gate.dtype(), backend)?;
+    for (name, t) in [("up", Some(up)), ("grad", grad)] {
+        let Some(t) = t else { continue };
+        backend::check_input(t, OP, name, gate.dtype(), backend)?;
+        if t.dims() != gate.dims() {
+            return Err(cpu::shape_error(
+                OP,
+                name,
+                t,
+                format!("{:?} (shape of gate)", gate.dims()),
+            ));
+        }
+    }
+    Ok(())
+}
 
 /// `sigmoid(g)` for a chunk, through the vectorised `exp`.
-fn sigmoid<T: Real>(g: &[T], out: &mut [T]) {
+fn cpu_sigmoid<T: Real>(g: &[T], out: &mut [T]) {
     for (o, g) in out.iter_mut().zip(g) {
         *o = -*g;
     }
@@ -37,98 +65,65 @@ fn sigmoid<T: Real>(g: &[T], out: &mut [T]) {
     }
 }
 
-impl SwiGlu {
-    fn fwd<T: Real>(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let g: &[T] = cpu::slice(s1, l1, self.name(), "gate")?;
-        let u: &[T] = cpu::slice(s2, l2, self.name(), "up")?;
-        let mut y = vec![T::zero(); g.len()];
-        y.par_chunks_mut(CHUNK)
-            .zip(g.par_chunks(CHUNK).zip(u.par_chunks(CHUNK)))
-            .for_each(|(y, (g, u))| {
-                sigmoid(g, y);
-                for ((y, g), u) in y.iter_mut().zip(g).zip(u) {
-                    *y = *y * *g * *u;
-                }
-            });
-        Ok((cpu::storage(y), l1.shape().clone()))
-    }
-
-    fn bwd_t<T: Real>(
-        &self,
-        gate: &Tensor,
-        up: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let op = self.name();
-        let (dg, du) = cpu::with_slice(gate, op, "gate", |g: &[T]| {
-            cpu::with_slice(up, op, "up", |u: &[T]| {
-                cpu::with_slice(grad, op, "grad", |d: &[T]| {
-                    let mut dg = vec![T::zero(); g.len()];
-                    let mut du = vec![T::zero(); g.len()];
-                    dg.par_chunks_mut(CHUNK)
-                        .zip(du.par_chunks_mut(CHUNK))
-                        .zip(
-                            g.par_chunks(CHUNK)
-                                .zip(u.par_chunks(CHUNK))
-                                .zip(d.par_chunks(CHUNK)),
-                        )
-                        .for_each(|((dg, du), ((g, u), d))| {
-                            sigmoid(g, dg);
-                            for ((((dg, du), g), u), d) in
-                                dg.iter_mut().zip(du.iter_mut()).zip(g).zip(u).zip(d)
-                            {
-                                let s = *dg;
-                                *du = *d * *g * s;
-                                // d silu(g) / dg = s * (1 + g * (1 - s))
-                                *dg = *d * *u * s * (T::one() + *g * (T::one() - s));
-                            }
-                        });
-                    Ok((dg, du))
-                })
-            })
-        })?;
-        let dg = if gate.track_op() {
-            Some(cpu::tensor(dg, gate.shape())?)
-        } else {
-            None
-        };
-        let du = if up.track_op() {
-            Some(cpu::tensor(du, up.shape())?)
-        } else {
-            None
-        };
-        Ok((dg, du))
-    }
+fn cpu_forward<T: Real>(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+    let y = cpu::with_slice(gate, OP, "gate", |g: &[T]| {
+        cpu::with_slice(up, OP, "up", |u: &[T]| {
+            let mut y = vec![T::zero(); g.len()];
+            y.par_chunks_mut(CHUNK)
+                .zip(g.par_chunks(CHUNK).zip(u.par_chunks(CHUNK)))
+                .for_each(|(y, (g, u))| {
+                    cpu_sigmoid(g, y);
+                    for ((y, g), u) in y.iter_mut().zip(g).zip(u) {
+                        *y = *y * *g * *u;
+                    }
+                });
+            Ok(y)
+        })
+    })?;
+    cpu::tensor(y, gate.shape())
 }
 
-impl CustomOp2 for SwiGlu {
-    fn name(&self) -> &'static str {
-        "swiglu"
-    }
+fn cpu_backward<T: Real>(gate: &Tensor, up: &Tensor, grad: &Tensor) -> Result<(Tensor, Tensor)> {
+    let (dg, du) = cpu::with_slice(gate, OP, "gate", |g: &[T]| {
+        cpu::with_slice(up, OP, "up", |u: &[T]| {
+            cpu::with_slice(grad, OP, "grad", |d: &[T]| {
+                let mut dg = vec![T::zero(); g.len()];
+                let mut du = vec![T::zero(); g.len()];
+                dg.par_chunks_mut(CHUNK)
+                    .zip(du.par_chunks_mut(CHUNK))
+                    .zip(
+                        g.par_chunks(CHUNK)
+                            .zip(u.par_chunks(CHUNK))
+                            .zip(d.par_chunks(CHUNK)),
+                    )
+                    .for_each(|((dg, du), ((g, u), d))| {
+                        cpu_sigmoid(g, dg);
+                        for ((((dg, du), g), u), d) in
+                            dg.iter_mut().zip(du.iter_mut()).zip(g).zip(u).zip(d)
+                        {
+                            let s = *dg;
+                            *du = *d * *g * s;
+                            // d silu(g) / dg = s * (1 + g * (1 - s))
+                            *dg = *d * *u * s * (T::one() + *g * (T::one() - s));
+                        }
+                    });
+                Ok((dg, du))
+            })
+        })
+    })?;
+    Ok((cpu::tensor(dg, gate.shape())?, cpu::tensor(du, up.shape())?))
+}
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        dispatch!(s1.dtype(), self.name(), T => self.fwd::<T>(s1, l1, s2, l2))
-    }
+/// `1 / (1 + exp(-g))`.
+fn sigmoid(g: &Tensor) -> Result<Tensor> {
+    (g.neg()?.exp()? + 1.0)?.recip()
+}
 
-    fn bwd(
-        &self,
-        gate: &Tensor,
-        up: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        dispatch!(gate.dtype(), self.name(), T => self.bwd_t::<T>(gate, up, grad))
-    }
+fn portable_backward(gate: &Tensor, up: &Tensor, grad: &Tensor) -> Result<(Tensor, Tensor)> {
+    let s = sigmoid(gate)?;
+    let du = ((grad * gate)? * &s)?;
+    // d silu(g) / dg = s * (1 + g * (1 - s))
+    let dsilu = (&s * ((gate * s.affine(-1.0, 1.0)?)? + 1.0)?)?;
+    let dg = ((grad * up)? * dsilu)?;
+    Ok((dg, du))
 }

@@ -168,7 +168,18 @@ fn field<'a>(cfg: &'a serde_json::Value, key: &str, path: &Path) -> Result<&'a s
 /// fan-in-fan-out, trained biases, extra saved modules).
 pub fn load(dir: &Path, device: &Device) -> Result<Adapter> {
     let cfg_path = dir.join(CONFIG_FILE);
-    let text = std::fs::read_to_string(&cfg_path).map_err(|e| io_err(&cfg_path, e))?;
+    let text = std::fs::read_to_string(&cfg_path).map_err(|e| {
+        let message = match e.kind() {
+            std::io::ErrorKind::NotFound if !dir.is_dir() => {
+                "no such adapter folder (icdtune train writes one to OUT/adapter)".to_string()
+            }
+            std::io::ErrorKind::NotFound => format!(
+                "{CONFIG_FILE} is missing; an adapter folder holds {CONFIG_FILE} and {WEIGHTS_FILE}"
+            ),
+            _ => format!("cannot read {CONFIG_FILE}: {e}"),
+        };
+        adapter_err(if dir.is_dir() { &cfg_path } else { dir }, message)
+    })?;
     let cfg: serde_json::Value = serde_json::from_str(&text).map_err(|source| LmError::Json {
         path: cfg_path.clone(),
         source,
@@ -192,10 +203,17 @@ pub fn load(dir: &Path, device: &Device) -> Result<Adapter> {
     }
     let r = field(&cfg, "r", p)?
         .as_u64()
-        .ok_or_else(|| adapter_err(p, "r is not an integer"))? as usize;
+        .and_then(|v| usize::try_from(v).ok())
+        .ok_or_else(|| adapter_err(p, "r is not an integer"))?;
     let alpha = field(&cfg, "lora_alpha", p)?
         .as_f64()
         .ok_or_else(|| adapter_err(p, "lora_alpha is not a number"))?;
+    if !alpha.is_finite() || alpha <= 0.0 {
+        return Err(adapter_err(
+            p,
+            format!("lora_alpha must be a finite positive number, got {alpha}"),
+        ));
+    }
     let dropout = cfg
         .get("lora_dropout")
         .and_then(|v| v.as_f64())
@@ -219,7 +237,7 @@ pub fn load(dir: &Path, device: &Device) -> Result<Adapter> {
     spec.validate().map_err(|e| adapter_err(p, e.to_string()))?;
 
     let weights = dir.join(WEIGHTS_FILE);
-    let tensors = candle_core::safetensors::load(&weights, device)?;
+    let tensors = read_weights(&weights)?;
     for (name, t) in &tensors {
         let ok = name.starts_with("base_model.model.model.layers.")
             && (name.ends_with(".lora_A.weight") || name.ends_with(".lora_B.weight"));
@@ -237,7 +255,12 @@ pub fn load(dir: &Path, device: &Device) -> Result<Adapter> {
                 format!("tensor {name} has shape {:?}, rank r = {r}", t.dims()),
             ));
         }
+        check_finite(name, t).map_err(|e| adapter_err(&weights, e))?;
     }
+    let tensors = tensors
+        .into_iter()
+        .map(|(name, t)| Ok((name, t.to_device(device)?)))
+        .collect::<Result<HashMap<_, _>>>()?;
     Ok(Adapter {
         spec,
         base_model_name_or_path: cfg
@@ -246,6 +269,57 @@ pub fn load(dir: &Path, device: &Device) -> Result<Adapter> {
             .map(str::to_string),
         tensors,
     })
+}
+
+/// The tensors of an adapter's weights file, on the CPU. The header is parsed first so that an
+/// empty, truncated or foreign file gets one clear message instead of candle's.
+fn read_weights(path: &Path) -> Result<HashMap<String, Tensor>> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        let message = if e.kind() == std::io::ErrorKind::NotFound {
+            format!("{WEIGHTS_FILE} is missing; an adapter folder holds {CONFIG_FILE} and {WEIGHTS_FILE}")
+        } else {
+            format!("cannot read: {e}")
+        };
+        adapter_err(path, message)
+    })?;
+
+    if let Err(e) = safetensors::SafeTensors::deserialize(&bytes) {
+        return Err(adapter_err(
+            path,
+            format!(
+                "not a readable safetensors file ({} bytes: {e}); it is empty, truncated or not an adapter",
+                bytes.len()
+            ),
+        ));
+    }
+    candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| {
+        let e = e.to_string();
+        let first = e.lines().next().unwrap_or("unreadable tensor");
+        adapter_err(path, format!("cannot load its tensors: {first}"))
+    })
+}
+
+/// Errors on the first NaN or infinity in `t`: such an adapter would silently turn every logit
+/// into NaN, so it is refused at load with the tensor and index named.
+fn check_finite(name: &str, t: &Tensor) -> std::result::Result<(), String> {
+    let values = t
+        .to_dtype(DType::F32)
+        .and_then(|t| t.flatten_all())
+        .and_then(|t| t.to_vec1::<f32>())
+        .map_err(|e| {
+            format!(
+                "tensor {name}: {}",
+                e.to_string().lines().next().unwrap_or("")
+            )
+        })?;
+    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+        return Err(format!(
+            "tensor {name} holds a non-finite value ({} at index {i}); the adapter is corrupt or \
+             its training diverged",
+            values[i]
+        ));
+    }
+    Ok(())
 }
 
 /// Puts an adapter on a model: attaches LoRA pairs for its spec (when none are attached) and

@@ -1,5 +1,5 @@
-//! Inference attention over the KV cache, without backward (the reference forward in `model.rs`
-//! is the training oracle).
+//! Inference attention over the KV cache, without backward (the reference forward in
+//! `model/reference.rs` is the training oracle).
 //!
 //! Keys and values are read where the cache keeps them: a prefix shared by every row that
 //! continues the same prompt (beams of one prompt attend to one copy of its prefill) and the

@@ -8,38 +8,60 @@
 //! - the **own** slots are what each row appended since, in buffers `[B, capacity, kv_heads,
 //!   head_dim]` preallocated in chunks of [`CHUNK`] tokens and written in place; a decode step
 //!   copies only its new token in, and selecting rows copies only these few slots.
+//!
+//! A forward appends in three phases, so that a failure part-way leaves the cache as it was:
+//! `begin` makes room, `append` and `view` write and read one layer at a time, and `commit`
+//! advances lengths and masks once every layer is done. Nothing outside this module touches the
+//! fields.
 
 use candle_core::{DType, Device, Tensor};
 
+use crate::attention::{Own, Shared};
 use crate::error::{LmError, Result};
 
 /// Own slots are allocated this many at a time.
 pub const CHUNK: usize = 64;
 
+/// Keys and values `(k, v)` of the same shape.
+type Kv = (Tensor, Tensor);
+
 /// Keys and values of one layer.
 #[derive(Debug)]
-pub(crate) struct LayerKv {
+struct LayerKv {
     /// `(k, v)` of the prefill, `[P, Tp, kv_heads, head_dim]` after RoPE.
-    pub(crate) prefix: Option<(Tensor, Tensor)>,
+    prefix: Option<Kv>,
     /// `(k, v)` buffers `[B, capacity, kv_heads, head_dim]`; slots `0..own_len` are filled.
-    pub(crate) own: Option<(Tensor, Tensor)>,
+    own: Option<Kv>,
 }
 
 /// Keys and values of every layer for a batch of sequences, with which cache slots hold real
 /// tokens and the next RoPE position of each sequence.
 #[derive(Debug)]
 pub struct KvCache {
-    pub(crate) layers: Vec<LayerKv>,
+    layers: Vec<LayerKv>,
     /// `[P][Tp]`: prefix slot holds a real (not padding) token.
-    pub(crate) prefix_real: Vec<Vec<bool>>,
+    prefix_real: Vec<Vec<bool>>,
     /// Prefix row of each sequence.
-    pub(crate) rows: Vec<usize>,
+    rows: Vec<usize>,
     /// `[B][own_len]`: own slot holds a real token.
-    pub(crate) own_real: Vec<Vec<bool>>,
+    own_real: Vec<Vec<bool>>,
     /// Filled own slots (the same for every row).
-    pub(crate) own_len: usize,
+    own_len: usize,
     /// Next position id per sequence.
-    pub(crate) next_pos: Vec<u32>,
+    next_pos: Vec<u32>,
+}
+
+/// One forward's appends before [`KvCache::commit`]: the prefill's keys and values (collected
+/// per layer, to become the prefix) or a decode step's real-token flags of the own slots.
+#[derive(Debug)]
+pub(crate) struct Append {
+    prefill: bool,
+    /// New tokens per row.
+    t: usize,
+    /// `[B][own slots after this step]` for a decode step, `[B][T]` for a prefill.
+    own_real: Vec<Vec<bool>>,
+    /// `(k, v)` `[B, T, kv_heads, head_dim]` of each layer done so far (prefill only).
+    prefix: Vec<Kv>,
 }
 
 /// A deep copy of the own slots (they are written in place, so two caches must never share a
@@ -181,9 +203,149 @@ impl KvCache {
         Ok(out)
     }
 
+    /// Number of layers the cache holds keys and values for.
+    pub(crate) fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// The position of the first new token of each of `b` rows: 0 for a prefill, the next
+    /// position of each sequence afterwards (which must then number `b`).
+    pub(crate) fn start_positions(&self, b: usize) -> Result<Vec<u32>> {
+        if self.is_empty() {
+            return Ok(vec![0; b]);
+        }
+        if self.batch_size() != b {
+            return Err(LmError::Input(format!(
+                "batch of {b} rows against a cache of {} rows",
+                self.batch_size()
+            )));
+        }
+        Ok(self.next_pos.clone())
+    }
+
+    /// Starts a forward of `t` new tokens per row (`real`, `[B][T]`): a prefill on an empty
+    /// cache, otherwise a decode step, for which room is made in every layer.
+    pub(crate) fn begin(
+        &mut self,
+        t: usize,
+        real: &[Vec<bool>],
+        kv_heads: usize,
+        head_dim: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Append> {
+        if self.is_empty() {
+            return Ok(Append {
+                prefill: true,
+                t,
+                own_real: real.to_vec(),
+                prefix: Vec::with_capacity(self.layers.len()),
+            });
+        }
+        self.reserve(t, kv_heads, head_dim, dtype, device)?;
+        let own_real = self
+            .own_real
+            .iter()
+            .zip(real)
+            .map(|(own, new)| [own.as_slice(), new].concat())
+            .collect();
+        Ok(Append {
+            prefill: false,
+            t,
+            own_real,
+            prefix: Vec::new(),
+        })
+    }
+
+    /// Stores layer `index`'s keys and values of the new tokens, `[B, T, kv_heads, head_dim]`
+    /// after RoPE: kept aside by a prefill, written into the own slots by a decode step.
+    pub(crate) fn append(
+        &self,
+        step: &mut Append,
+        index: usize,
+        k: Tensor,
+        v: Tensor,
+    ) -> Result<()> {
+        if step.prefill {
+            step.prefix.push((k, v));
+            return Ok(());
+        }
+        let (_, (ok, ov)) = self.layer(index)?;
+        ok.slice_set(&k, 1, self.own_len)?;
+        ov.slice_set(&v, 1, self.own_len)?;
+        Ok(())
+    }
+
+    /// What the new tokens of layer `index` attend to, after [`KvCache::append`]: the shared
+    /// prefix (none in a prefill) and each row's own slots up to the new tokens.
+    pub(crate) fn view<'a>(
+        &'a self,
+        step: &'a Append,
+        index: usize,
+    ) -> Result<(Option<Shared<'a>>, Own<'a>)> {
+        if step.prefill {
+            let Some((k, v)) = step.prefix.get(index) else {
+                return Err(LmError::Input(format!("layer {index} was not appended")));
+            };
+            let own = Own {
+                k,
+                v,
+                len: step.t,
+                real: &step.own_real,
+            };
+            return Ok((None, own));
+        }
+        let ((pk, pv), (ok, ov)) = self.layer(index)?;
+        let shared = Shared {
+            k: pk,
+            v: pv,
+            rows: &self.rows,
+            real: &self.prefix_real,
+        };
+        let own = Own {
+            k: ok,
+            v: ov,
+            len: self.own_len + step.t,
+            real: &step.own_real,
+        };
+        Ok((Some(shared), own))
+    }
+
+    /// Ends a forward begun with [`KvCache::begin`] once every layer is appended: a prefill's
+    /// keys and values become the prefix, a decode step's slots count as filled, and each
+    /// sequence continues at `next_pos`.
+    pub(crate) fn commit(&mut self, step: Append, next_pos: Vec<u32>) {
+        if step.prefill {
+            let b = step.own_real.len();
+            for (slot, kv) in self.layers.iter_mut().zip(step.prefix) {
+                slot.prefix = Some(kv);
+                slot.own = None;
+            }
+            self.prefix_real = step.own_real;
+            self.rows = (0..b).collect();
+            self.own_real = vec![Vec::new(); b];
+            self.own_len = 0;
+        } else {
+            self.own_real = step.own_real;
+            self.own_len += step.t;
+        }
+        self.next_pos = next_pos;
+    }
+
+    /// The prefix and own buffers of layer `index` of a prefilled cache with room reserved.
+    fn layer(&self, index: usize) -> Result<(&Kv, &Kv)> {
+        match self.layers.get(index) {
+            Some(LayerKv {
+                prefix: Some(prefix),
+                own: Some(own),
+            }) => Ok((prefix, own)),
+            _ => Err(LmError::Input(format!("cache layer {index} is empty"))),
+        }
+    }
+
     /// Makes room for `t` more own slots in every layer. Contents and `own_len` are unchanged,
     /// so a forward that fails later leaves the cache as it was.
-    pub(crate) fn reserve(
+    fn reserve(
         &mut self,
         t: usize,
         kv_heads: usize,

@@ -51,8 +51,58 @@ pub enum LmError {
     },
     #[error("input: {0}")]
     Input(String),
+    #[error("export to {path}: {message}")]
+    Export { path: PathBuf, message: String },
     #[error(transparent)]
-    Candle(#[from] candle_core::Error),
+    Candle(candle_core::Error),
+}
+
+/// candle attaches a backtrace to its errors when `RUST_BACKTRACE` is set and prints it as part
+/// of the message: a failed GGUF load became 56 lines. The backtrace is dropped here so that a
+/// message is the message; a panic still prints its own.
+impl From<candle_core::Error> for LmError {
+    fn from(e: candle_core::Error) -> Self {
+        LmError::Candle(without_backtrace(e))
+    }
+}
+
+/// `e` with every backtrace wrapper removed, context and path wrappers kept.
+pub fn without_backtrace(e: candle_core::Error) -> candle_core::Error {
+    use candle_core::Error;
+    match e {
+        Error::WithBacktrace { inner, .. } => without_backtrace(*inner),
+        Error::Context { inner, context } => Error::Context {
+            inner: Box::new(without_backtrace(*inner)),
+            context,
+        },
+        Error::WithPath { inner, path } => Error::WithPath {
+            inner: Box::new(without_backtrace(*inner)),
+            path,
+        },
+        other => other,
+    }
 }
 
 pub type Result<T> = std::result::Result<T, LmError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Under `RUST_BACKTRACE=1` candle wraps its errors with a backtrace that its `Display`
+    /// prints: a failed GGUF load printed 56 lines (issue #14).
+    #[test]
+    fn candle_backtraces_are_not_part_of_the_message() {
+        let wrapped = candle_core::Error::WithBacktrace {
+            inner: Box::new(candle_core::Error::Msg("invalid gguf magic".into())),
+            backtrace: Box::new(std::backtrace::Backtrace::force_capture()),
+        };
+        let context = wrapped.context("reading the tensor table");
+        let err: LmError = context.into();
+        let message = err.to_string();
+        assert_eq!(
+            message, "reading the tensor table\ninvalid gguf magic",
+            "{message}"
+        );
+    }
+}

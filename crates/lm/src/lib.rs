@@ -3,6 +3,13 @@
 //! adapter I/O, a differentiable reference forward and a fused inference forward with an
 //! external KV cache.
 //!
+//! Each op of a decoder block exists in up to three implementations, each kept where its job
+//! puts it: stock candle differentiable ops in the reference forward (`model/reference.rs`, the
+//! oracle, gradients everywhere); fused inference-only kernels without backward in `fused.rs`,
+//! `attention.rs` and `model/inference.rs`; and custom ops with a hand-written backward for
+//! training speed in the `kernels` crate, used by the training forward of the `train` crate. The
+//! block itself is written once (`model/block.rs`, with the op-by-op table).
+//!
 //! ```no_run
 //! use lm::{LoadOptions, LogitPositions, LoraSpec, Model};
 //! # fn main() -> lm::Result<()> {
@@ -27,6 +34,7 @@ pub mod cache;
 pub mod config;
 pub mod device;
 pub mod error;
+pub mod export;
 mod fused;
 pub mod linear;
 pub mod lora;

@@ -45,7 +45,9 @@ pub enum BaseWeight {
     Quantized(QMatMul),
 }
 
-/// A LoRA pair: `y += scale * dropout(x) A^T B^T`, `A: [r, in]`, `B: [out, r]`.
+/// A LoRA pair: `y += scale * dropout(x) A^T B^T`, `A: [r, in]`, `B: [out, r]`, in
+/// [`crate::lora::adapter_dtype`] of the base (f32 under a bf16 base): the rank-r path runs in
+/// the adapter's dtype and its result is cast to the base's.
 #[derive(Debug, Clone)]
 pub struct LoraPair {
     pub a: Var,
@@ -149,9 +151,11 @@ impl Linear {
                 } else {
                     x.clone()
                 };
+                let xin = xin.to_dtype(l.a.dtype())?;
                 let h = matmul_t(&xin, l.a.as_tensor())?;
                 let d = matmul_t(&h, l.b.as_tensor())?;
-                y = (y + (d * l.scale)?)?;
+                let d = (d * l.scale)?.to_dtype(y.dtype())?;
+                y = (y + d)?;
             }
         }
         Ok(y)

@@ -94,16 +94,28 @@ pub fn peft_keys(num_layers: usize, targets: &[&str]) -> Vec<String> {
     keys
 }
 
+/// The dtype of LoRA adapters over a base in `base`: f32, as PEFT keeps adapters under a bf16 or
+/// f16 base on GPUs (the rank-r path, its gradients and the optimiser moments in f32), or f64
+/// over an f64 base (finite-difference tests).
+pub fn adapter_dtype(base: DType) -> DType {
+    match base {
+        DType::F64 => DType::F64,
+        _ => DType::F32,
+    }
+}
+
 /// A fresh LoRA pair as PEFT initialises it: A kaiming-uniform with `a = sqrt(5)` (bound
-/// `1/sqrt(in)`), B zero, so the adapted model starts equal to the base.
+/// `1/sqrt(in)`), B zero, so the adapted model starts equal to the base. The pair takes
+/// [`adapter_dtype`] of the base dtype `base`.
 pub fn init_pair(
     r: usize,
     in_dim: usize,
     out_dim: usize,
     rng: &mut rand_chacha::ChaCha8Rng,
-    dtype: DType,
+    base: DType,
     device: &Device,
 ) -> Result<(Var, Var)> {
+    let dtype = adapter_dtype(base);
     let bound = 1.0 / (in_dim as f32).sqrt();
     let a: Vec<f32> = (0..r * in_dim)
         .map(|_| rng.random_range(-bound..bound))

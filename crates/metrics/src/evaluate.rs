@@ -11,9 +11,7 @@ use crate::breakdown::Breakdowns;
 use crate::coverage::coverage_curve;
 use crate::levels::{LabelSpace, Level};
 use crate::performance::performance;
-use crate::registry::{
-    aggregate, headline_metrics, macro_scores, Aggregation, LabelCounts, Layout,
-};
+use crate::registry::{aggregate, headline_metrics, Aggregation, LabelCounts, Layout, MacroLabels};
 use crate::sample::{score_example, Details, SampleScore};
 use crate::{ExtractionCounts, MetricValue, MetricsConfig, MetricsError, ModelMetrics, Validity};
 
@@ -86,6 +84,16 @@ pub fn evaluate(
     });
     let n_types = types.len();
     let width = layout.width;
+    let label_counts = |counts: &[u32]| -> LabelCounts {
+        // Branch-free: examples drawn zero times add zero.
+        let mut slots = vec![0u64; label_count * 3];
+        for (slot, example) in label_slots.iter().zip(&label_example) {
+            slots[*slot as usize] += u64::from(counts[*example as usize]);
+        }
+        LabelCounts::from_slots(&slots)
+    };
+    let ones = vec![1u32; preds.len()];
+    let macro_labels = MacroLabels::new(&label_counts(&ones));
     let stat = |counts: &[u32]| -> Vec<f64> {
         let mut type_counts = vec![0u64; n_types];
         for (t, c) in type_of.iter().zip(counts) {
@@ -100,14 +108,7 @@ pub fn evaluate(
                 *s += c * u64::from(*v);
             }
         }
-        let macro_values = has_macro.then(|| {
-            // Branch-free: examples drawn zero times add zero.
-            let mut slots = vec![0u64; label_count * 3];
-            for (slot, example) in label_slots.iter().zip(&label_example) {
-                slots[*slot as usize] += u64::from(counts[*example as usize]);
-            }
-            macro_scores(&LabelCounts::from_slots(&slots))
-        });
+        let macro_values = has_macro.then(|| macro_labels.resampled(&label_counts(counts)));
         metrics
             .iter()
             .zip(&layout.offsets)
@@ -117,7 +118,6 @@ pub fn evaluate(
             .collect()
     };
 
-    let ones = vec![1u32; preds.len()];
     let point = stat(&ones);
     let resamples = resample(preds.len(), cfg.bootstrap_samples, cfg.seed, stat);
     tracing::debug!(

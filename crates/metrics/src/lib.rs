@@ -19,7 +19,10 @@
 //! - **Empty predictions** are misses for every accuracy metric, contribute their gold codes as false
 //!   negatives, and are counted by `empty_rate`; validity rates are over non-empty predictions only.
 //! - **Intervals** are percentile bootstrap intervals over examples, seeded ChaCha8 streams, one stream
-//!   per resample, so they are identical on every platform and for any number of threads.
+//!   per resample, so they are identical on every platform and for any number of threads. Macro
+//!   metrics average over the full sample's label set in every resample: a per-label ratio a resample
+//!   leaves undefined (none of the label's examples drawn) keeps its full-sample value, so rare labels
+//!   missing from a resample do not shift it away from the point estimate.
 //!
 //! # `predictions.jsonl`
 //!

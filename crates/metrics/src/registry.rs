@@ -187,24 +187,64 @@ impl LabelCounts {
     }
 }
 
-/// Macro precision, recall and F1 over the labels that occur (as gold or predicted) in the counts;
-/// `None` when no label occurs.
-pub(crate) fn macro_scores(c: &LabelCounts) -> Option<(f64, f64, f64)> {
-    let (mut p, mut r, mut f, mut labels) = (0.0, 0.0, 0.0, 0usize);
-    for i in 0..c.tp.len() {
-        let (tp, fp, fn_) = (c.tp[i], c.fp[i], c.fn_[i]);
-        if tp + fp + fn_ == 0 {
-            continue;
-        }
-        labels += 1;
-        p += safe_div(tp, tp + fp);
-        r += safe_div(tp, tp + fn_);
-        f += safe_div(2 * tp, 2 * tp + fp + fn_);
+/// Precision, recall and F1 of one label from its counts; `None` for a ratio whose denominator is 0.
+fn label_ratios(tp: u64, fp: u64, fn_: u64) -> [Option<f64>; 3] {
+    let ratio = |num: u64, den: u64| (den > 0).then(|| num as f64 / den as f64);
+    [
+        ratio(tp, tp + fp),
+        ratio(tp, tp + fn_),
+        ratio(2 * tp, 2 * tp + fp + fn_),
+    ]
+}
+
+/// The label set of the full sample and each label's scores on it: what every bootstrap resample's
+/// macro average is taken over.
+///
+/// A resample in which a label's precision, recall or F1 is undefined (no draw of an example that
+/// predicts it, has it as gold, or involves it at all) carries no evidence about that ratio, so the
+/// ratio keeps its full-sample value there. The label set, and with it the denominator of the
+/// average, stays fixed across resamples, as the estimand does. Averaging over the labels a resample
+/// happens to contain instead drops each code seen once from about a third of the resamples; on
+/// long-tail label sets, where rare codes score lowest, that shifts nearly every resample above the
+/// point estimate. Scoring an undefined ratio as 0 errs the other way (a perfect model would get an
+/// interval below 1).
+pub(crate) struct MacroLabels {
+    /// Per label id: its full-sample `[precision, recall, f1]` (0 for an undefined ratio), `None`
+    /// when the label does not occur.
+    full: Vec<Option<[f64; 3]>>,
+    occurring: usize,
+}
+
+impl MacroLabels {
+    pub fn new(full: &LabelCounts) -> MacroLabels {
+        let full: Vec<Option<[f64; 3]>> = (0..full.tp.len())
+            .map(|i| {
+                let (tp, fp, fn_) = (full.tp[i], full.fp[i], full.fn_[i]);
+                (tp + fp + fn_ > 0).then(|| label_ratios(tp, fp, fn_).map(|r| r.unwrap_or(0.0)))
+            })
+            .collect();
+        let occurring = full.iter().filter(|s| s.is_some()).count();
+        MacroLabels { full, occurring }
     }
-    (labels > 0).then(|| {
-        let n = labels as f64;
-        (p / n, r / n, f / n)
-    })
+
+    /// Macro precision, recall and F1 of one resample (label counts weighted by its multiplicities),
+    /// over the full sample's labels; `None` when no label occurs. On the full sample itself (every
+    /// multiplicity 1) this is scikit-learn's `average="macro"` with `zero_division=0` over the union
+    /// of gold and predicted labels: the point estimate.
+    pub fn resampled(&self, c: &LabelCounts) -> Option<(f64, f64, f64)> {
+        let mut sum = [0.0; 3];
+        for (i, full) in self.full.iter().enumerate() {
+            let Some(full) = full else { continue };
+            let ratios = label_ratios(c.tp[i], c.fp[i], c.fn_[i]);
+            for ((acc, ratio), full) in sum.iter_mut().zip(ratios).zip(full) {
+                *acc += ratio.unwrap_or(*full);
+            }
+        }
+        (self.occurring > 0).then(|| {
+            let n = self.occurring as f64;
+            (sum[0] / n, sum[1] / n, sum[2] / n)
+        })
+    }
 }
 
 /// `num / den`, 0 when `den` is 0 (scikit-learn's `zero_division=0`).

@@ -22,7 +22,7 @@ pub mod names {
     pub const MICRO_F1: &str = "micro_f1";
     /// Macro precision / recall / F1 over exact codes: unweighted mean over the labels that occur in the
     /// gold or the predicted sets (scikit-learn `average="macro"` with `labels` = that union,
-    /// `zero_division=0`).
+    /// `zero_division=0`). Bootstrap resamples average over the same labels (see `SCHEMA.md`).
     pub const MACRO_PRECISION: &str = "macro_precision";
     pub const MACRO_RECALL: &str = "macro_recall";
     pub const MACRO_F1: &str = "macro_f1";

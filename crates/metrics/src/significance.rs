@@ -8,7 +8,8 @@
 //!   observed one by at least the observed distance from zero (the bootstrap distribution shifted to
 //!   the null hypothesis).
 //!
-//! Every comparison also carries a paired bootstrap percentile interval of the difference.
+//! Every comparison also carries a paired bootstrap percentile interval of the difference. Each model's
+//! macro F1 is averaged over its own full-sample labels in every resample, as in `evaluate`.
 
 use std::collections::{HashMap, HashSet};
 
@@ -17,7 +18,7 @@ use types::Prediction;
 
 use crate::bootstrap::{percentile_interval, resample};
 use crate::evaluate::{check_config, validate};
-use crate::registry::{macro_scores, safe_div, LabelCounts};
+use crate::registry::{safe_div, LabelCounts, MacroLabels};
 use crate::sample::{in_predicted_set, LabelOutcome, SetCounts};
 use crate::{names, MetricsConfig, MetricsError, PairedComparison, PairedTest};
 
@@ -83,6 +84,10 @@ pub fn compare(
     }
 
     let n_labels = labels.names.len();
+    let ones = vec![1u32; a.len()];
+    // Each model's macro average is over its own full-sample labels (see `MacroLabels`).
+    let macro_a = MacroLabels::new(&label_a.label_counts(&ones, n_labels));
+    let macro_b = MacroLabels::new(&label_b.label_counts(&ones, n_labels));
     // [acc_a, acc_b, micro_a, micro_b, macro_a, macro_b]
     let stat = |counts: &[u32]| -> Vec<f64> {
         let mut hits = [0u64; 2];
@@ -98,18 +103,21 @@ pub fn compare(
         }
         let total: u64 = counts.iter().map(|c| u64::from(*c)).sum();
         let micro = |s: [u64; 3]| safe_div(2 * s[0], 2 * s[0] + s[1] + s[2]);
-        let macro_f1 =
-            |csr: &Csr| macro_scores(&csr.label_counts(counts, n_labels)).map_or(f64::NAN, |m| m.2);
+        let macro_f1 = |csr: &Csr, labels: &MacroLabels| {
+            labels
+                .resampled(&csr.label_counts(counts, n_labels))
+                .map_or(f64::NAN, |m| m.2)
+        };
         vec![
             safe_div(hits[0], total),
             safe_div(hits[1], total),
             micro(sets[0]),
             micro(sets[1]),
-            macro_f1(&label_a),
-            macro_f1(&label_b),
+            macro_f1(&label_a, &macro_a),
+            macro_f1(&label_b, &macro_b),
         ]
     };
-    let point = stat(&vec![1; a.len()]);
+    let point = stat(&ones);
     let boot = resample(a.len(), cfg.bootstrap_samples, cfg.seed, stat);
 
     let n10 = rows.iter().filter(|(ra, rb)| ra.hit && !rb.hit).count() as u64;

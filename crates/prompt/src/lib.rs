@@ -4,3 +4,4 @@
 
 pub mod chat;
 pub mod extract;
+pub mod fit;

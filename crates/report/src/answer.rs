@@ -2,7 +2,9 @@
 //!
 //! "Can a LoRA-finetuned small model beat larger zero-shot models?" is answered by the best model of
 //! each arm on the primary metric, with intervals, and the paired test between them when both were
-//! scored on the same examples. A missing arm is said plainly; nothing is extrapolated.
+//! scored on the same examples. A missing arm is said plainly; nothing is extrapolated. The question
+//! names the zero-shot models it is asked of, and says "larger" only when their recorded parameter
+//! counts show it.
 
 use metrics::{MetricValue, PairedComparison};
 
@@ -29,6 +31,7 @@ pub fn answer(results: &Results) -> Vec<String> {
     let ft = best(ModelKind::Finetuned);
     let zs = best(ModelKind::ZeroShot);
     let bl = best(ModelKind::Baseline);
+    let question = question(results);
     let mut out = Vec::new();
     match (ft, zs) {
         (Some((f, fv)), Some((z, zv))) => {
@@ -61,35 +64,30 @@ pub fn answer(results: &Results) -> Vec<String> {
                 }
             };
             out.push(format!(
-                "Can a LoRA-finetuned small model beat larger zero-shot models? {verdict}. \
-                 The best finetuned model, {}, reaches {label} {} against {} for the best zero-shot \
-                 model, {}.",
-                f.name,
+                "{question} {verdict}. The best finetuned model, {}, reaches {label} {} against {} \
+                 for the best zero-shot model, {}.",
+                sized(f),
                 fmt_value(fv, conf),
                 fmt_value(zv, conf),
                 z.name
             ));
         }
         (Some((f, fv)), None) => out.push(format!(
-            "Can a LoRA-finetuned small model beat larger zero-shot models? This report has no \
-             zero-shot model, so the question cannot be answered yet. The best finetuned model, {}, \
-             reaches {label} {}.",
-            f.name,
+            "{question} This report has no zero-shot model, so the question cannot be answered yet. \
+             The best finetuned model, {}, reaches {label} {}.",
+            sized(f),
             fmt_value(fv, conf)
         )),
         (None, Some((z, zv))) => out.push(format!(
-            "Can a LoRA-finetuned small model beat larger zero-shot models? This report has no \
-             finetuned model, so the question cannot be answered yet. The best zero-shot model, {}, \
-             reaches {label} {}.",
+            "{question} This report has no finetuned model, so the question cannot be answered yet. \
+             The best zero-shot model, {}, reaches {label} {}.",
             z.name,
             fmt_value(zv, conf)
         )),
-        (None, None) => out.push(
-            "Can a LoRA-finetuned small model beat larger zero-shot models? This report has neither \
-             a finetuned nor a zero-shot model, so the question cannot be answered yet; only the \
-             baselines below were run."
-                .to_string(),
-        ),
+        (None, None) => out.push(format!(
+            "{question} This report has neither a finetuned nor a zero-shot model, so the question \
+             cannot be answered yet; only the baselines below were run."
+        )),
     }
     match bl {
         Some((b, bv)) => {
@@ -121,6 +119,63 @@ pub fn answer(results: &Results) -> Vec<String> {
         None => out.push("No baseline is in this report.".to_string()),
     }
     out
+}
+
+/// The research question, asked of the zero-shot models in the report: "larger" only when each of
+/// them has more recorded parameters than every finetuned model (unknown sizes claim nothing).
+fn question(results: &Results) -> String {
+    let arm = |kind: ModelKind| results.models.iter().filter(move |m| m.kind == kind);
+    let largest_finetuned: Option<Option<u64>> = arm(ModelKind::Finetuned)
+        .map(parameters)
+        .reduce(|a, b| a.zip(b).map(|(a, b)| a.max(b)));
+    let zero_shot: Vec<&ModelResult> = arm(ModelKind::ZeroShot).collect();
+    let larger = match largest_finetuned {
+        Some(Some(finetuned)) if !zero_shot.is_empty() => zero_shot
+            .iter()
+            .all(|z| parameters(z).is_some_and(|p| p > finetuned)),
+        _ => false,
+    };
+    let named = if zero_shot.is_empty() {
+        String::new()
+    } else {
+        let names: Vec<String> = zero_shot
+            .iter()
+            .map(|z| match parameters(z) {
+                Some(p) => format!("{}, {}", z.name, fmt_parameters(p)),
+                None => z.name.clone(),
+            })
+            .collect();
+        format!(" (here: {})", names.join("; "))
+    };
+    let larger = if larger { "larger " } else { "" };
+    format!("Can a LoRA-finetuned small model beat {larger}zero-shot models{named}?")
+}
+
+/// Parameter count recorded in the model's `model.json`.
+fn parameters(m: &ModelResult) -> Option<u64> {
+    m.info.as_ref().and_then(|i| i.parameters())
+}
+
+/// The model's name with its parameter count when recorded.
+fn sized(m: &ModelResult) -> String {
+    match parameters(m) {
+        Some(p) => format!("{} ({})", m.name, fmt_parameters(p)),
+        None => m.name.clone(),
+    }
+}
+
+/// `1.7B parameters`, `135M parameters`, `52K parameters`.
+fn fmt_parameters(p: u64) -> String {
+    let p = p as f64;
+    if p >= 1e9 {
+        format!("{:.1}B parameters", p / 1e9)
+    } else if p >= 1e6 {
+        format!("{:.0}M parameters", p / 1e6)
+    } else if p >= 1e3 {
+        format!("{:.0}K parameters", p / 1e3)
+    } else {
+        format!("{p} parameters")
+    }
 }
 
 /// The paired test of `metric` between `a` and `b`, oriented as `a - b`: (diff, p, ci_low, ci_high).

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use metrics::ModelMetrics;
 use serde::de::DeserializeOwned;
-use types::Prediction;
+use types::{Prediction, ADAPTER_DIR};
 
 use crate::files::write_atomic;
 use crate::{Failure, ModelInfo, ModelKind, ReportError, RunInfo, FAILURE_FILE};
@@ -126,7 +126,7 @@ pub fn load_run(dir: &Path) -> Result<LoadedRun, ReportError> {
 fn infer_kind(name: &str, folder: &Path) -> ModelKind {
     if matches!(name, "tfidf" | "most-frequent") {
         ModelKind::Baseline
-    } else if folder.join("adapter").is_dir() {
+    } else if folder.join(ADAPTER_DIR).is_dir() {
         ModelKind::Finetuned
     } else {
         ModelKind::Other

@@ -74,7 +74,7 @@ pub struct RunInfo {
 pub enum ModelKind {
     /// A small model finetuned with LoRA on the training split.
     Finetuned,
-    /// A (larger) model prompted without finetuning.
+    /// A model prompted without finetuning (larger or not: see [`ModelInfo::parameters`]).
     ZeroShot,
     /// A simple baseline (most-frequent, TF-IDF).
     Baseline,
@@ -103,18 +103,47 @@ pub struct ModelInfo {
     /// Dataset spec the predictions were made on, and the split.
     pub dataset: String,
     pub split: String,
-    /// Dataset the predictor was trained on, when it differs from `dataset`.
+    /// Dataset of the training split, when it differs from `dataset`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train_dataset: Option<String>,
+    /// Examples in the training split: what a baseline was fit on. A zero-shot model learns nothing
+    /// from them (they only set the frequency buckets); see [`ModelInfo::training`].
     pub n_train: usize,
     pub n_eval: usize,
     /// Wall-clock seconds of training (baselines) and of prediction.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train_time_s: Option<f64>,
     pub predict_time_s: f64,
-    /// Predictor-specific settings (for example the TF-IDF vocabulary sizes and threshold).
+    /// Predictor-specific settings (for example the TF-IDF vocabulary sizes and threshold; for
+    /// language models the architecture, sizes and `parameters`).
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub details: serde_json::Value,
+}
+
+impl ModelInfo {
+    /// What the predictor learned from, in words that are true for its arm. Only a baseline is fit on
+    /// the training split by the evaluation itself; a zero-shot model learns nothing from it, and a
+    /// finetuned model's adapter was trained before (by `icdtune run` on this training split, or
+    /// anywhere when `icdtune eval --adapter` loads it), so no count is claimed for it.
+    pub fn training(&self) -> String {
+        match self.kind {
+            ModelKind::Baseline => match &self.train_dataset {
+                Some(d) => format!("trained on {} examples of {d}", self.n_train),
+                None => format!("trained on {} examples", self.n_train),
+            },
+            ModelKind::ZeroShot => "zero-shot".into(),
+            ModelKind::Finetuned => "LoRA-finetuned".into(),
+            ModelKind::Other => "training not recorded".into(),
+        }
+    }
+
+    /// Parameters of the (base) model as recorded in `details.parameters`; `None` when not recorded
+    /// (baselines, external predictors, files written before the field existed).
+    pub fn parameters(&self) -> Option<u64> {
+        self.details
+            .get("parameters")
+            .and_then(serde_json::Value::as_u64)
+    }
 }
 
 /// One model in the comparison.

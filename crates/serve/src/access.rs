@@ -36,8 +36,8 @@ pub(crate) async fn access_log(request: Request, next: Next) -> Response {
     response
 }
 
-/// Bounds the whole request, queueing included, and answers 504 with a JSON error when it runs
-/// late. A model call that is already running keeps its slot until it finishes (see admission).
+/// Bounds a request to the page or the health check and answers 504 with a JSON error when it
+/// runs late. `/v1/suggest` bounds its phases itself (see `model_call`).
 pub(crate) async fn deadline(
     State(limit): State<Duration>,
     request: Request,

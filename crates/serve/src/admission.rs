@@ -17,7 +17,8 @@ pub(crate) struct Admission {
 }
 
 /// Both permits of an admitted request. Moved into the blocking model call, so that a request whose
-/// client gave up (deadline) keeps its slot until the model has really finished.
+/// client gave up (deadline) keeps its slot until the model has really stopped: at its next
+/// decoding step once cancelled (see `model_call`), at its end if it cannot be cancelled.
 pub(crate) struct Admitted {
     _place: OwnedSemaphorePermit,
     _running: OwnedSemaphorePermit,

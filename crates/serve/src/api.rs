@@ -2,10 +2,9 @@
 
 use std::time::Instant;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, StatusCode};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,6 +15,7 @@ use types::Candidate;
 
 use crate::access;
 use crate::error::ApiError;
+use crate::model_call;
 use crate::page;
 use crate::AppState;
 
@@ -42,6 +42,13 @@ pub struct SuggestResponse {
     /// Candidates of the model that were not valid codes of the table and were left out; reported so
     /// that a model producing junk is visible rather than silently hidden.
     pub dropped_invalid: usize,
+    /// Tokens of the prompt the model saw, when the model reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens: Option<usize>,
+    /// Characters of `text` removed to fit the model's context (0: used whole); the shortening
+    /// follows the same rule as training (`training.truncate_side`).
+    #[serde(default)]
+    pub truncated_chars: usize,
     /// Server-side time of the request, queueing included.
     pub latency_ms: f64,
 }
@@ -92,19 +99,22 @@ pub struct Health {
 }
 
 pub(crate) fn router(state: AppState) -> Router {
+    // The suggest route bounds each of its phases itself (see `model_call`); a deadline around
+    // the whole request would charge queued requests for the time of the one ahead of them.
     let api = Router::new()
         .route("/v1/suggest", post(suggest))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    Router::new()
+    let pages = Router::new()
         .route("/", get(page::index))
         .route("/healthz", get(health))
-        .merge(api)
-        .fallback(not_found)
-        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
-        .layer(middleware::from_fn_with_state(
+        .route_layer(middleware::from_fn_with_state(
             state.config.request_timeout,
             access::deadline,
-        ))
+        ));
+    Router::new()
+        .merge(pages)
+        .merge(api)
+        .fallback(not_found)
         .layer(middleware::from_fn(access::json_errors))
         .layer(middleware::from_fn(access::access_log))
         .with_state(state)
@@ -155,44 +165,27 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
 
 async fn suggest(
     State(state): State<AppState>,
-    body: Result<Bytes, BytesRejection>,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Json<SuggestResponse>, ApiError> {
     let start = Instant::now();
-    let body = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::payload_too_large(state.config.max_body_bytes),
-        _ => ApiError::invalid_request("the request body could not be read"),
-    })?;
+    let limit = state.config.request_timeout;
+    model_call::require_json(&headers)?;
+    let body = model_call::read_body(&headers, body, state.config.max_body_bytes, limit).await?;
     let (text, top_k) = parse_request(&body, state.config.default_top_k, state.config.max_top_k)?;
-
-    let Some(place) = state.admission.try_enter() else {
-        let occupancy = state.admission.occupancy();
-        tracing::warn!(
-            running = occupancy.running,
-            waiting = occupancy.waiting,
-            "queue full, request refused"
-        );
-        return Err(ApiError::queue_full(occupancy.running, occupancy.waiting));
-    };
-    let admitted = state.admission.run(place).await;
-    let suggester = state.suggester.clone();
+    drop(body);
+    // Refused before the model sees it: no tokenising of text no context can hold.
+    if text.len() > state.config.max_text_bytes {
+        return Err(ApiError::text_too_long(
+            text.len(),
+            state.config.max_text_bytes,
+        ));
+    }
     let chars = text.chars().count();
-    let candidates = tokio::task::spawn_blocking(move || {
-        let _admitted = admitted;
-        suggester.suggest(&text, top_k)
-    })
-    .await
-    .map_err(|_| ApiError::internal("the model call panicked"))?
-    .map_err(|e| {
-        // Clients get the first line (e.g. "exceeds the context"); a backtrace that candle appends
-        // under RUST_BACKTRACE stays in the server log.
-        tracing::error!(error = %e, "suggester failed");
-        let message = e.to_string();
-        let first = message.lines().next().unwrap_or("unknown error");
-        ApiError::internal(format!("the model failed: {first}"))
-    })?;
+    let suggested = model_call::run(&state, text, top_k).await?;
 
-    let returned = candidates.len();
-    let (suggestions, dropped_invalid) = resolve(&state.table, candidates, top_k);
+    let returned = suggested.candidates.len();
+    let (suggestions, dropped_invalid) = resolve(&state.table, suggested.candidates, top_k);
     if dropped_invalid > 0 {
         tracing::warn!(
             dropped_invalid,
@@ -203,6 +196,7 @@ async fn suggest(
     tracing::debug!(
         chars,
         top_k,
+        truncated_chars = suggested.truncated_chars,
         codes = ?suggestions.iter().map(|s| s.code_undotted.as_str()).collect::<Vec<_>>(),
         "suggested"
     );
@@ -212,6 +206,8 @@ async fn suggest(
         top_k,
         suggestions,
         dropped_invalid,
+        prompt_tokens: suggested.prompt_tokens,
+        truncated_chars: suggested.truncated_chars,
         latency_ms: start.elapsed().as_secs_f64() * 1e3,
     }))
 }

@@ -20,7 +20,13 @@ pub struct ServeConfig {
     pub token: Option<Token>,
     /// Largest accepted request body; larger bodies get 413.
     pub max_body_bytes: usize,
-    /// Deadline for a whole request, queueing included; a late request gets 504.
+    /// Largest accepted `text`, in bytes; longer texts get 413 before any tokenising. Texts
+    /// below it but longer than the model's context are shortened by the suggester.
+    pub max_text_bytes: usize,
+    /// Deadline of each phase of a request: reading the body, waiting for a model slot, and
+    /// the model call itself (counted from when the slot is obtained, so that a request queued
+    /// behind a slow one is not charged for its time). A late phase gets 504, and a late model
+    /// call is cancelled at its next decoding step.
     pub request_timeout: Duration,
     /// Model calls running at once. One by default: a model already uses every CPU thread.
     pub max_running: usize,
@@ -38,6 +44,7 @@ impl Default for ServeConfig {
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 8181)),
             token: None,
             max_body_bytes: 64 * 1024,
+            max_text_bytes: types::MAX_TEXT_BYTES,
             request_timeout: Duration::from_secs(60),
             max_running: 1,
             max_waiting: 8,
@@ -66,8 +73,11 @@ impl ServeConfig {
         if self.max_running == 0 {
             return Err(invalid("max_running", "must be at least 1"));
         }
-        if self.max_body_bytes == 0 {
-            return Err(invalid("max_body_bytes", "must be at least 1"));
+        if self.max_body_bytes == 0 || self.max_text_bytes == 0 {
+            return Err(invalid(
+                "max_body_bytes/max_text_bytes",
+                "must be at least 1",
+            ));
         }
         if self.request_timeout.is_zero() {
             return Err(invalid("request_timeout", "must be longer than zero"));

@@ -52,6 +52,33 @@ impl ApiError {
         )
     }
 
+    pub fn text_too_long(bytes: usize, limit: usize) -> ApiError {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "text_too_long",
+            format!("field `text` has {bytes} bytes, more than the limit of {limit} bytes"),
+        )
+    }
+
+    pub fn unsupported_media_type() -> ApiError {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "the body must be JSON: send Content-Type: application/json",
+        )
+    }
+
+    pub fn queue_timeout(limit: Duration) -> ApiError {
+        ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "queue_timeout",
+            format!(
+                "no model slot became free within {} ms; retry later",
+                limit.as_millis()
+            ),
+        )
+    }
+
     pub fn malformed_json(message: String) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", message)
     }

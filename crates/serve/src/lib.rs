@@ -17,6 +17,7 @@ mod api;
 mod config;
 mod error;
 mod load;
+mod model_call;
 mod page;
 mod suggester;
 
@@ -32,7 +33,7 @@ pub use api::{ChapterInfo, Health, SuggestRequest, SuggestResponse, Suggestion};
 pub use config::{ServeConfig, Token};
 pub use error::{ErrorBody, ErrorDetail};
 pub use load::{load_test, LoadError, LoadReport};
-pub use suggester::{SuggestError, Suggester};
+pub use suggester::{SuggestError, Suggested, Suggester};
 
 use admission::Admission;
 

@@ -1,6 +1,8 @@
 //! The one thing the server needs from a model. The binary joins this trait to the real model; tests
 //! use a fake, so that the server's behaviour is tested in milliseconds without any model crate.
 
+use std::sync::atomic::AtomicBool;
+
 use types::Candidate;
 
 /// A source of ranked ICD-10 code suggestions for a dialogue.
@@ -13,8 +15,40 @@ pub trait Suggester: Send + Sync + 'static {
     /// checks every code against the code table and drops (and counts) invalid ones.
     fn suggest(&self, text: &str, top_k: usize) -> Result<Vec<Candidate>, SuggestError>;
 
+    /// [`Suggester::suggest`] that stops early once `cancel` is set: the server sets it when the
+    /// request's deadline passes or its client goes away, and the slot is held until this
+    /// returns, so an implementation should check the flag at every decoding step and return
+    /// [`SuggestError::cancelled`]. It also reports how the text was fitted to the model.
+    ///
+    /// The default ignores the flag (the computation runs to its end) and reports nothing about
+    /// fitting; model-backed suggesters override it.
+    fn suggest_cancellable(
+        &self,
+        text: &str,
+        top_k: usize,
+        cancel: &AtomicBool,
+    ) -> Result<Suggested, SuggestError> {
+        let _ = cancel;
+        Ok(Suggested {
+            candidates: self.suggest(text, top_k)?,
+            prompt_tokens: None,
+            truncated_chars: 0,
+        })
+    }
+
     /// Name of the model shown by `/healthz` and in every response, e.g. `SmolLM2-135M-Instruct+lora`.
     fn model_name(&self) -> &str;
+}
+
+/// Candidates with what was done to the text to fit the model.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Suggested {
+    /// Best first, as [`Suggester::suggest`] returns them.
+    pub candidates: Vec<Candidate>,
+    /// Tokens of the prompt the model saw, when the suggester knows.
+    pub prompt_tokens: Option<usize>,
+    /// Characters of the text removed to fit the model's context (0: the text was used whole).
+    pub truncated_chars: usize,
 }
 
 /// Why a suggester could not answer. The message is returned to the client and logged, so it must
@@ -23,12 +57,26 @@ pub trait Suggester: Send + Sync + 'static {
 #[error("{message}")]
 pub struct SuggestError {
     message: String,
+    cancelled: bool,
 }
 
 impl SuggestError {
     pub fn new(message: impl Into<String>) -> SuggestError {
         SuggestError {
             message: message.into(),
+            cancelled: false,
         }
+    }
+
+    /// The computation stopped because the server set the cancel flag.
+    pub fn cancelled() -> SuggestError {
+        SuggestError {
+            message: "cancelled".into(),
+            cancelled: true,
+        }
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled
     }
 }

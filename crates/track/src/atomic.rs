@@ -1,62 +1,24 @@
-//! Crash-safe file writes for run outputs.
-//!
-//! Whole files (JSON, TOML, whole JSONL files) are written to a temporary file in the same directory and
-//! renamed over the target, so a reader or a resumed run sees the old file or the new one, never half of
-//! one. Logs that grow during training are appended line by line and flushed per line; a line torn by a
-//! kill is cut off when the log is reopened, and skipped when it is read.
+//! Run outputs written through [`persist`], the one implementation of crash-safe files (temp file,
+//! fsync, rename, fsync of the folder; line-flushed JSONL logs), with errors as [`TrackError`]s
+//! naming the file.
 
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::marker::PhantomData;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub use persist::JsonlAppender;
+
 use crate::error::{io_err, Result, TrackError};
 
-/// Distinguishes temp files of concurrent writers in one process (threads writing sibling files).
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Writes `bytes` to `path` atomically: temp file in the same directory, fsync, rename.
+/// Writes `bytes` to `path` atomically (see [`persist::write_atomic`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let file_name = path.file_name().ok_or_else(|| TrackError::Io {
-        action: "write",
-        path: path.to_path_buf(),
-        source: std::io::Error::other("path has no file name"),
-    })?;
-    let temp = dir.join(format!(
-        ".{}.{}.{}.tmp",
-        file_name.to_string_lossy(),
-        std::process::id(),
-        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| {
-        let mut file = File::create(&temp).map_err(io_err("create", &temp))?;
-        file.write_all(bytes).map_err(io_err("write", &temp))?;
-        file.sync_all().map_err(io_err("sync", &temp))?;
-        std::fs::rename(&temp, path).map_err(io_err("rename into place", path))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result
+    persist::write_atomic(path, bytes).map_err(io_err("write", path))
 }
 
 /// Writes `value` as pretty JSON with a trailing newline, atomically.
 pub fn write_json_atomic<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
-    let mut bytes = serde_json::to_vec_pretty(value).map_err(|source| TrackError::Json {
-        path: path.to_path_buf(),
-        line: None,
-        source,
-    })?;
-    bytes.push(b'\n');
-    write_atomic(path, &bytes)
+    persist::write_json_atomic(path, value).map_err(io_err("write", path))
 }
 
 /// Writes every record as one JSON line, atomically (the whole file at once).
@@ -64,16 +26,13 @@ pub fn write_jsonl_atomic<'a, T: Serialize + 'a>(
     path: &Path,
     records: impl IntoIterator<Item = &'a T>,
 ) -> Result<()> {
-    let mut bytes = Vec::new();
-    for (i, record) in records.into_iter().enumerate() {
-        serde_json::to_writer(&mut bytes, record).map_err(|source| TrackError::Json {
-            path: path.to_path_buf(),
-            line: Some(i + 1),
-            source,
-        })?;
-        bytes.push(b'\n');
-    }
-    write_atomic(path, &bytes)
+    Ok(persist::write_jsonl_atomic(path, records)?)
+}
+
+/// Reads a JSONL file; a torn last line (a killed appender) is dropped, any other bad line is an
+/// error naming it (see [`persist::read_jsonl`]).
+pub fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
+    Ok(persist::read_jsonl(path)?)
 }
 
 /// Reads a JSON file written by [`write_json_atomic`].
@@ -86,238 +45,50 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
     })
 }
 
-/// Reads a JSONL file. A final line without its newline is what a killed appender leaves behind; it is
-/// dropped (with a warning) rather than failing a resume. Any other bad line is an error naming it.
-pub fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
-    let file = File::open(path).map_err(io_err("open", path))?;
-    let mut reader = BufReader::new(file);
-    let mut out = Vec::new();
-    let mut line = String::new();
-    let mut number = 0;
-    loop {
-        line.clear();
-        let n = reader.read_line(&mut line).map_err(io_err("read", path))?;
-        if n == 0 {
-            break;
-        }
-        number += 1;
-        if !line.ends_with('\n') {
-            tracing::warn!(path = %path.display(), line = number, "dropping torn last line");
-            break;
-        }
-        if line.trim().is_empty() {
-            continue;
-        }
-        out.push(
-            serde_json::from_str(&line).map_err(|source| TrackError::Json {
-                path: path.to_path_buf(),
-                line: Some(number),
-                source,
-            })?,
-        );
-    }
-    Ok(out)
-}
-
-/// Appends records of one type to a JSONL file, one flushed line per record, for logs that must survive
-/// a kill mid-run (`train_log.jsonl`).
-#[derive(Debug)]
-pub struct JsonlAppender<T> {
-    path: PathBuf,
-    file: File,
-    _record: PhantomData<fn(&T)>,
-}
-
-impl<T: Serialize> JsonlAppender<T> {
-    /// Opens (creating if needed) `path` for appending. A torn last line left by a killed writer is cut
-    /// off first, so the next record starts on a line of its own.
-    pub fn open(path: &Path) -> Result<Self> {
-        let mut file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(io_err("open", path))?;
-        let keep = complete_prefix_len(&mut file).map_err(io_err("read", path))?;
-        let len = file.metadata().map_err(io_err("stat", path))?.len();
-        if keep < len {
-            tracing::warn!(path = %path.display(), bytes = len - keep, "cutting torn last line");
-            file.set_len(keep).map_err(io_err("truncate", path))?;
-        }
-        file.seek(SeekFrom::End(0)).map_err(io_err("seek", path))?;
-        Ok(JsonlAppender {
-            path: path.to_path_buf(),
-            file,
-            _record: PhantomData,
-        })
-    }
-
-    /// Writes one record as one line and flushes it to the OS, so a kill after this returns keeps it.
-    pub fn append(&mut self, record: &T) -> Result<()> {
-        let mut line = serde_json::to_vec(record).map_err(|source| TrackError::Json {
-            path: self.path.clone(),
-            line: None,
-            source,
-        })?;
-        line.push(b'\n');
-        self.file
-            .write_all(&line)
-            .map_err(io_err("append to", &self.path))?;
-        self.file.flush().map_err(io_err("flush", &self.path))
-    }
-
-    /// Forces appended lines to disk (call at checkpoints; per-line fsync would dominate small steps).
-    pub fn sync(&mut self) -> Result<()> {
-        self.file.sync_data().map_err(io_err("sync", &self.path))
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-/// Length of the file up to and including its last newline.
-fn complete_prefix_len(file: &mut File) -> std::io::Result<u64> {
-    let len = file.metadata()?.len();
-    if len == 0 {
-        return Ok(0);
-    }
-    // Scan backwards in blocks for the last '\n'.
-    let mut end = len;
-    let mut buf = vec![0u8; 64 * 1024];
-    while end > 0 {
-        let start = end.saturating_sub(buf.len() as u64);
-        let chunk = &mut buf[..(end - start) as usize];
-        file.seek(SeekFrom::Start(start))?;
-        file.read_exact(chunk)?;
-        if let Some(pos) = chunk.iter().rposition(|&b| b == b'\n') {
-            return Ok(start + pos as u64 + 1);
-        }
-        end = start;
-    }
-    Ok(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde::Deserialize;
-
-    #[derive(Debug, PartialEq, Serialize, Deserialize)]
-    struct Rec {
-        step: u64,
-        loss: f64,
-    }
-
-    fn temp_files(dir: &Path) -> Vec<String> {
-        std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".tmp"))
-            .collect()
-    }
 
     #[test]
-    fn atomic_write_replaces_whole_file_and_leaves_no_temp() {
+    fn json_round_trips_through_the_shared_writer() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("metrics.json");
-        write_json_atomic(&path, &Rec { step: 1, loss: 0.5 }).unwrap();
-        write_json_atomic(
-            &path,
-            &Rec {
-                step: 2,
-                loss: 0.25,
-            },
-        )
-        .unwrap();
-        let back: Rec = read_json(&path).unwrap();
-        assert_eq!(
-            back,
-            Rec {
-                step: 2,
-                loss: 0.25
-            }
-        );
-        assert!(std::fs::read_to_string(&path).unwrap().ends_with("}\n"));
-        assert!(temp_files(dir.path()).is_empty());
+        write_json_atomic(&path, &serde_json::json!({"exact_match": 0.5})).unwrap();
+        let back: serde_json::Value = read_json(&path).unwrap();
+        assert_eq!(back["exact_match"], 0.5);
     }
 
     #[test]
-    fn failed_atomic_write_keeps_the_old_file_and_cleans_up() {
+    fn a_failed_write_is_an_io_error_naming_the_target() {
         let dir = tempfile::tempdir().unwrap();
-        // A directory in the way makes the rename fail after the temp file was written.
+        // A non-empty folder in the way makes the rename fail.
         let target = dir.path().join("taken");
         std::fs::create_dir(&target).unwrap();
         std::fs::write(target.join("inside"), "x").unwrap();
         let err = write_atomic(&target, b"new").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                TrackError::Io {
+                    action: "write",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         assert!(err.to_string().contains("taken"), "{err}");
-        assert!(target.is_dir());
-        assert!(temp_files(dir.path()).is_empty());
     }
 
     #[test]
-    fn jsonl_whole_file_round_trips() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("p.jsonl");
-        let recs = [Rec { step: 1, loss: 1.0 }, Rec { step: 2, loss: 0.5 }];
-        write_jsonl_atomic(&path, &recs).unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 2);
-        assert_eq!(read_jsonl::<Rec>(&path).unwrap(), recs);
-    }
-
-    #[test]
-    fn appender_survives_reopen_and_repairs_a_torn_tail() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("train_log.jsonl");
-        {
-            let mut log = JsonlAppender::open(&path).unwrap();
-            log.append(&Rec { step: 1, loss: 2.0 }).unwrap();
-            log.append(&Rec { step: 2, loss: 1.5 }).unwrap();
-        }
-        // Simulate a kill in the middle of writing step 3.
-        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
-        f.write_all(br#"{"step":3,"lo"#).unwrap();
-        drop(f);
-        assert_eq!(
-            read_jsonl::<Rec>(&path).unwrap().len(),
-            2,
-            "reader skips the torn line"
-        );
-
-        let mut log = JsonlAppender::open(&path).unwrap();
-        log.append(&Rec { step: 3, loss: 1.0 }).unwrap();
-        log.sync().unwrap();
-        let all = read_jsonl::<Rec>(&path).unwrap();
-        assert_eq!(
-            all.iter().map(|r| r.step).collect::<Vec<_>>(),
-            vec![1, 2, 3]
-        );
-    }
-
-    #[test]
-    fn appender_cuts_a_torn_only_line() {
+    fn a_bad_jsonl_line_is_a_json_error_naming_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log.jsonl");
-        std::fs::write(&path, b"{\"st").unwrap();
-        let mut log = JsonlAppender::open(&path).unwrap();
-        log.append(&Rec { step: 1, loss: 1.0 }).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(&path).unwrap(),
-            "{\"step\":1,\"loss\":1.0}\n"
+        std::fs::write(&path, "{\"a\":1}\nnot json\n").unwrap();
+        let err = read_jsonl::<serde_json::Value>(&path).unwrap_err();
+        assert!(
+            matches!(err, TrackError::Json { line: Some(2), .. }),
+            "{err:?}"
         );
-    }
-
-    #[test]
-    fn bad_middle_line_is_an_error_naming_file_and_line() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("log.jsonl");
-        std::fs::write(
-            &path,
-            "{\"step\":1,\"loss\":1.0}\nnot json\n{\"step\":2,\"loss\":1.0}\n",
-        )
-        .unwrap();
-        let err = read_jsonl::<Rec>(&path).unwrap_err().to_string();
-        assert!(err.contains("log.jsonl") && err.contains("line 2"), "{err}");
+        assert!(err.to_string().contains("log.jsonl"), "{err}");
     }
 }

@@ -83,6 +83,26 @@ pub enum TrackError {
 
 pub type Result<T, E = TrackError> = std::result::Result<T, E>;
 
+/// The shared JSONL code's errors keep their file, action and line as this crate's own variants.
+impl From<persist::JsonlError> for TrackError {
+    fn from(e: persist::JsonlError) -> Self {
+        match e {
+            persist::JsonlError::Io {
+                action,
+                path,
+                source,
+            } => TrackError::Io {
+                action,
+                path,
+                source,
+            },
+            persist::JsonlError::Json { path, line, source } => {
+                TrackError::Json { path, line, source }
+            }
+        }
+    }
+}
+
 /// Attaches the path to an I/O error; every file operation in the crate goes through this.
 pub(crate) fn io_err(
     action: &'static str,

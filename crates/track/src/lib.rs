@@ -14,6 +14,7 @@ mod error;
 mod hash;
 mod manifest;
 pub mod mlflow;
+mod model_dir;
 mod run_dir;
 
 pub use atomic::{
@@ -28,7 +29,8 @@ pub use manifest::{
     ModelRole, SplitRecord, MANIFEST_SCHEMA_VERSION,
 };
 pub use mlflow::{Metric, RunStatus, TrackedRun, Tracker, TrackerOptions};
+pub use model_dir::{ModelDir, StageMarker, StageOutput};
 pub use run_dir::{
-    FoundAdapter, ModelDir, RunDir, StageMarker, StageOutput, TrackingRecord, TrainLogEntry,
-    ADAPTER_DIR, CONFIG_FILE, MANIFEST_FILE, TRACKING_FILE, TRAIN_LOG_FILE,
+    FoundAdapter, RunDir, TrackingRecord, CONFIG_FILE, MANIFEST_FILE, TRACKING_FILE,
 };
+pub use types::{TrainLogEntry, ADAPTER_DIR, TRAIN_LOG_FILE};

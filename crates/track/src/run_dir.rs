@@ -14,20 +14,17 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::atomic::{
-    read_json, read_jsonl, write_atomic, write_json_atomic, write_jsonl_atomic, JsonlAppender,
-};
+use types::ADAPTER_DIR;
+
+use crate::atomic::{read_json, write_atomic, write_json_atomic};
 use crate::error::{io_err, Result, TrackError};
-use crate::hash::{sha256_bytes, sha256_file, sha256_tree};
+use crate::hash::{sha256_bytes, sha256_tree};
 use crate::manifest::{Manifest, SplitRecord, MANIFEST_SCHEMA_VERSION};
+use crate::model_dir::{ModelDir, STAGES_DIR};
 
 pub const CONFIG_FILE: &str = "config.resolved.toml";
 pub const MANIFEST_FILE: &str = "manifest.json";
-pub const TRAIN_LOG_FILE: &str = "train_log.jsonl";
 pub const TRACKING_FILE: &str = "tracking.json";
-/// The PEFT adapter folder inside a model folder.
-pub const ADAPTER_DIR: &str = "adapter";
-const STAGES_DIR: &str = ".stages";
 
 /// One run's directory. Cheap to clone; all writes are atomic or line-flushed.
 #[derive(Debug, Clone)]
@@ -241,10 +238,7 @@ impl RunDir {
         check_name("model", name)?;
         let path = self.path.join(name);
         std::fs::create_dir_all(path.join(STAGES_DIR)).map_err(io_err("create", &path))?;
-        Ok(ModelDir {
-            path,
-            name: name.to_string(),
-        })
+        Ok(ModelDir::new(path, name))
     }
 
     /// Names of the model folders present (sorted).
@@ -265,11 +259,7 @@ impl RunDir {
     /// Asking creates nothing.
     pub fn stage_done(&self, model: &str, stage: &str) -> Result<bool> {
         check_name("model", model)?;
-        let dir = ModelDir {
-            path: self.path.join(model),
-            name: model.to_string(),
-        };
-        dir.stage_done(stage)
+        ModelDir::new(self.path.join(model), model).stage_done(stage)
     }
 
     /// Marks `stage` of `model` finished (see [`ModelDir::mark_stage_done`]).
@@ -289,128 +279,6 @@ pub struct FoundAdapter {
     pub sha256: String,
 }
 
-/// One model's folder inside a run.
-#[derive(Debug, Clone)]
-pub struct ModelDir {
-    path: PathBuf,
-    name: String,
-}
-
-impl ModelDir {
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Path of a file or folder in this model's folder (`adapter`, `predictions.jsonl`).
-    pub fn join(&self, file_name: &str) -> Result<PathBuf> {
-        Ok(self.path.join(checked_file_name(file_name)?))
-    }
-
-    /// Where this model's PEFT adapter lives (`<model>/adapter`).
-    pub fn adapter_path(&self) -> PathBuf {
-        self.path.join(ADAPTER_DIR)
-    }
-
-    /// Writes `metrics.json` and similar atomically; returns the path.
-    pub fn write_json<T: Serialize + ?Sized>(&self, file_name: &str, value: &T) -> Result<PathBuf> {
-        let path = self.join(file_name)?;
-        write_json_atomic(&path, value)?;
-        Ok(path)
-    }
-
-    /// Writes a whole JSONL file (`predictions.jsonl`) atomically; returns the path.
-    pub fn write_jsonl<'a, T: Serialize + 'a>(
-        &self,
-        file_name: &str,
-        records: impl IntoIterator<Item = &'a T>,
-    ) -> Result<PathBuf> {
-        let path = self.join(file_name)?;
-        write_jsonl_atomic(&path, records)?;
-        Ok(path)
-    }
-
-    /// Opens `train_log.jsonl` for appending. Only [`TrainLogEntry`] records (numbers) can go in.
-    pub fn train_log(&self) -> Result<JsonlAppender<TrainLogEntry>> {
-        JsonlAppender::open(&self.path.join(TRAIN_LOG_FILE))
-    }
-
-    /// The entries of `train_log.jsonl` (empty when training has not started).
-    pub fn read_train_log(&self) -> Result<Vec<TrainLogEntry>> {
-        let path = self.path.join(TRAIN_LOG_FILE);
-        if !path.exists() {
-            return Ok(Vec::new());
-        }
-        read_jsonl(&path)
-    }
-
-    /// True when `stage` was marked done and every output it listed still exists with the recorded
-    /// hash; a marker whose outputs changed or vanished counts as not done (and is logged).
-    pub fn stage_done(&self, stage: &str) -> Result<bool> {
-        let marker_path = self.marker_path(stage)?;
-        if !marker_path.exists() {
-            return Ok(false);
-        }
-        let marker: StageMarker = read_json(&marker_path)?;
-        for output in &marker.outputs {
-            let path = self.path.join(&output.path);
-            let current = if path.is_dir() {
-                sha256_tree(&path).ok()
-            } else {
-                sha256_file(&path).ok()
-            };
-            if current.as_deref() != Some(output.sha256.as_str()) {
-                tracing::warn!(model = %self.name, stage, output = %output.path, "stage output changed or missing; stage will run again");
-                return Ok(false);
-            }
-        }
-        Ok(true)
-    }
-
-    /// Records that `stage` finished, with the hashes of its `outputs` (files or folders relative to
-    /// this model's folder). Call it after the outputs were written.
-    pub fn mark_stage_done(&self, stage: &str, outputs: &[&str]) -> Result<()> {
-        let marker_path = self.marker_path(stage)?;
-        let mut records = Vec::with_capacity(outputs.len());
-        for &output in outputs {
-            check_relative(output)?;
-            let path = self.path.join(output);
-            let sha256 = if path.is_dir() {
-                sha256_tree(&path)?
-            } else {
-                sha256_file(&path)?
-            };
-            records.push(StageOutput {
-                path: output.to_string(),
-                sha256,
-            });
-        }
-        let marker = StageMarker {
-            stage: stage.to_string(),
-            finished_utc: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            outputs: records,
-        };
-        write_json_atomic(&marker_path, &marker)
-    }
-
-    /// Forgets that `stage` finished (`--force`). Missing markers are fine.
-    pub fn clear_stage(&self, stage: &str) -> Result<()> {
-        let path = self.marker_path(stage)?;
-        match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err("remove", path)(e)),
-            _ => Ok(()),
-        }
-    }
-
-    fn marker_path(&self, stage: &str) -> Result<PathBuf> {
-        check_name("stage", stage)?;
-        Ok(self.path.join(STAGES_DIR).join(format!("{stage}.json")))
-    }
-}
-
 /// `tracking.json`: the MLflow runs of this run directory, so that a resumed run continues them
 /// ([`crate::Tracker::resume`]) instead of starting new ones.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -422,47 +290,6 @@ pub struct TrackingRecord {
     pub parent_run_id: String,
     /// Model name -> child run id.
     pub children: BTreeMap<String, String>,
-}
-
-/// One line of `train_log.jsonl`. Numbers only, so that a training log can never carry example text.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TrainLogEntry {
-    /// Optimiser step (1-based).
-    pub step: u64,
-    /// Fractional epoch at this step.
-    pub epoch: f64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub train_loss: Option<f64>,
-    /// Present on steps where validation ran.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub val_loss: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub learning_rate: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub grad_norm: Option<f64>,
-    /// Supervised (answer) tokens seen so far.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tokens: Option<u64>,
-    /// Seconds since training started.
-    pub elapsed_s: f64,
-}
-
-/// `.stages/<stage>.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StageMarker {
-    pub stage: String,
-    pub finished_utc: String,
-    pub outputs: Vec<StageOutput>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StageOutput {
-    /// Relative to the model folder.
-    pub path: String,
-    pub sha256: String,
 }
 
 /// First 8 hex digits of the config's sha256: short enough for a folder name, long enough to tell
@@ -481,7 +308,8 @@ fn run_sort_key(name: &str) -> (String, u32) {
     }
 }
 
-fn check_name(what: &'static str, name: &str) -> Result<()> {
+/// Names key folders and files: `[A-Za-z0-9._-]`, no leading dot, at most 100 characters.
+pub(crate) fn check_name(what: &'static str, name: &str) -> Result<()> {
     let reason = if name.is_empty() {
         Some("empty")
     } else if name.len() > 100 {
@@ -506,25 +334,9 @@ fn check_name(what: &'static str, name: &str) -> Result<()> {
     }
 }
 
-fn checked_file_name(name: &str) -> Result<&str> {
+pub(crate) fn checked_file_name(name: &str) -> Result<&str> {
     check_name("file", name)?;
     Ok(name)
-}
-
-fn check_relative(path: &str) -> Result<()> {
-    let bad = path.is_empty()
-        || Path::new(path).is_absolute()
-        || path
-            .split('/')
-            .any(|c| c.is_empty() || c == "." || c == ".." || c.starts_with('.'));
-    if bad {
-        return Err(TrackError::InvalidName {
-            what: "stage output",
-            name: path.to_string(),
-            reason: "must be a relative path inside the model folder",
-        });
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -641,122 +453,6 @@ mod tests {
         run.model("smollm2-135m_lora.v1").unwrap();
         run.model("qwen").unwrap();
         assert_eq!(run.models().unwrap(), vec!["qwen", "smollm2-135m_lora.v1"]);
-    }
-
-    #[test]
-    fn stage_markers_skip_only_while_outputs_are_unchanged() {
-        let out = tempfile::tempdir().unwrap();
-        let run = RunDir::create(out.path(), CONFIG).unwrap();
-        let model = run.model("smol").unwrap();
-        assert!(!run.stage_done("smol", "train").unwrap());
-
-        std::fs::create_dir(model.join("adapter").unwrap()).unwrap();
-        std::fs::write(
-            model
-                .join("adapter")
-                .unwrap()
-                .join("adapter_model.safetensors"),
-            b"w1",
-        )
-        .unwrap();
-        model
-            .write_json("metrics.json", &serde_json::json!({"exact_match": 0.5}))
-            .unwrap();
-        run.mark_stage_done("smol", "train", &["adapter", "metrics.json"])
-            .unwrap();
-        assert!(run.stage_done("smol", "train").unwrap());
-        assert!(
-            !run.stage_done("smol", "eval").unwrap(),
-            "other stages unaffected"
-        );
-        assert!(
-            !run.stage_done("other", "train").unwrap(),
-            "other models unaffected"
-        );
-        assert!(!run.path().join("other").exists(), "asking creates nothing");
-
-        // A reopened run directory sees the marker (resume after a kill).
-        let reopened = RunDir::open(run.path()).unwrap();
-        assert!(reopened.stage_done("smol", "train").unwrap());
-
-        // Changed output: the stage must run again.
-        std::fs::write(
-            model
-                .join("adapter")
-                .unwrap()
-                .join("adapter_model.safetensors"),
-            b"w2",
-        )
-        .unwrap();
-        assert!(!run.stage_done("smol", "train").unwrap());
-        run.mark_stage_done("smol", "train", &["adapter", "metrics.json"])
-            .unwrap();
-        assert!(run.stage_done("smol", "train").unwrap());
-
-        // Vanished output.
-        std::fs::remove_file(model.join("metrics.json").unwrap()).unwrap();
-        assert!(!run.stage_done("smol", "train").unwrap());
-
-        // --force.
-        model
-            .write_json("metrics.json", &serde_json::json!({"exact_match": 0.5}))
-            .unwrap();
-        assert!(run.stage_done("smol", "train").unwrap());
-        model.clear_stage("train").unwrap();
-        assert!(!run.stage_done("smol", "train").unwrap());
-        model.clear_stage("train").unwrap();
-    }
-
-    #[test]
-    fn stage_outputs_must_stay_inside_the_model_folder() {
-        let out = tempfile::tempdir().unwrap();
-        let run = RunDir::create(out.path(), CONFIG).unwrap();
-        for bad in [
-            "../config.resolved.toml",
-            "/etc/passwd",
-            "",
-            "a//b",
-            ".stages/x.json",
-        ] {
-            assert!(run.mark_stage_done("m", "s", &[bad]).is_err(), "{bad}");
-        }
-        assert!(run.mark_stage_done("m", "s", &["missing.json"]).is_err());
-        assert!(!run.stage_done("m", "s").unwrap());
-        // A stage without outputs (e.g. a recorded failure) is allowed.
-        run.mark_stage_done("m", "s", &[]).unwrap();
-        assert!(run.stage_done("m", "s").unwrap());
-    }
-
-    #[test]
-    fn train_log_appends_across_reopen_and_reads_back() {
-        let out = tempfile::tempdir().unwrap();
-        let run = RunDir::create(out.path(), CONFIG).unwrap();
-        let model = run.model("smol").unwrap();
-        assert!(model.read_train_log().unwrap().is_empty());
-        let entry = |step| TrainLogEntry {
-            step,
-            epoch: step as f64 / 10.0,
-            train_loss: Some(2.0 / step as f64),
-            val_loss: (step % 2 == 0).then_some(1.0),
-            learning_rate: Some(2e-4),
-            grad_norm: None,
-            tokens: Some(step * 100),
-            elapsed_s: step as f64,
-        };
-        {
-            let mut log = model.train_log().unwrap();
-            log.append(&entry(1)).unwrap();
-            log.append(&entry(2)).unwrap();
-        }
-        let mut log = model.train_log().unwrap();
-        log.append(&entry(3)).unwrap();
-        let back = model.read_train_log().unwrap();
-        assert_eq!(back, vec![entry(1), entry(2), entry(3)]);
-        let text = std::fs::read_to_string(model.join(TRAIN_LOG_FILE).unwrap()).unwrap();
-        assert!(
-            !text.lines().next().unwrap().contains("val_loss"),
-            "absent values are omitted: {text}"
-        );
     }
 
     #[test]

@@ -9,12 +9,13 @@
 //! steps). Peak memory is measured from outside (the script runs this under `/usr/bin/time -v`).
 //!
 //! `BENCH_FORWARD=reference` times the reference forward instead; `BENCH_RECOMPUTE=1` turns on
-//! activation recomputation.
+//! activation recomputation; `BENCH_KERNELS=portable` runs the fast forward on the portable ops
+//! (what GPUs run) instead of the CPU kernels.
 
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use config::TrainForward;
+use config::{KernelChoice, TrainForward};
 use lm::{LoadOptions, LoraSpec, Model};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -63,6 +64,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         _ => TrainForward::Fast,
     };
     let recompute = std::env::var("BENCH_RECOMPUTE").is_ok_and(|v| v == "1");
+    let kernels = match std::env::var("BENCH_KERNELS").as_deref() {
+        Ok("portable") => KernelChoice::Portable,
+        _ => KernelChoice::Auto,
+    };
 
     let load_start = Instant::now();
     let mut model = Model::load(path.as_ref(), &LoadOptions::default())?;
@@ -84,6 +89,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         forward,
         recompute,
         dropout: None,
+        kernels,
     };
     let mut timed = Vec::new();
     for i in 0..warmup + steps {
@@ -97,7 +103,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let total: f64 = timed.iter().sum();
     let tokens = (ROWS * WIDTH * steps) as f64;
     println!(
-        "{{\"impl\":\"icdtune\",\"forward\":\"{}\",\"recompute\":{recompute},\"steps\":{steps},\"load_s\":{load_s:.2},\"step_s\":{:?},\"tokens_per_s\":{:.1}}}",
+        "{{\"impl\":\"icdtune\",\"forward\":\"{}\",\"kernels\":\"{kernels:?}\",\"recompute\":{recompute},\"steps\":{steps},\"load_s\":{load_s:.2},\"step_s\":{:?},\"tokens_per_s\":{:.1}}}",
         match forward {
             TrainForward::Fast => "fast",
             TrainForward::Reference => "reference",

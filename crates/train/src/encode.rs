@@ -4,18 +4,19 @@
 //! prompt + completion are encoded once as a whole ([`Tokenizer::encode_split`]) so the loss span
 //! is exactly the completion: the answer and the end-of-turn marker, nothing of the prompt. Text the
 //! template writes after the end-of-turn marker is not part of the example (never trained on).
-//! Over-long dialogues are shortened from the configured side with a visible marker; the answer is
-//! never cut.
+//! Over-long dialogues are fitted by [`prompt::fit::fit_prompt`], the function inference fits
+//! with, under the policy `max_seq_len` + `truncate_side` + room for the answer; the answer is
+//! never cut, and an evaluation with the same settings asks the model exactly this prompt.
 
 use config::TruncateSide;
-use prompt::chat::ChatPrompt;
+use prompt::chat::{ChatError, ChatPrompt};
+use prompt::fit::{ContextPolicy, FitError};
 use tokenize::Tokenizer;
 use types::Example;
 
 use crate::error::{Result, TrainError};
 
-/// What replaces the removed part of a shortened dialogue.
-pub const TRUNCATION_MARKER: &str = " [...] ";
+pub use prompt::fit::TRUNCATION_MARKER;
 
 /// One example ready for batching: `ids[..loss_start]` is the prompt (no loss),
 /// `ids[loss_start..]` the completion (loss on every token, the end-of-turn token included).
@@ -40,6 +41,19 @@ impl EncodedExample {
 pub struct EncodeOptions {
     pub max_seq_len: usize,
     pub truncate_side: TruncateSide,
+}
+
+impl EncodeOptions {
+    /// The context policy these settings stand for: `max_seq_len` tokens (the caller bounds it
+    /// by the model's context) with [`prompt::fit::ANSWER_ROOM`] kept for the answer. Inference
+    /// builds the same policy from the same config values (`ContextPolicy::new`).
+    pub fn policy(&self) -> ContextPolicy {
+        ContextPolicy {
+            max_tokens: self.max_seq_len,
+            answer_room: prompt::fit::ANSWER_ROOM,
+            side: self.truncate_side,
+        }
+    }
 }
 
 /// Encoded examples plus how many had to be shortened (reported to the user).
@@ -80,30 +94,16 @@ fn encode_text(
     Ok((split.ids, split.split))
 }
 
-/// The dialogue with `keep` of its characters left, the rest replaced by the marker.
-fn shorten(chars: &[char], keep: usize, side: TruncateSide) -> String {
-    let n = chars.len();
-    let s = |r: &[char]| r.iter().collect::<String>();
-    match side {
-        TruncateSide::Left => format!(
-            "{}{}",
-            TRUNCATION_MARKER.trim_start(),
-            s(&chars[n - keep..])
-        ),
-        TruncateSide::Right => format!("{}{}", s(&chars[..keep]), TRUNCATION_MARKER.trim_end()),
-        TruncateSide::Middle => {
-            let head = keep / 2;
-            let tail = keep - head;
-            format!(
-                "{}{TRUNCATION_MARKER}{}",
-                s(&chars[..head]),
-                s(&chars[n - tail..])
-            )
-        }
-    }
+/// A failure inside prompt fitting: rendering or tokenizing.
+#[derive(Debug, thiserror::Error)]
+enum FitStep {
+    #[error("rendering the chat template: {0}")]
+    Chat(#[from] ChatError),
+    #[error("tokenizing: {0}")]
+    Tokenize(#[from] tokenize::TokenizeError),
 }
 
-/// Encodes one example, shortening its dialogue when the whole exceeds `max_seq_len` tokens.
+/// Encodes one example, its dialogue fitted so that prompt and answer fit `max_seq_len` tokens.
 pub fn encode_example(
     tok: &Tokenizer,
     chat: &ChatPrompt,
@@ -113,49 +113,47 @@ pub fn encode_example(
     if ex.codes.is_empty() {
         return Err(example_err(&ex.id, "no gold code to train on"));
     }
-    let (ids, split) = encode_text(tok, chat, &ex.id, &ex.text, ex)?;
-    if ids.len() <= opts.max_seq_len {
-        return Ok(EncodedExample {
-            id: ex.id.clone(),
-            ids,
-            loss_start: split,
-            truncated: false,
-        });
-    }
-    // Largest number of kept dialogue characters that fits (binary search; token counts grow
-    // with the kept text up to tokenizer merges at the cut, so the result is re-checked).
-    let chars: Vec<char> = ex.text.chars().collect();
-    let fits = |keep: usize| -> Result<Option<(Vec<u32>, usize)>> {
-        let d = shorten(&chars, keep, opts.truncate_side);
-        let (ids, split) = encode_text(tok, chat, &ex.id, &d, ex)?;
-        Ok((ids.len() <= opts.max_seq_len).then_some((ids, split)))
-    };
-    let Some(mut best) = fits(0)? else {
+    let policy = opts.policy();
+    // The completion does not depend on the dialogue: its length, measured on an empty one,
+    // decides the answer room (longer than the default for several codes).
+    let (ids, split) = encode_text(tok, chat, &ex.id, "", ex)?;
+    let budget = policy.prompt_budget(ids.len() - split);
+    let fitted = prompt::fit::fit_prompt(chat, &ex.text, budget, &policy, |text, bos| {
+        tok.encode(text, bos).map_err(FitStep::from)
+    })
+    .map_err(|e| {
+        let message = match e {
+            FitError::TooLong { .. } | FitError::NoRoom { .. } => {
+                format!("{e} (max_seq_len {})", opts.max_seq_len)
+            }
+            FitError::Encode(step) => step.to_string(),
+        };
+        example_err(&ex.id, message)
+    })?;
+    let (ids, split) = encode_text(tok, chat, &ex.id, &fitted.dialogue, ex)?;
+    if ids.len() > opts.max_seq_len {
         return Err(example_err(
             &ex.id,
             format!(
-                "prompt and answer alone exceed max_seq_len {} tokens",
+                "prompt and answer take {} tokens, more than max_seq_len {}",
+                ids.len(),
                 opts.max_seq_len
             ),
         ));
-    };
-    let (mut lo, mut hi) = (0usize, chars.len());
-    while lo < hi {
-        let mid = lo + (hi - lo).div_ceil(2);
-        match fits(mid)? {
-            Some(found) => {
-                best = found;
-                lo = mid;
-            }
-            None => hi = mid - 1,
-        }
     }
-    tracing::debug!(id = %ex.id, kept_chars = lo, total_chars = chars.len(), "dialogue shortened");
+    if fitted.fit.truncated() {
+        tracing::debug!(
+            id = %ex.id,
+            removed_chars = fitted.fit.removed_chars,
+            prompt_tokens = split,
+            "dialogue shortened"
+        );
+    }
     Ok(EncodedExample {
         id: ex.id.clone(),
-        ids: best.0,
-        loss_start: best.1,
-        truncated: true,
+        ids,
+        loss_start: split,
+        truncated: fitted.fit.truncated(),
     })
 }
 

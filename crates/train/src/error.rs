@@ -21,7 +21,7 @@ pub enum TrainError {
         source: std::io::Error,
     },
     #[error("training log: {0}")]
-    Log(#[from] track::TrackError),
+    Log(#[from] persist::JsonlError),
     #[error("training setup: {0}")]
     Setup(String),
     #[error("step {step}: {message}")]

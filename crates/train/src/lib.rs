@@ -4,12 +4,17 @@
 //!   token, over-long dialogues shortened with a marker (the answer is never cut);
 //! - [`batch`]: seeded length-grouped batches, right padding hidden from attention and loss;
 //! - [`loss`]: masked next-token NLL scored only at answer positions (reference forward);
-//! - [`forward`]: the fast training forward from the `kernels` custom ops, seeded LoRA dropout,
-//!   optional activation recomputation;
+//! - [`forward`]: the fast training forward from the `kernels` ops (CPU kernels, or portable tensor
+//!   ops on any device) with a hand-chained backward, seeded LoRA dropout, optional activation
+//!   recomputation;
 //! - [`optim`]: AdamW with saved moments, warmup + cosine/linear/constant, global-norm clipping;
-//! - [`trainer`]: the loop with gradient accumulation (per-token normalisation over the whole
-//!   accumulated batch), validation, early stopping, checkpoints and bit-exact resume;
-//! - [`checkpoint`]: atomic checkpoint folders.
+//! - [`trainer`]: the recipe, top to bottom: setup, fit, validate, save;
+//! - `step`: one optimiser step with gradient accumulation (per-token normalisation over the
+//!   whole accumulated batch), clipping and the scheduled AdamW update;
+//! - `validate`: validation loss, best values and early stopping;
+//! - `resume`: the run fingerprint, checkpoint packing and bit-exact resume;
+//! - [`checkpoint`]: atomic checkpoint folders;
+//! - `outcome`: the adapter a run leaves and its [`TrainOutcome`].
 //!
 //! The library prints nothing: progress goes to a callback, records to `train_log.jsonl`.
 
@@ -21,8 +26,14 @@ pub mod forward;
 pub mod loss;
 pub mod merge;
 pub mod optim;
+mod outcome;
+mod resume;
+mod step;
 pub mod trainer;
+mod validate;
+mod values;
 
 pub use encode::{encode_all, encode_example, EncodeOptions, EncodedExample, EncodedSet};
 pub use error::{Result, TrainError};
-pub use trainer::{train, Progress, TrainOptions, TrainOutcome};
+pub use outcome::TrainOutcome;
+pub use trainer::{train, Progress, TrainOptions};

@@ -1,9 +1,20 @@
 //! Plain data that crosses crate boundaries. Serde only: no behaviour beyond trivial accessors.
 
+mod model_dir;
+
 use std::collections::BTreeMap;
 
 use icd::Code;
 use serde::{Deserialize, Serialize};
+
+pub use model_dir::{TrainLogEntry, ADAPTER_DIR, TRAIN_LOG_FILE};
+
+/// The hard limit on one dialogue, in bytes: 1 MiB, about 250,000 tokens, thirty times the
+/// longest context of the supported models. Longer text is shortened to the model's context
+/// (see `prompt::fit`); beyond this limit it is refused before tokenising, by every reader
+/// (dataset rows, `predict` input, the server), since no context holds it and tokenising it alone
+/// would take minutes.
+pub const MAX_TEXT_BYTES: usize = 1 << 20;
 
 /// One labelled input: a dialogue (or note) and its gold ICD-10 codes.
 ///

@@ -104,6 +104,7 @@ fn train_memorising(model_dir: &Path, out: &Path, train_set: &[Example]) -> std:
         stop: None,
         halt_after_step: None,
         write_merged: false,
+        kernels: config::KernelChoice::Auto,
     };
     let outcome = train::train(&model, &encoded, &[], &opts, &mut |_| {}).unwrap();
     outcome.adapter_dir.unwrap()

@@ -12,7 +12,8 @@ use crate::columns::{split_codes, ColumnMap, ColumnsUsed};
 use crate::DataError;
 
 pub(super) fn read(path: &Path, map: &ColumnMap) -> Result<RawTable, DataError> {
-    let mut reader = BufReader::new(open_text(path)?);
+    let (input, notes) = open_text(path)?;
+    let mut reader = BufReader::new(input);
     let mut rows = Vec::new();
     let mut columns: Option<ColumnsUsed> = None;
     let mut buf = Vec::new();
@@ -22,10 +23,10 @@ pub(super) fn read(path: &Path, map: &ColumnMap) -> Result<RawTable, DataError> 
         row += 1;
         let n = reader
             .read_until(b'\n', &mut buf)
-            .map_err(|source| DataError::Read {
+            .map_err(|error| DataError::Read {
                 path: path.to_path_buf(),
                 row,
-                source,
+                error,
             })?;
         if n == 0 {
             break;
@@ -132,14 +133,18 @@ pub(super) fn read(path: &Path, map: &ColumnMap) -> Result<RawTable, DataError> 
             meta,
         });
     }
-    let columns = columns.unwrap_or_else(|| ColumnsUsed {
-        text: map.text.name.clone(),
-        codes: map.codes.name.clone(),
-        id: None,
-        meta: Vec::new(),
-        codes_separator: map.separator.clone(),
-    });
-    Ok(RawTable { rows, columns })
+    let Some(columns) = columns else {
+        return Err(DataError::Empty {
+            path: path.to_path_buf(),
+            kind: None,
+            hint: "the file holds no JSON object, only blank lines or nothing; a JSONL dataset has one object per line",
+        });
+    };
+    Ok(RawTable {
+        rows,
+        columns,
+        notes,
+    })
 }
 
 fn kind(v: &Value) -> &'static str {

@@ -10,15 +10,30 @@ use super::{RawRow, RawTable};
 use crate::columns::{split_codes, ColumnMap};
 use crate::DataError;
 
+/// Reads the file, turning a panic of the parquet crate into an error: its metadata decoder
+/// unwraps on some corrupt footers (found by the fuzzer, parquet 57.3), and a corrupt file must
+/// be a message naming it, not a crash.
 pub(super) fn read(path: &Path, map: &ColumnMap) -> Result<RawTable, DataError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_rows(path, map))).unwrap_or_else(
+        |_| {
+            Err(DataError::Parquet {
+                path: path.to_path_buf(),
+                row: None,
+                message: "the file is corrupt: the parquet reader failed on its metadata".into(),
+            })
+        },
+    )
+}
+
+fn read_rows(path: &Path, map: &ColumnMap) -> Result<RawTable, DataError> {
     let pq_err = |row: Option<u64>, e: ::parquet::errors::ParquetError| DataError::Parquet {
         path: path.to_path_buf(),
         row,
         message: e.to_string(),
     };
-    let file = std::fs::File::open(path).map_err(|source| DataError::Open {
+    let file = std::fs::File::open(path).map_err(|error| DataError::Open {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     let reader = SerializedFileReader::new(file).map_err(|e| pq_err(None, e))?;
     let names: Vec<String> = reader
@@ -52,7 +67,7 @@ pub(super) fn read(path: &Path, map: &ColumnMap) -> Result<RawTable, DataError> 
             other => {
                 return Err(field_err(
                     cols.text,
-                    format!("text must be a string, found {other}"),
+                    format!("text must be a string, found {}", kind(other)),
                 ))
             }
         };
@@ -68,7 +83,7 @@ pub(super) fn read(path: &Path, map: &ColumnMap) -> Result<RawTable, DataError> 
                         other => {
                             return Err(field_err(
                                 cols.codes,
-                                format!("list items must be code strings, found {other}"),
+                                format!("list items must be code strings, found {}", kind(other)),
                             ))
                         }
                     }
@@ -78,7 +93,10 @@ pub(super) fn read(path: &Path, map: &ColumnMap) -> Result<RawTable, DataError> 
             other => {
                 return Err(field_err(
                     cols.codes,
-                    format!("codes must be a string or a list of strings, found {other}"),
+                    format!(
+                        "codes must be a string or a list of strings, found {}",
+                        kind(other)
+                    ),
                 ))
             }
         };
@@ -91,7 +109,7 @@ pub(super) fn read(path: &Path, map: &ColumnMap) -> Result<RawTable, DataError> 
             Some((c, other)) => {
                 return Err(field_err(
                     c,
-                    format!("id must be a string or an integer, found {other}"),
+                    format!("id must be a string or an integer, found {}", kind(other)),
                 ))
             }
         };
@@ -112,8 +130,43 @@ pub(super) fn read(path: &Path, map: &ColumnMap) -> Result<RawTable, DataError> 
             meta,
         });
     }
+    if rows.is_empty() {
+        return Err(DataError::Empty {
+            path: path.to_path_buf(),
+            kind: None,
+            hint: "the file holds no records",
+        });
+    }
     Ok(RawTable {
         rows,
         columns: cols.names,
+        notes: Vec::new(),
     })
+}
+
+/// The type of a value, for errors: the value itself may be patient text (bytes in a text column).
+fn kind(field: &Field) -> &'static str {
+    match field {
+        Field::Null => "null",
+        Field::Bool(_) => "a boolean",
+        Field::Byte(_)
+        | Field::Short(_)
+        | Field::Int(_)
+        | Field::Long(_)
+        | Field::UByte(_)
+        | Field::UShort(_)
+        | Field::UInt(_)
+        | Field::ULong(_) => "an integer",
+        Field::Float16(_) | Field::Float(_) | Field::Double(_) | Field::Decimal(_) => "a number",
+        Field::Str(_) => "a string",
+        Field::Bytes(_) => "binary data",
+        Field::Date(_)
+        | Field::TimeMillis(_)
+        | Field::TimeMicros(_)
+        | Field::TimestampMillis(_)
+        | Field::TimestampMicros(_) => "a date or time",
+        Field::Group(_) => "a group",
+        Field::ListInternal(_) => "a list",
+        Field::MapInternal(_) => "a map",
+    }
 }

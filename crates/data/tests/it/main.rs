@@ -2,8 +2,13 @@
 //! malformed input, validation policies, splits (with property tests) and statistics.
 
 mod fixtures;
+mod fuzz;
 mod load;
 mod malformed;
 mod parquet;
+mod redaction;
 mod split;
 mod stats;
+
+#[global_allocator]
+static ALLOC: fuzzing::TrackingAlloc = fuzzing::TrackingAlloc;

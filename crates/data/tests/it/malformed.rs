@@ -1,6 +1,7 @@
 //! Broken files fail with an error naming the file and the row, never a panic.
 
 use config::DataConfig;
+use data::{DataError, NoteKind};
 
 use crate::fixtures::{columns, gzip, load, write};
 
@@ -152,4 +153,102 @@ fn garbage_parquet_is_an_error_not_a_panic() {
     let spec = write(dir.path(), "g.parquet", b"PAR1 this is not parquet");
     let err = load(&spec, &jsonl_cfg()).unwrap_err().to_string();
     assert!(err.contains("g.parquet: parquet:"), "{err}");
+}
+
+#[test]
+fn files_without_rows_are_errors_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&str, &[u8], &str); 5] = [
+        ("empty.csv", b"", "no rows in"),
+        ("header.csv", b"text,codes\n", "(a header row only)"),
+        ("empty.jsonl", b"", "no rows in"),
+        ("blank.jsonl", b"\n  \n\n", "no rows in"),
+        ("empty.csv.gz", &[], "no rows in"),
+    ];
+    for (name, bytes, expected) in cases {
+        let spec = write(dir.path(), name, bytes);
+        let err = load(&spec, &jsonl_cfg()).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, DataError::Empty { .. }), "{name}: {msg}");
+        assert!(
+            msg.contains(name) && msg.contains(expected),
+            "{name}: {msg}"
+        );
+        assert!(msg.contains("\nhint: "), "{name}: {msg}");
+    }
+    let spec = write(dir.path(), "header.csv.gz", &gzip(b"text,codes\n"));
+    let err = load(&spec, &jsonl_cfg()).unwrap_err().to_string();
+    assert!(err.contains("no rows in"), "{err}");
+}
+
+#[test]
+fn gzip_is_recognised_by_its_bytes_and_a_misleading_name_is_flagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = b"{\"text\": \"a\", \"codes\": \"I10\"}\n";
+    let plain_named_gz = write(dir.path(), "plain.jsonl.gz", body);
+    let d = load(&plain_named_gz, &jsonl_cfg()).unwrap();
+    assert_eq!(d.examples.len(), 1);
+    let notes = &d.report.reader_notes;
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(notes[0].kind, NoteKind::CompressionMismatch);
+    assert!(notes[0].detail.contains("not gzip-compressed"), "{notes:?}");
+    let json = serde_json::to_string(&d.report).unwrap();
+    assert!(json.contains("\"compression_mismatch\""), "{json}");
+
+    let gz_named_plain = write(dir.path(), "packed.jsonl", &gzip(body));
+    let d = load(&gz_named_plain, &jsonl_cfg()).unwrap();
+    assert_eq!(d.examples[0].text, "a");
+    assert!(d.report.reader_notes[0].detail.contains("decompressed"));
+
+    let honest = write(dir.path(), "honest.jsonl.gz", &gzip(body));
+    let d = load(&honest, &jsonl_cfg()).unwrap();
+    assert!(d.report.reader_notes.is_empty());
+    let json = serde_json::to_string(&d.report).unwrap();
+    assert!(
+        !json.contains("reader_notes"),
+        "empty notes are left out: {json}"
+    );
+}
+
+#[test]
+fn a_quote_closed_on_a_later_line_is_flagged() {
+    let dir = tempfile::tempdir().unwrap();
+    // Row 2 opens a quote that row 3 closes: the reader merges the two lines into one record.
+    let body = b"text,codes\nfirst,I10\n\"second,J06.9\nthird\",I10\nfourth,I10\nfifth,I10\n";
+    let spec = write(dir.path(), "quote.csv", body);
+    let d = load(&spec, &jsonl_cfg()).unwrap();
+    assert_eq!(d.report.rows_read, 4, "lines 3 and 4 became one row");
+    let notes = &d.report.reader_notes;
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(
+        (notes[0].kind, notes[0].row, notes[0].line),
+        (NoteKind::MultilineRecord, Some(2), Some(3))
+    );
+    let shown = notes[0].to_string();
+    assert!(
+        shown.starts_with("row 2 (line 3): record spans several lines"),
+        "{shown}"
+    );
+    assert!(!shown.contains("second"), "no cell text: {shown}");
+
+    // Dialogue files hold line breaks in (nearly) every row: nothing to flag there.
+    let body = b"text,codes\n\"Doctor: hi\nPatient: cough\",R05.9\n\"Doctor: hello\nPatient: fever\",R50.9\none line,I10\n";
+    let spec = write(dir.path(), "dialogues.csv", body);
+    let d = load(&spec, &jsonl_cfg()).unwrap();
+    assert!(
+        d.report.reader_notes.is_empty(),
+        "{:?}",
+        d.report.reader_notes
+    );
+}
+
+#[test]
+fn a_missing_file_gives_the_os_message_once() {
+    let err = load("/nonexistent/x.csv", &jsonl_cfg()).unwrap_err();
+    let shown = format!("{err}");
+    assert_eq!(shown.matches("No such file").count(), 1, "{shown}");
+    assert!(
+        std::error::Error::source(&err).is_none(),
+        "the OS error is in the message, not repeated as a cause"
+    );
 }

@@ -57,7 +57,7 @@ fn rows() -> Vec<Row> {
     ]
 }
 
-fn write_parquet(path: &Path) {
+pub(crate) fn write_parquet(path: &Path) {
     let rows = rows();
     let schema = Arc::new(parse_message_type(SCHEMA).unwrap());
     let props = Arc::new(WriterProperties::builder().build());

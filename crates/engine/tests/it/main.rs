@@ -1,3 +1,4 @@
+mod context;
 mod engine;
 mod resolve;
 pub mod tiny;

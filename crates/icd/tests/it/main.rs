@@ -2,4 +2,8 @@
 //! temp dirs. One test binary keeps link time low.
 
 mod files;
+mod fuzz;
 mod icd10cm;
+
+#[global_allocator]
+static ALLOC: fuzzing::TrackingAlloc = fuzzing::TrackingAlloc;

@@ -9,6 +9,7 @@ use anyhow::Context;
 use config::Config;
 use data::{DataError, Dataset, Part, ProblemKind, Split, Stats, ValidationReport};
 use icd::CodeTable;
+use pipeline::{Flags, Settings};
 
 use crate::args::{DataArgs, DataCommand, DataOpts};
 
@@ -22,25 +23,12 @@ pub fn run(args: DataArgs) -> anyhow::Result<()> {
 
 /// Config file (or defaults) with the command-line flags applied on top.
 fn resolve_config(opts: &DataOpts) -> anyhow::Result<Config> {
-    let mut config = match &opts.config {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
+    let flags = Flags {
+        dataset: opts.dataset.clone(),
+        columns: opts.columns.to_flags(),
+        ..Flags::default()
     };
-    let data = &mut config.data;
-    if let Some(spec) = &opts.dataset {
-        data.dataset = spec.clone();
-    }
-    let set = |slot: &mut Option<String>, flag: &Option<String>| {
-        if flag.is_some() {
-            *slot = flag.clone();
-        }
-    };
-    set(&mut data.text_column, &opts.text_column);
-    set(&mut data.codes_column, &opts.codes_column);
-    set(&mut data.id_column, &opts.id_column);
-    set(&mut data.codes_separator, &opts.codes_separator);
-    config.validate("command line")?;
-    Ok(config)
+    Ok(Settings::resolve(opts.config.file(), &flags)?.config)
 }
 
 /// Loads the dataset; a policy error still yields its report so `validate` can show it.
@@ -236,6 +224,11 @@ fn stats_summary(s: &Stats) -> String {
 
 fn problem_counts(r: &ValidationReport) -> String {
     let mut out = String::new();
+    // What the readers tolerated (a `.gz` name on plain text, a quote closed on a later line):
+    // kept, but never silent.
+    for note in &r.reader_notes {
+        let _ = writeln!(out, "note: {note}");
+    }
     if r.counts.is_empty() {
         let _ = writeln!(out, "\nno data problems found");
         return out;

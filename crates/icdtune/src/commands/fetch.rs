@@ -21,7 +21,7 @@ pub fn run(args: FetchArgs) -> anyhow::Result<()> {
              stays offline)"
         );
     }
-    let hub_cache = data::hub_cache_dir(|k| std::env::var_os(k).map(PathBuf::from));
+    let hub_cache = hub::hub_cache_dir(|k| std::env::var_os(k).map(PathBuf::from));
     let client = Client::new(&hub::endpoint_from_env(env), hub::token_from_env(env));
     match args.command {
         FetchCommand::Model(opts) => model(&client, &hub_cache, &opts),

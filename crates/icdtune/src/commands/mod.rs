@@ -1,9 +1,11 @@
-//! One module per subcommand; `dispatch` is the only place that knows them all.
+//! One module per subcommand; `dispatch` is the only place that knows them all. A command parses
+//! its flags into `pipeline` settings, calls one `pipeline` function and prints the result; no
+//! command imports another.
 
 mod audit;
-mod compute;
 mod data;
 mod eval;
+mod export;
 mod fetch;
 mod icd;
 mod predict;
@@ -26,5 +28,6 @@ pub fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(args),
         Command::Fetch(args) => fetch::run(args),
         Command::Train(args) => train::run(args),
+        Command::Export(args) => export::run(args),
     }
 }

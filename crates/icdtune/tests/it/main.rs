@@ -4,8 +4,10 @@
 mod cli;
 mod data;
 mod eval;
+mod export;
 mod fetch;
 mod fixtures;
+mod hardening;
 mod icd;
 mod predict;
 mod privacy;

@@ -1,9 +1,9 @@
 //! `causal_attention` against softmax(q k^T / sqrt(d) + mask) v built from candle's matmul and
 //! `ops::softmax`, with kv heads repeated for grouped-query attention.
 
-use crate::check::{assert_arrives, assert_close, finite_difference, project, var};
+use crate::check::{assert_close, finite_difference, project, projected, upstream, var, BACKENDS};
 use candle_core::{DType, Device, Result, Tensor, D};
-use kernels::causal_attention;
+use kernels::{causal_attention, causal_attention_backward, AttentionMask, Backend};
 
 fn repeat_kv(x: &Tensor, group: usize) -> Result<Tensor> {
     let (b, h, t, d) = x.dims4()?;
@@ -35,13 +35,33 @@ fn reference(q: &Tensor, k: &Tensor, v: &Tensor, keep: &[Vec<u8>]) -> Result<Ten
     candle_nn::ops::softmax(&scores, D::Minus1)?.matmul(&v)
 }
 
-fn mask_tensor(keep: &[Vec<u8>]) -> Result<Tensor> {
-    let t = keep[0].len();
-    Tensor::from_vec(keep.concat(), (keep.len(), t), &Device::Cpu)
+fn mask(
+    keep: Option<&[Vec<u8>]>,
+    (b, t): (usize, usize),
+    backend: Backend,
+) -> Result<AttentionMask> {
+    let tensor = keep
+        .map(|k| Tensor::from_vec(k.concat(), (b, t), &Device::Cpu))
+        .transpose()?;
+    AttentionMask::new(tensor.as_ref(), (b, t), &Device::Cpu, backend)
 }
 
-/// f32, 2 sequences of 150 tokens (more than two query blocks), 6 query heads over 2 kv heads, the
-/// second sequence right-padded: output and dq, dk, dv within 1e-4 of the reference.
+/// Forward and backward for the upstream gradient of `project(out, seed)`.
+fn run(
+    (q, k, v): (&Tensor, &Tensor, &Tensor),
+    mask: &AttentionMask,
+    seed: u64,
+    backend: Backend,
+) -> Result<(Tensor, (Tensor, Tensor, Tensor))> {
+    let (out, lse) = causal_attention(q, k, v, mask, backend)?;
+    let g = upstream(&out, seed)?;
+    let grads = causal_attention_backward(q, k, v, &out, &lse, mask, &g, backend)?;
+    Ok((out, grads))
+}
+
+/// f32, 2 sequences of 150 tokens (three CPU query blocks, two portable ones), 6 query heads over
+/// 2 kv heads, the second sequence right-padded: output and dq, dk, dv within 1e-5 of the
+/// reference on both backends.
 #[test]
 fn attention_matches_reference() -> Result<()> {
     let (b, hq, hkv, t, d) = (2, 6, 2, 150, 32);
@@ -49,24 +69,22 @@ fn attention_matches_reference() -> Result<()> {
     let k = var(&[b, hkv, t, d], 2, 1.0, DType::F32)?;
     let v = var(&[b, hkv, t, d], 3, 1.0, DType::F32)?;
     let keep = vec![vec![1u8; t], (0..t).map(|j| u8::from(j < 111)).collect()];
-    for mask in [None, Some(mask_tensor(&keep)?)] {
-        let keep_ref = match mask {
-            None => vec![vec![1u8; t]; b],
-            Some(_) => keep.clone(),
+    for padded in [false, true] {
+        let keep_ref = if padded {
+            keep.clone()
+        } else {
+            vec![vec![1u8; t]; b]
         };
-        let y = causal_attention(&q, &k, &v, mask.as_ref())?;
         let want = reference(&q, &k, &v, &keep_ref)?;
-        assert_close("forward", &y, &want, 1e-5)?;
-        let grads = project(&y, 4)?.backward()?;
         let want_grads = project(&want, 4)?.backward()?;
-        for (name, x) in [("q", &q), ("k", &k), ("v", &v)] {
-            assert_arrives(name, &grads, x)?;
-            assert_close(
-                name,
-                grads.get(x).expect("grad"),
-                want_grads.get(x).expect("ref grad"),
-                1e-4,
-            )?;
+        for backend in BACKENDS {
+            let m = mask(padded.then_some(keep.as_slice()), (b, t), backend)?;
+            let (y, (dq, dk, dv)) = run((&q, &k, &v), &m, 4, backend)?;
+            assert_close(&format!("{backend:?} forward"), &y, &want, 1e-5)?;
+            for (name, got, x) in [("q", &dq, &q), ("k", &dk, &k), ("v", &dv, &v)] {
+                let want = want_grads.get(x).expect("ref grad");
+                assert_close(&format!("{backend:?} d{name}"), got, want, 1e-5)?;
+            }
         }
     }
     Ok(())
@@ -81,15 +99,22 @@ fn attention_left_padding_gives_zero_rows() -> Result<()> {
     let k = var(&[1, 1, t, d], 2, 1.0, DType::F32)?;
     let v = var(&[1, 1, t, d], 3, 1.0, DType::F32)?;
     let keep = vec![(0..t).map(|j| u8::from(j >= pad)).collect::<Vec<u8>>()];
-    let y = causal_attention(&q, &k, &v, Some(&mask_tensor(&keep)?))?;
-    let head = y.narrow(2, 0, pad)?;
-    assert_eq!(head.abs()?.sum_all()?.to_scalar::<f32>()?, 0.0);
-    let real = |x: &Tensor| x.narrow(2, pad, t - pad);
-    let want = causal_attention(&real(&q)?, &real(&k)?, &real(&v)?, None)?;
-    assert_close("real positions", &real(&y)?, &want, 1e-6)?;
-    let grads = project(&y, 5)?.backward()?;
-    let dq = grads.get(&q).expect("dq").narrow(2, 0, pad)?;
-    assert_eq!(dq.abs()?.sum_all()?.to_scalar::<f32>()?, 0.0);
+    for backend in BACKENDS {
+        let (y, (dq, _, _)) = run(
+            (&q, &k, &v),
+            &mask(Some(&keep), (1, t), backend)?,
+            5,
+            backend,
+        )?;
+        let head = y.narrow(2, 0, pad)?;
+        assert_eq!(head.abs()?.sum_all()?.to_scalar::<f32>()?, 0.0);
+        let real = |x: &Tensor| x.narrow(2, pad, t - pad);
+        let unpadded = mask(None, (1, t - pad), backend)?;
+        let want = causal_attention(&real(&q)?, &real(&k)?, &real(&v)?, &unpadded, backend)?.0;
+        assert_close("real positions", &real(&y)?, &want, 1e-6)?;
+        let dq = dq.narrow(2, 0, pad)?;
+        assert_eq!(dq.abs()?.sum_all()?.to_scalar::<f32>()?, 0.0);
+    }
     Ok(())
 }
 
@@ -99,12 +124,27 @@ fn attention_matches_finite_differences() -> Result<()> {
     let q = var(&[b, hq, t, d], 1, 1.0, DType::F64)?;
     let k = var(&[b, hkv, t, d], 2, 1.0, DType::F64)?;
     let v = var(&[b, hkv, t, d], 3, 1.0, DType::F64)?;
-    let mask = mask_tensor(&[vec![1, 1, 0, 1, 1]])?;
-    let loss = || project(&causal_attention(&q, &k, &v, Some(&mask))?, 6);
-    let grads = loss()?.backward()?;
-    for (name, x) in [("q", &q), ("k", &k), ("v", &v)] {
-        let g = grads.get(x).expect("grad").clone();
-        finite_difference(name, x, &g, || loss()?.to_scalar::<f64>(), 1e-6)?;
+    let keep = [vec![1, 1, 0, 1, 1]];
+    for backend in BACKENDS {
+        let m = mask(Some(&keep), (b, t), backend)?;
+        let (_, (dq, dk, dv)) = run((&q, &k, &v), &m, 6, backend)?;
+        let loss = || projected(&causal_attention(&q, &k, &v, &m, backend)?.0, 6);
+        for (name, g, x) in [("q", &dq, &q), ("k", &dk, &k), ("v", &dv, &v)] {
+            finite_difference(&format!("{backend:?} {name}"), x, g, loss, 1e-6)?;
+        }
     }
+    Ok(())
+}
+
+/// A mask built for the CPU kernels is refused by the portable ops with a hint.
+#[test]
+fn mask_of_another_backend_is_refused() -> Result<()> {
+    let q = var(&[1, 2, 4, 8], 1, 1.0, DType::F32)?;
+    let k = var(&[1, 1, 4, 8], 2, 1.0, DType::F32)?;
+    let m = mask(None, (1, 4), Backend::Cpu)?;
+    let err = causal_attention(&q, &k, &k, &m, Backend::Portable)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("Backend::Portable"), "{err}");
     Ok(())
 }

@@ -1,8 +1,12 @@
-//! Shared test helpers: seeded random tensors, error metrics, finite differences.
+//! Shared test helpers: seeded random tensors, error metrics, finite differences, the backends.
 
 use candle_core::{DType, Device, Result, Tensor, Var};
+use kernels::Backend;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+/// Every implementation, each tested against the same references.
+pub const BACKENDS: [Backend; 2] = [Backend::Cpu, Backend::Portable];
 
 /// Uniform values in `[-scale, scale]` from `seed`.
 pub fn random(dims: &[usize], seed: u64, scale: f64, dtype: DType) -> Result<Tensor> {
@@ -33,11 +37,20 @@ pub fn assert_close(what: &str, got: &Tensor, want: &Tensor, tol: f64) -> Result
     Ok(())
 }
 
-/// A fixed random projection turning any output into a scalar loss, so upstream gradients are not
-/// all equal.
+/// A fixed random projection turning any output into a scalar loss `sum(y * r)`, so upstream
+/// gradients are not all equal; the upstream gradient of `y` is [`upstream`] with the same seed.
 pub fn project(y: &Tensor, seed: u64) -> Result<Tensor> {
-    let r = random(y.dims(), seed, 1.0, y.dtype())?;
-    (y * r)?.sum_all()
+    (y * upstream(y, seed)?)?.sum_all()
+}
+
+/// The gradient of [`project`] with respect to `y`: the random tensor `r`.
+pub fn upstream(y: &Tensor, seed: u64) -> Result<Tensor> {
+    random(y.dims(), seed, 1.0, y.dtype())
+}
+
+/// `sum(y * r)` as f64.
+pub fn projected(y: &Tensor, seed: u64) -> Result<f64> {
+    project(y, seed)?.to_dtype(DType::F64)?.to_scalar::<f64>()
 }
 
 /// Central finite differences of `loss` with respect to every element of `var` (f64), compared
@@ -67,22 +80,4 @@ pub fn finite_difference(
     var.set(&Tensor::from_vec(base, var.shape(), &Device::Cpu)?)?;
     let numeric = Tensor::from_vec(numeric, var.shape(), &Device::Cpu)?;
     assert_close(what, grad, &numeric, tol)
-}
-
-/// Asserts that `grad` exists and is not all zeros.
-pub fn assert_arrives(
-    what: &str,
-    grads: &candle_core::backprop::GradStore,
-    var: &Var,
-) -> Result<()> {
-    let g = grads
-        .get(var.as_tensor())
-        .unwrap_or_else(|| panic!("{what}: no gradient in the GradStore"));
-    let norm = g
-        .to_dtype(DType::F64)?
-        .sqr()?
-        .sum_all()?
-        .to_scalar::<f64>()?;
-    assert!(norm > 0.0, "{what}: gradient is all zeros");
-    Ok(())
 }

@@ -1,5 +1,6 @@
-//! Each op against the slow reference built from candle's differentiable ops, against finite
-//! differences, and a guard that its gradients reach the `GradStore`.
+//! Each op, with both backends, against the slow reference built from candle's differentiable ops
+//! (its autograd gives the reference gradients), against finite differences, and the backends
+//! against each other.
 
 mod attention;
 mod check;

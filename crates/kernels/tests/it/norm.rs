@@ -1,35 +1,51 @@
 //! `rms_norm` against candle's `ops::rms_norm_slow`.
 
-use crate::check::{assert_arrives, assert_close, finite_difference, project, random, var};
+use crate::check::{
+    assert_close, finite_difference, project, projected, random, upstream, var, BACKENDS,
+};
 use candle_core::{DType, Result};
-use kernels::rms_norm;
+use kernels::{rms_norm, rms_norm_backward};
 
 #[test]
 fn rms_norm_matches_reference() -> Result<()> {
     let x = var(&[3, 19, 96], 1, 2.0, DType::F32)?;
-    let w = var(&[96], 2, 1.0, DType::F32)?;
-    let y = rms_norm(&x, &w, 1e-5)?;
+    let w = random(&[96], 2, 1.0, DType::F32)?;
     let want = candle_nn::ops::rms_norm_slow(&x, &w, 1e-5)?;
-    assert_close("forward", &y, &want, 1e-5)?;
-    let grads = project(&y, 3)?.backward()?;
-    let want_grads = project(&want, 3)?.backward()?;
-    assert_close(
-        "x",
-        grads.get(&x).expect("dx"),
-        want_grads.get(&x).expect("ref dx"),
-        1e-4,
-    )?;
-    assert_arrives("x", &grads, &x)?;
-    assert!(grads.get(&w).is_none(), "frozen norm weight got a gradient");
+    let want_dx = project(&want, 3)?.backward()?;
+    for backend in BACKENDS {
+        let y = rms_norm(&x, &w, 1e-5, backend)?;
+        assert_close(&format!("{backend:?} forward"), &y, &want, 1e-6)?;
+        let dx = rms_norm_backward(&x, &w, 1e-5, &upstream(&y, 3)?, backend)?;
+        assert_close(
+            &format!("{backend:?} dx"),
+            &dx,
+            want_dx.get(&x).expect("ref dx"),
+            1e-5,
+        )?;
+    }
     Ok(())
+}
+
+/// bf16 input on the portable ops: normalised in f32 like the reference, within bf16 rounding.
+#[test]
+fn rms_norm_bf16_matches_reference() -> Result<()> {
+    let x = random(&[2, 7, 64], 1, 2.0, DType::BF16)?;
+    let w = random(&[64], 2, 1.0, DType::BF16)?;
+    let y = rms_norm(&x, &w, 1e-5, kernels::Backend::Portable)?;
+    assert_eq!(y.dtype(), DType::BF16);
+    let want = candle_nn::ops::rms_norm_slow(&x, &w, 1e-5)?;
+    assert_close("bf16 forward", &y, &want, 1e-2)
 }
 
 #[test]
 fn rms_norm_matches_finite_differences() -> Result<()> {
     let x = var(&[2, 3, 6], 1, 1.0, DType::F64)?;
     let w = random(&[6], 2, 1.0, DType::F64)?;
-    let loss = || project(&rms_norm(&x, &w, 1e-6)?, 4);
-    let grads = loss()?.backward()?;
-    let g = grads.get(&x).expect("dx").clone();
-    finite_difference("x", &x, &g, || loss()?.to_scalar::<f64>(), 1e-6)
+    for backend in BACKENDS {
+        let y = rms_norm(&x, &w, 1e-6, backend)?;
+        let dx = rms_norm_backward(&x, &w, 1e-6, &upstream(&y, 4)?, backend)?;
+        let loss = || projected(&rms_norm(&x, &w, 1e-6, backend)?, 4);
+        finite_difference(&format!("{backend:?} x"), &x, &dx, loss, 1e-6)?;
+    }
+    Ok(())
 }

@@ -1,8 +1,10 @@
 //! `rope` against candle's `rotary_emb::rope_slow`.
 
-use crate::check::{assert_arrives, assert_close, finite_difference, project, random, var};
+use crate::check::{
+    assert_close, finite_difference, project, projected, random, upstream, var, BACKENDS,
+};
 use candle_core::{DType, Device, Result, Tensor};
-use kernels::rope;
+use kernels::{rope, rope_backward};
 
 /// HF Llama tables for `t` positions, `[t, d/2]`.
 fn tables(t: usize, d: usize, dtype: DType) -> Result<(Tensor, Tensor)> {
@@ -22,18 +24,19 @@ fn rope_matches_reference() -> Result<()> {
     let x = var(&[2, 3, 21, 16], 1, 1.0, DType::F32)?;
     // Longer tables than the sequence, as a model keeps them: only the first 21 rows are used.
     let (cos, sin) = tables(40, 16, DType::F32)?;
-    let y = rope(&x, &cos, &sin)?;
     let want = candle_nn::rotary_emb::rope_slow(&x, &cos, &sin)?;
-    assert_close("forward", &y, &want, 1e-6)?;
-    let grads = project(&y, 3)?.backward()?;
-    let want_grads = project(&want, 3)?.backward()?;
-    assert_close(
-        "x",
-        grads.get(&x).expect("dx"),
-        want_grads.get(&x).expect("ref dx"),
-        1e-5,
-    )?;
-    assert_arrives("x", &grads, &x)?;
+    let want_dx = project(&want, 3)?.backward()?;
+    for backend in BACKENDS {
+        let y = rope(&x, &cos, &sin, backend)?;
+        assert_close(&format!("{backend:?} forward"), &y, &want, 1e-6)?;
+        let dx = rope_backward(&upstream(&y, 3)?, &cos, &sin, backend)?;
+        assert_close(
+            &format!("{backend:?} dx"),
+            &dx,
+            want_dx.get(&x).expect("ref dx"),
+            1e-6,
+        )?;
+    }
     Ok(())
 }
 
@@ -44,23 +47,37 @@ fn rope_per_sequence_tables() -> Result<()> {
     let (cos, sin) = tables(7, 8, DType::F32)?;
     let shifted_cos = Tensor::stack(&[cos.narrow(0, 0, 5)?, cos.narrow(0, 2, 5)?], 0)?;
     let shifted_sin = Tensor::stack(&[sin.narrow(0, 0, 5)?, sin.narrow(0, 2, 5)?], 0)?;
-    let y = rope(&x, &shifted_cos, &shifted_sin)?;
-    let first = rope(&x.narrow(0, 0, 1)?, &cos, &sin)?;
-    let second = rope(
-        &x.narrow(0, 1, 1)?,
-        &cos.narrow(0, 2, 5)?,
-        &sin.narrow(0, 2, 5)?,
-    )?;
-    assert_close("sequence 0", &y.narrow(0, 0, 1)?, &first, 1e-7)?;
-    assert_close("sequence 1", &y.narrow(0, 1, 1)?, &second, 1e-7)
+    for backend in BACKENDS {
+        let y = rope(&x, &shifted_cos, &shifted_sin, backend)?;
+        let first = rope(&x.narrow(0, 0, 1)?, &cos, &sin, backend)?;
+        let second = rope(
+            &x.narrow(0, 1, 1)?,
+            &cos.narrow(0, 2, 5)?,
+            &sin.narrow(0, 2, 5)?,
+            backend,
+        )?;
+        assert_close("sequence 0", &y.narrow(0, 0, 1)?, &first, 1e-7)?;
+        assert_close("sequence 1", &y.narrow(0, 1, 1)?, &second, 1e-7)?;
+        // The backward is the inverse rotation.
+        assert_close(
+            "inverse",
+            &rope_backward(&y, &shifted_cos, &shifted_sin, backend)?,
+            &x,
+            1e-6,
+        )?;
+    }
+    Ok(())
 }
 
 #[test]
 fn rope_matches_finite_differences() -> Result<()> {
     let x = var(&[1, 2, 3, 4], 1, 1.0, DType::F64)?;
     let (cos, sin) = tables(3, 4, DType::F64)?;
-    let loss = || project(&rope(&x, &cos, &sin)?, 4);
-    let grads = loss()?.backward()?;
-    let g = grads.get(&x).expect("dx").clone();
-    finite_difference("x", &x, &g, || loss()?.to_scalar::<f64>(), 1e-6)
+    for backend in BACKENDS {
+        let y = rope(&x, &cos, &sin, backend)?;
+        let dx = rope_backward(&upstream(&y, 4)?, &cos, &sin, backend)?;
+        let loss = || projected(&rope(&x, &cos, &sin, backend)?, 4);
+        finite_difference(&format!("{backend:?} x"), &x, &dx, loss, 1e-6)?;
+    }
+    Ok(())
 }

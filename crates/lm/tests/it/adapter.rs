@@ -147,3 +147,85 @@ fn load_rejects_foreign_variants() {
         .unwrap();
     assert!(adapter::apply(&mut other, &a).is_err());
 }
+
+/// Broken adapter folders fail at load with a message naming the adapter file at fault, never
+/// the base model or a bare safetensors phrase; NaN weights and a negative alpha are refused
+/// (issue #14).
+#[test]
+fn broken_adapters_are_refused_naming_the_adapter_file() {
+    let (dir, _) = tiny_model_dir("llama", 33);
+    let mut model = load(dir.path());
+    model
+        .add_lora(
+            &LoraSpec {
+                r: 2,
+                alpha: 4.0,
+                dropout: 0.0,
+                targets: vec!["q_proj".into()],
+            },
+            0,
+        )
+        .unwrap();
+    randomise_lora(&model, 3);
+    let out = tempfile::tempdir().unwrap();
+    let good = out.path().join("good");
+    adapter::save(&model, &good, "x").unwrap();
+    let weights = std::fs::read(good.join(adapter::WEIGHTS_FILE)).unwrap();
+    let config = std::fs::read(good.join(adapter::CONFIG_FILE)).unwrap();
+    let broken = |name: &str, weights: Option<&[u8]>, config: &[u8]| {
+        let d = out.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join(adapter::CONFIG_FILE), config).unwrap();
+        if let Some(w) = weights {
+            std::fs::write(d.join(adapter::WEIGHTS_FILE), w).unwrap();
+        }
+        let err = adapter::load(&d, &Device::Cpu).unwrap_err().to_string();
+        assert!(err.starts_with("adapter "), "{name}: {err}");
+        assert!(err.contains(&d.display().to_string()), "{name}: {err}");
+        assert!(!err.contains("stack backtrace"), "{name}: {err}");
+        assert_eq!(err.lines().count(), 1, "{name}: {err}");
+        err
+    };
+
+    let err = broken("missing", None, &config);
+    assert!(
+        err.contains("adapter_model.safetensors is missing"),
+        "{err}"
+    );
+    let err = broken("empty", Some(&[]), &config);
+    assert!(
+        err.contains(adapter::WEIGHTS_FILE) && err.contains("0 bytes"),
+        "{err}"
+    );
+    let err = broken("truncated", Some(&weights[..weights.len() / 2]), &config);
+    assert!(err.contains("truncated"), "{err}");
+    let err = broken("header", Some(&weights[..20]), &config);
+    assert!(err.contains("not a readable safetensors file"), "{err}");
+
+    let header = u64::from_le_bytes(weights[..8].try_into().unwrap()) as usize;
+    let mut nan = weights.clone();
+    nan[8 + header..8 + header + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    let err = broken("nan", Some(&nan), &config);
+    assert!(err.contains("non-finite value (NaN at index 0)"), "{err}");
+
+    let mut cfg: serde_json::Value = serde_json::from_slice(&config).unwrap();
+    cfg["lora_alpha"] = serde_json::json!(-4.0);
+    let err = broken("alpha", Some(&weights), cfg.to_string().as_bytes());
+    assert!(
+        err.contains("lora_alpha must be a finite positive number"),
+        "{err}"
+    );
+    assert!(err.contains(adapter::CONFIG_FILE), "{err}");
+
+    let err = adapter::load(&out.path().join("absent"), &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("absent") && err.contains("no such adapter folder"),
+        "{err}"
+    );
+    let d = out.path().join("noconfig");
+    std::fs::create_dir_all(&d).unwrap();
+    let err = adapter::load(&d, &Device::Cpu).unwrap_err().to_string();
+    assert!(err.contains("adapter_config.json is missing"), "{err}");
+}

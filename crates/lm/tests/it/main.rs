@@ -3,8 +3,13 @@
 mod adapter;
 mod cache;
 mod common;
+mod export;
+mod fuzz;
 mod loading;
 mod lora;
 mod parity;
 mod quant;
 mod smollm2;
+
+#[global_allocator]
+static ALLOC: fuzzing::TrackingAlloc = fuzzing::TrackingAlloc;

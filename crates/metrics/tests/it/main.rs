@@ -3,6 +3,7 @@
 
 mod common;
 mod compare;
+mod intervals;
 mod predictions_file;
 mod reference;
 mod scorers;

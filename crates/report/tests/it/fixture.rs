@@ -1,4 +1,6 @@
 //! A synthetic run: four models of the three arms on 60 single-label examples from several chapters.
+//! The language models record their parameter counts (`details.parameters`) as `icdtune eval`
+//! writes them; the baselines record their training size.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -40,7 +42,21 @@ fn predictions(skill: usize, latency_ms: f64) -> Vec<Prediction> {
         .collect()
 }
 
-/// Writes the run into `dir` and returns it.
+/// Parameters of the finetuned model (SmolLM2-135M).
+pub const SLM_PARAMETERS: u64 = 134_515_008;
+
+/// Replaces the recorded parameter count of `model` (`None`: not recorded).
+pub fn set_parameters(dir: &Path, model: &str, parameters: Option<u64>) {
+    let folder = dir.join(model);
+    let mut info = report::read_model_info(&folder).unwrap().unwrap();
+    info.details = match parameters {
+        Some(p) => serde_json::json!({"architecture": "llama", "parameters": p}),
+        None => serde_json::json!({"architecture": "llama"}),
+    };
+    report::write_model_info(&folder, &info).unwrap();
+}
+
+/// Writes the run into `dir`.
 pub fn write_run(dir: &Path) {
     let table = icd::CodeTable::icd10cm();
     let cfg = MetricsConfig {
@@ -53,12 +69,18 @@ pub fn write_run(dir: &Path) {
         .map(|(i, c)| (c.to_string(), i * 4))
         .collect();
     let models = [
-        ("slm-lora", ModelKind::Finetuned, 8, 40.0),
-        ("llm-8b", ModelKind::ZeroShot, 6, 400.0),
-        ("tfidf", ModelKind::Baseline, 5, 2.0),
-        ("most-frequent", ModelKind::Baseline, 1, 0.01),
+        (
+            "slm-lora",
+            ModelKind::Finetuned,
+            8,
+            40.0,
+            Some(SLM_PARAMETERS),
+        ),
+        ("llm-8b", ModelKind::ZeroShot, 6, 400.0, Some(8_030_261_248)),
+        ("tfidf", ModelKind::Baseline, 5, 2.0, None),
+        ("most-frequent", ModelKind::Baseline, 1, 0.01, None),
     ];
-    for (name, kind, skill, latency) in models {
+    for (name, kind, skill, latency, parameters) in models {
         let folder = dir.join(name);
         std::fs::create_dir_all(&folder).unwrap();
         let preds = predictions(skill, latency);
@@ -69,7 +91,8 @@ pub fn write_run(dir: &Path) {
             serde_json::to_string(&m).unwrap(),
         )
         .unwrap();
-        if kind != ModelKind::Baseline {
+        // most-frequent keeps the older shape of a run: no model.json at all.
+        if name != "most-frequent" {
             let info = ModelInfo {
                 name: name.into(),
                 kind,
@@ -79,9 +102,11 @@ pub fn write_run(dir: &Path) {
                 train_dataset: None,
                 n_train: 140,
                 n_eval: 60,
-                train_time_s: None,
+                train_time_s: (kind == ModelKind::Baseline).then_some(0.2),
                 predict_time_s: 1.5,
-                details: serde_json::Value::Null,
+                details: parameters
+                    .map(|p| serde_json::json!({"architecture": "llama", "parameters": p}))
+                    .unwrap_or(serde_json::Value::Null),
             };
             report::write_model_info(&folder, &info).unwrap();
         }

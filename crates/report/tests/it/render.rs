@@ -1,7 +1,7 @@
 use metrics::MetricsConfig;
 use report::{assemble, load_run, render_html, ModelKind, Results, PLOT_IDS, SCHEMA_VERSION};
 
-use crate::fixture::write_run;
+use crate::fixture::{set_parameters, write_run, SLM_PARAMETERS};
 
 fn build(dirs: &[&std::path::Path]) -> (Results, String) {
     let runs = dirs.iter().map(|d| load_run(d).unwrap()).collect();
@@ -12,6 +12,25 @@ fn build(dirs: &[&std::path::Path]) -> (Results, String) {
     let results = assemble(runs, &cfg, "icdtune test", None).unwrap();
     let html = render_html(&results).unwrap();
     (results, html)
+}
+
+/// The text of the answer paragraph.
+fn answer(html: &str) -> &str {
+    let start = html.find("<p class=\"answer\"").unwrap();
+    &html[start..start + html[start..].find("</p>").unwrap()]
+}
+
+/// The cells of the model-info table row of `model`.
+fn info_row<'a>(html: &'a str, model: &str) -> &'a str {
+    let table = &html[html
+        .find("<table id=\"model-info\">")
+        .expect("model-info table")..];
+    let table = &table[..table.find("</table>").unwrap()];
+    let cell = format!("<tr><td class=\"l\">{model}</td>");
+    let row = &table[table
+        .find(&cell)
+        .unwrap_or_else(|| panic!("no row {model}"))..];
+    &row[..row.find("</tr>").unwrap()]
 }
 
 #[test]
@@ -66,8 +85,7 @@ fn html_is_self_contained_and_answers_the_question() {
     );
     assert!(!html.contains("<script"), "no script at all");
     assert!(!html.contains("<link"), "no external stylesheet");
-    let answer_start = html.find("<p class=\"answer\"").unwrap();
-    let answer = &html[answer_start..answer_start + html[answer_start..].find("</p>").unwrap()];
+    let answer = answer(&html);
     assert!(answer.contains("slm-lora"), "{answer}");
     assert!(answer.contains("llm-8b"), "{answer}");
     assert!(answer.contains("CI"), "{answer}");
@@ -77,6 +95,86 @@ fn html_is_self_contained_and_answers_the_question() {
         html.contains("Not run"),
         "privacy section says the audit did not run"
     );
+}
+
+#[test]
+fn the_question_names_the_zero_shot_models_and_says_larger_only_when_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    write_run(dir.path());
+    let (_, html) = build(&[dir.path()]);
+    let text = answer(&html);
+    assert!(
+        text.contains(
+            "Can a LoRA-finetuned small model beat larger zero-shot models \
+             (here: llm-8b, 8.0B parameters)?"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("The best finetuned model, slm-lora (135M parameters), reaches"),
+        "{text}"
+    );
+
+    // The demo's situation: the zero-shot model is the finetuned model's own base.
+    set_parameters(dir.path(), "llm-8b", Some(SLM_PARAMETERS));
+    let (_, html) = build(&[dir.path()]);
+    let text = answer(&html);
+    assert!(
+        text.contains("beat zero-shot models (here: llm-8b, 135M parameters)?"),
+        "{text}"
+    );
+    assert!(!text.contains("larger"), "{text}");
+
+    // A size that is not recorded claims nothing, on either side.
+    set_parameters(dir.path(), "llm-8b", None);
+    let (_, html) = build(&[dir.path()]);
+    let text = answer(&html);
+    assert!(
+        text.contains("beat zero-shot models (here: llm-8b)?"),
+        "{text}"
+    );
+    assert!(!text.contains("larger"), "{text}");
+    set_parameters(dir.path(), "llm-8b", Some(8_030_261_248));
+    set_parameters(dir.path(), "slm-lora", None);
+    let (_, html) = build(&[dir.path()]);
+    assert!(!answer(&html).contains("larger"), "{}", answer(&html));
+
+    // Without a finetuned model there is nothing to be larger than.
+    std::fs::remove_dir_all(dir.path().join("slm-lora")).unwrap();
+    let (_, html) = build(&[dir.path()]);
+    let text = answer(&html);
+    assert!(!text.contains("larger"), "{text}");
+    assert!(text.contains("no finetuned model"), "{text}");
+}
+
+#[test]
+fn only_baselines_are_said_to_be_trained_on_the_training_split() {
+    let dir = tempfile::tempdir().unwrap();
+    write_run(dir.path());
+    let (results, html) = build(&[dir.path()]);
+    let tfidf = info_row(&html, "tfidf");
+    assert!(tfidf.contains("trained on 140 examples"), "{tfidf}");
+    let zero_shot = info_row(&html, "llm-8b");
+    assert!(
+        zero_shot.contains("<td class=\"l\">zero-shot</td>"),
+        "{zero_shot}"
+    );
+    let finetuned = info_row(&html, "slm-lora");
+    assert!(finetuned.contains("LoRA-finetuned"), "{finetuned}");
+    for row in [zero_shot, finetuned] {
+        assert!(
+            !row.contains("trained on") && !row.contains(">140<"),
+            "{row}"
+        );
+    }
+    assert_eq!(html.matches("trained on").count(), 1, "only the tfidf row");
+
+    let mut info = results.models[2]
+        .info
+        .clone()
+        .expect("tfidf has model.json");
+    info.train_dataset = Some("other.csv".into());
+    assert_eq!(info.training(), "trained on 140 examples of other.csv");
 }
 
 #[test]

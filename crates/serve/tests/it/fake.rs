@@ -193,3 +193,83 @@ pub async fn send_error(
         .unwrap_or_else(|e| panic!("not a JSON error ({e}): {}", String::from_utf8_lossy(&body)));
     (status, error.error)
 }
+
+/// One call of a [`Stepper`]: when it started and ended, and whether it stopped on the flag.
+#[derive(Debug, Clone, Copy)]
+pub struct StepCall {
+    pub started: std::time::Instant,
+    pub ended: std::time::Instant,
+    pub cancelled: bool,
+}
+
+/// A deliberately slow model: each call "decodes" `steps` steps of `step` each, checking the
+/// cancel flag before every step as a real model does, and reports how much it truncated.
+pub struct Stepper {
+    pub step: Duration,
+    /// Steps of a call whose text does not start with "fast".
+    pub steps: usize,
+    pub calls: Mutex<Vec<StepCall>>,
+}
+
+impl Stepper {
+    pub fn new(step: Duration, steps: usize) -> Arc<Stepper> {
+        Arc::new(Stepper {
+            step,
+            steps,
+            calls: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn calls(&self) -> Vec<StepCall> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+impl Suggester for Stepper {
+    fn suggest(&self, text: &str, top_k: usize) -> Result<Vec<Candidate>, SuggestError> {
+        let never = std::sync::atomic::AtomicBool::new(false);
+        Ok(self.suggest_cancellable(text, top_k, &never)?.candidates)
+    }
+
+    fn suggest_cancellable(
+        &self,
+        text: &str,
+        _top_k: usize,
+        cancel: &std::sync::atomic::AtomicBool,
+    ) -> Result<serve::Suggested, SuggestError> {
+        let started = std::time::Instant::now();
+        // "fast:N" takes N steps; anything else takes `steps`.
+        let steps = text
+            .strip_prefix("fast:")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(self.steps);
+        let mut cancelled = false;
+        for _ in 0..steps {
+            if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+                cancelled = true;
+                break;
+            }
+            std::thread::sleep(self.step);
+        }
+        self.calls.lock().unwrap().push(StepCall {
+            started,
+            ended: std::time::Instant::now(),
+            cancelled,
+        });
+        if cancelled {
+            return Err(SuggestError::cancelled());
+        }
+        Ok(serve::Suggested {
+            candidates: vec![Candidate {
+                code: "J06.9".to_string(),
+                logprob: -0.1,
+            }],
+            prompt_tokens: Some(8192),
+            truncated_chars: text.len() / 2,
+        })
+    }
+
+    fn model_name(&self) -> &str {
+        MODEL
+    }
+}

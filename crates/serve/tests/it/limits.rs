@@ -203,3 +203,64 @@ fn zero_limits_are_refused() {
         .unwrap();
     assert!(err.to_string().contains("max_running"), "{err}");
 }
+
+#[tokio::test]
+async fn non_json_content_types_are_415() {
+    let suggester = Fixed::new(fake::mixed_candidates());
+    let app = fake::app(ServeConfig::default(), suggester.clone());
+    let body = r#"{"text": "cough"}"#;
+    for content_type in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        Some("application/jsonx"),
+        None,
+    ] {
+        let mut builder = axum::http::Request::post("/v1/suggest");
+        if let Some(ct) = content_type {
+            builder = builder.header(header::CONTENT_TYPE, ct);
+        }
+        let request = builder.body(axum::body::Body::from(body)).unwrap();
+        let (status, error) = fake::send_error(&app, request).await;
+        assert_eq!(
+            status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{content_type:?}"
+        );
+        assert_eq!(error.code, "unsupported_media_type");
+    }
+    assert!(suggester.seen.lock().unwrap().is_empty(), "never parsed");
+    for content_type in ["application/json", "Application/JSON; charset=utf-8"] {
+        let request = axum::http::Request::post("/v1/suggest")
+            .header(header::CONTENT_TYPE, content_type)
+            .body(axum::body::Body::from(body))
+            .unwrap();
+        assert_eq!(
+            fake::send(&app, request).await.0,
+            StatusCode::OK,
+            "{content_type}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn text_beyond_the_hard_limit_is_413_before_the_model() {
+    let config = ServeConfig {
+        max_text_bytes: 100,
+        ..ServeConfig::default()
+    };
+    let suggester = Fixed::new(fake::mixed_candidates());
+    let app = fake::app(config, suggester.clone());
+    let long = format!(r#"{{"text": "{}"}}"#, "a".repeat(101));
+    let (status, error) = fake::send_error(&app, fake::post(long)).await;
+    assert_eq!(
+        (status, error.code.as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "text_too_long")
+    );
+    assert!(error.message.contains("101 bytes"), "{}", error.message);
+    assert!(
+        suggester.seen.lock().unwrap().is_empty(),
+        "the model never saw it"
+    );
+    assert_eq!(ServeConfig::default().max_text_bytes, types::MAX_TEXT_BYTES);
+}

@@ -3,7 +3,12 @@
 
 mod api;
 mod browser;
+mod cancel;
 mod fake;
+mod fuzz;
 mod limits;
 mod load;
 mod privacy;
+
+#[global_allocator]
+static ALLOC: fuzzing::TrackingAlloc = fuzzing::TrackingAlloc;

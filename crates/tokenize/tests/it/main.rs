@@ -1,7 +1,11 @@
 //! Integration tests of the `tokenize` crate: one test binary (see STYLE.md).
 
+mod fuzz;
 mod gguf_reader;
 mod gguf_vocab;
 mod gguf_writer;
 mod hf_dir;
 mod smollm2;
+
+#[global_allocator]
+static ALLOC: fuzzing::TrackingAlloc = fuzzing::TrackingAlloc;

@@ -10,9 +10,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use types::TrainLogEntry;
+
 use crate::error::{io_err, Result};
 use crate::mlflow::client::{ClientOptions, KeyValue, Metric, MlflowClient, RunInfo, RunStatus};
-use crate::run_dir::TrainLogEntry;
 
 /// Where and how to track; normally built from `[tracking]` of the config.
 #[derive(Debug, Clone, Default)]

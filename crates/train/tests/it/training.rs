@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use candle_core::{DType, Tensor};
-use config::{Schedule, TrainForward, TrainingConfig, TruncateSide};
+use config::{KernelChoice, Schedule, TrainForward, TrainingConfig, TruncateSide};
 use lm::{LogitPositions, Model};
 use train::batch::choose_pad_id;
 use train::encode::{encode_all, EncodeOptions, EncodedExample};
@@ -56,6 +56,7 @@ fn options(fx: &Fixture, cfg: TrainingConfig, out: &Path) -> TrainOptions {
         stop: None,
         halt_after_step: None,
         write_merged: false,
+        kernels: KernelChoice::Auto,
     }
 }
 
@@ -177,7 +178,7 @@ fn overfits_ten_examples_and_generation_reproduces_each_code_then_stops() {
     assert_eq!(bytes(&a), bytes(&b));
     // The log has one line per step.
     let log =
-        track::read_jsonl::<track::TrainLogEntry>(&out.path().join("train_log.jsonl")).unwrap();
+        persist::read_jsonl::<types::TrainLogEntry>(&out.path().join("train_log.jsonl")).unwrap();
     assert_eq!(log.len(), 200);
     assert!(log
         .iter()
@@ -239,11 +240,13 @@ fn resume_after_interruption_gives_the_same_adapter_bit_for_bit() {
         read(full_dir.path()) == read(part_dir.path()),
         "resumed adapter differs"
     );
-    let log_a = track::read_jsonl::<track::TrainLogEntry>(&full_dir.path().join("train_log.jsonl"))
-        .unwrap();
-    let log_c = track::read_jsonl::<track::TrainLogEntry>(&part_dir.path().join("train_log.jsonl"))
-        .unwrap();
-    let losses = |l: &[track::TrainLogEntry]| {
+    let log_a =
+        persist::read_jsonl::<types::TrainLogEntry>(&full_dir.path().join("train_log.jsonl"))
+            .unwrap();
+    let log_c =
+        persist::read_jsonl::<types::TrainLogEntry>(&part_dir.path().join("train_log.jsonl"))
+            .unwrap();
+    let losses = |l: &[types::TrainLogEntry]| {
         l.iter()
             .map(|e| (e.step, e.train_loss, e.val_loss))
             .collect::<Vec<_>>()
@@ -289,12 +292,14 @@ fn early_stopping_keeps_the_best_adapter() {
     let best = vals.iter().copied().fold(f64::INFINITY, f64::min);
     assert_eq!(r.best_val_loss, Some(best));
     // The model now holds the best adapter: its validation loss is the best one.
-    let now = train::trainer::evaluate(&model, val, 4, 0, TrainForward::Fast).unwrap();
+    let now = train::trainer::evaluate(&model, val, 4, 0, TrainForward::Fast, KernelChoice::Auto)
+        .unwrap();
     assert!((now - best).abs() < 1e-5, "{now} vs {best}");
 }
 
 /// With LoRA dropout on, the fast forward's masks are seeded by (seed, step, micro-batch, layer,
-/// projection): an interrupted and resumed run still equals the uninterrupted one bit for bit.
+/// projection): an interrupted and resumed run still equals the uninterrupted one bit for bit,
+/// with the CPU kernels and with the portable ops.
 #[test]
 fn resume_with_lora_dropout_is_bit_exact() {
     let fx = Fixture::new(32);
@@ -309,29 +314,28 @@ fn resume_with_lora_dropout_is_bit_exact() {
         m.add_lora(&spec, 7).unwrap();
         m
     };
-    let full_dir = tempfile::tempdir().unwrap();
-    train(
-        &model(),
-        tr,
-        val,
-        &options(&fx, resumable_config(), full_dir.path()),
-        &mut |_| {},
-    )
-    .unwrap();
-    let part_dir = tempfile::tempdir().unwrap();
-    let mut o = options(&fx, resumable_config(), part_dir.path());
-    o.halt_after_step = Some(3);
-    assert!(
-        train(&model(), tr, val, &o, &mut |_| {})
-            .unwrap()
-            .interrupted
-    );
-    o.halt_after_step = None;
-    o.resume = true;
-    train(&model(), tr, val, &o, &mut |_| {}).unwrap();
-    let read = |d: &Path| std::fs::read(d.join("adapter/adapter_model.safetensors")).unwrap();
-    assert!(
-        read(full_dir.path()) == read(part_dir.path()),
-        "resumed adapter differs"
-    );
+    for kernels in [KernelChoice::Auto, KernelChoice::Portable] {
+        let options = |dir: &Path| TrainOptions {
+            kernels,
+            ..options(&fx, resumable_config(), dir)
+        };
+        let full_dir = tempfile::tempdir().unwrap();
+        train(&model(), tr, val, &options(full_dir.path()), &mut |_| {}).unwrap();
+        let part_dir = tempfile::tempdir().unwrap();
+        let mut o = options(part_dir.path());
+        o.halt_after_step = Some(3);
+        assert!(
+            train(&model(), tr, val, &o, &mut |_| {})
+                .unwrap()
+                .interrupted
+        );
+        o.halt_after_step = None;
+        o.resume = true;
+        train(&model(), tr, val, &o, &mut |_| {}).unwrap();
+        let read = |d: &Path| std::fs::read(d.join("adapter/adapter_model.safetensors")).unwrap();
+        assert!(
+            read(full_dir.path()) == read(part_dir.path()),
+            "{kernels:?}: resumed adapter differs"
+        );
+    }
 }

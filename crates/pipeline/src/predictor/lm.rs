@@ -1,0 +1,249 @@
+//! A language model as a predictor: constrained top-k over the ICD-10-CM leaf trie, or unconstrained
+//! greedy generation parsed leniently. Loading goes through [`load_engine`], the one place that turns
+//! a model spec, an adapter, `[prompt]` and `[compute]` into an [`Engine`] (for `eval`, `run`,
+//! `predict` and `serve` alike).
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use config::Config;
+use engine::{Engine, EngineOptions, TriePlan};
+use icd::{Code, CodeTable};
+use prompt::fit::{ContextPolicy, FitCounts};
+use report::ModelKind;
+use types::{Example, Prediction};
+
+use super::{Built, Predictor};
+use crate::compute::Compute;
+
+/// Loads the engine for `spec` (with `adapter`, or with its weights quantised at load) and the
+/// config's prompt; returns it with the load time in milliseconds.
+pub fn load_engine(
+    spec: &str,
+    adapter: Option<&Path>,
+    config: &Config,
+    quantization: Option<lm::Quantization>,
+) -> anyhow::Result<(Engine, f64)> {
+    let start = Instant::now();
+    let path = engine::resolve_model(spec)?;
+    let compute = Compute::resolve(&config.compute)?;
+    let mut opts = EngineOptions::cpu(&config.prompt.system, &config.prompt.instruction);
+    opts.adapter = adapter.map(Path::to_path_buf);
+    opts.quantization = quantization;
+    opts.device = compute.device;
+    opts.dtype = compute.dtype;
+    let mut engine =
+        Engine::load(spec, &path, &opts).with_context(|| format!("loading model {spec}"))?;
+    engine.set_context_policy(context_policy(&engine, adapter.is_some(), config));
+    Ok((engine, start.elapsed().as_secs_f64() * 1000.0))
+}
+
+/// The one rule every prompt is fitted by: the context the model was trained with (training's
+/// `max_seq_len` for an adapter, which `train` fitted its prompts to with the same rule; the
+/// model's whole context otherwise), shortened on `truncate_side` with room for the answer.
+fn context_policy(engine: &Engine, finetuned: bool, config: &Config) -> ContextPolicy {
+    let training = &config.training;
+    ContextPolicy::new(
+        engine.model_context(),
+        finetuned.then_some(training.max_seq_len),
+        training.truncate_side,
+    )
+}
+
+/// The config's `quantize` as the model loader's block format: 4-bit as Q4_0 (32-wide blocks fit
+/// every common hidden size, where Q4_K's 256-wide blocks do not), 8-bit as Q8_0.
+pub fn quantization(q: config::Quantize) -> Option<lm::Quantization> {
+    match q {
+        config::Quantize::None => None,
+        config::Quantize::Q4 => Some(lm::Quantization::Q4_0),
+        config::Quantize::Q8 => Some(lm::Quantization::Q8_0),
+    }
+}
+
+/// Codes of a label file: one code per line (any spelling; `#` comments and blank lines skipped).
+pub fn read_labels(path: &Path, table: &CodeTable) -> anyhow::Result<Vec<Code>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading labels {}", path.display()))?;
+    let mut codes = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let code = Code::parse(line)
+            .with_context(|| format!("{}:{}: not a code: {line:?}", path.display(), i + 1))?;
+        if !table.is_valid(&code) {
+            tracing::warn!(code = %code, "label not in the code table");
+        }
+        codes.push(code);
+    }
+    if codes.is_empty() {
+        bail!("{}: no codes", path.display());
+    }
+    Ok(codes)
+}
+
+/// A loaded language model and, when decoding is constrained, its answer trie.
+pub struct LmPredictor {
+    engine: Engine,
+    trie: Option<infer::CodeTrie>,
+    max_new_tokens: usize,
+    load_ms: f64,
+    trie_ms: Option<f64>,
+    adapter: Option<PathBuf>,
+    /// What fitting the prompts to the context did in the last `predict` (for `model.json`).
+    fit: Mutex<FitCounts>,
+}
+
+impl LmPredictor {
+    /// Loads `spec` (+ adapter, or quantised) and, when `config.eval.constrained`, builds the leaf trie.
+    pub fn load(
+        spec: &str,
+        adapter: Option<&Path>,
+        config: &Config,
+        table: &CodeTable,
+        quantization: Option<lm::Quantization>,
+    ) -> anyhow::Result<LmPredictor> {
+        let (engine, load_ms) = load_engine(spec, adapter, config, quantization)?;
+        let (trie, trie_ms) = if config.eval.constrained {
+            let start = Instant::now();
+            let trie = engine.build_trie(&TriePlan::Leaves, table)?;
+            (Some(trie), Some(start.elapsed().as_secs_f64() * 1000.0))
+        } else {
+            (None, None)
+        };
+        Ok(LmPredictor {
+            engine,
+            trie,
+            max_new_tokens: config.eval.max_new_tokens,
+            load_ms,
+            trie_ms,
+            adapter: adapter.map(Path::to_path_buf),
+            fit: Mutex::new(FitCounts::default()),
+        })
+    }
+
+    /// Whether an adapter was merged in: the finetuned arm rather than a zero-shot one.
+    pub fn is_finetuned(&self) -> bool {
+        self.adapter.is_some()
+    }
+}
+
+impl Predictor for LmPredictor {
+    fn predict(&self, examples: &[Example], k: usize) -> anyhow::Result<Vec<Prediction>> {
+        let evaluated =
+            self.engine
+                .evaluate_fitted(examples, self.trie.as_ref(), k, self.max_new_tokens)?;
+        if let Ok(mut fit) = self.fit.lock() {
+            *fit = evaluated.fit;
+        }
+        Ok(evaluated.predictions)
+    }
+
+    fn details(&self) -> serde_json::Value {
+        let cfg = self.engine.model().config();
+        serde_json::json!({
+            "path": self.engine.path(),
+            "adapter": self.adapter,
+            "architecture": cfg.architecture.as_str(),
+            "layers": cfg.num_layers,
+            "hidden_size": cfg.hidden_size,
+            "vocab_size": cfg.vocab_size,
+            "parameters": parameter_count(cfg),
+            "decoding": if self.trie.is_some() { "constrained-beam" } else { "greedy" },
+            "trie_codes": self.trie.as_ref().map(|t| t.len()),
+            "max_new_tokens": self.max_new_tokens,
+            "load_ms": self.load_ms,
+            "trie_ms": self.trie_ms,
+            "context": self.context_details(),
+        })
+    }
+}
+
+/// Parameters of the base model, from its config: the loader is strict (every tensor it reads has
+/// the shape the config implies, and none is left over), so this counts exactly the loaded weights.
+/// Tied embeddings count once, as Hugging Face counts them; a LoRA adapter is not included. The
+/// report compares model sizes with it.
+fn parameter_count(cfg: &lm::ModelConfig) -> u64 {
+    let [h, v, inter] = [cfg.hidden_size, cfg.vocab_size, cfg.intermediate_size].map(|x| x as u64);
+    let [q, kv] = [cfg.q_dim(), cfg.kv_dim()].map(|x| x as u64);
+    let bias = if cfg.attention_bias { q + 2 * kv } else { 0 };
+    let attention = h * q + 2 * h * kv + q * h + bias;
+    let mlp = 3 * h * inter;
+    let layer = attention + mlp + 2 * h;
+    let head = if cfg.tie_word_embeddings { 0 } else { v * h };
+    v * h + cfg.num_layers as u64 * layer + h + head
+}
+
+impl LmPredictor {
+    /// The context policy and what it shortened, as `model.json` records them.
+    fn context_details(&self) -> serde_json::Value {
+        let policy = self.engine.context_policy();
+        let fit = self.fit.lock().map(|f| *f).unwrap_or_default();
+        serde_json::json!({
+            "max_tokens": policy.max_tokens,
+            "truncate_side": policy.side,
+            "dialogues": fit.dialogues,
+            "shortened": fit.truncated,
+            "removed_chars": fit.removed_chars,
+            "max_prompt_tokens": fit.max_prompt_tokens,
+        })
+    }
+}
+
+/// A language model (folder, .gguf or cached Hugging Face id), zero-shot or with an adapter, or
+/// quantised at load, as a predictor writing into folder `name`.
+pub fn load_lm(
+    spec: &str,
+    adapter: Option<&Path>,
+    config: &Config,
+    table: &CodeTable,
+    name: String,
+    quantization: Option<lm::Quantization>,
+) -> anyhow::Result<Built> {
+    let lm = LmPredictor::load(spec, adapter, config, table, quantization)?;
+    Ok(Built {
+        name,
+        kind: if lm.is_finetuned() {
+            ModelKind::Finetuned
+        } else {
+            ModelKind::ZeroShot
+        },
+        predictor: Box::new(lm),
+        // Loading is not training: load and trie times are in the details.
+        train_time_s: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::parameter_count;
+
+    fn config(json: &str) -> lm::ModelConfig {
+        lm::ModelConfig::from_hf_json(json, Path::new("config.json")).unwrap()
+    }
+
+    #[test]
+    fn parameter_counts_match_the_published_ones() {
+        // HuggingFaceTB/SmolLM2-135M-Instruct: `model.num_parameters()` is 134,515,008.
+        let smol = config(
+            r#"{"model_type":"llama","hidden_size":576,"intermediate_size":1536,
+                "num_hidden_layers":30,"num_attention_heads":9,"num_key_value_heads":3,
+                "vocab_size":49152,"rms_norm_eps":1e-5,"max_position_embeddings":8192,
+                "tie_word_embeddings":true}"#,
+        );
+        assert_eq!(parameter_count(&smol), 134_515_008);
+        // Qwen/Qwen2.5-0.5B-Instruct (q/k/v biases, tied): 494,032,768.
+        let qwen = config(
+            r#"{"model_type":"qwen2","hidden_size":896,"intermediate_size":4864,
+                "num_hidden_layers":24,"num_attention_heads":14,"num_key_value_heads":2,
+                "vocab_size":151936,"rms_norm_eps":1e-6,"max_position_embeddings":32768,
+                "tie_word_embeddings":true}"#,
+        );
+        assert_eq!(parameter_count(&qwen), 494_032_768);
+    }
+}
