@@ -12,7 +12,7 @@
 #        torch, transformers, gguf and peft, created by this script when missing
 #        (`python3 -m venv V && V/bin/pip install torch transformers gguf peft`).
 #      BENCH_PYTHON=0     skip the PyTorch side.
-#      BENCH_FORWARD=reference / BENCH_RECOMPUTE=1   passed to the Rust side.
+#      BENCH_FORWARD=reference / BENCH_RECOMPUTE=1 / BENCH_KERNELS=portable   passed to the Rust side.
 #      CANDLE_NUM_THREADS: threads of candle's element-wise ops; unset, the Rust side uses the
 #        icdtune binary's default (one, see crates/lm/src/threads.rs).
 # Target of the issue: icdtune >= 1.5x PyTorch tokens/s at <= 0.6x its peak memory.

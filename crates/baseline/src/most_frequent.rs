@@ -57,22 +57,14 @@ impl MostFrequent {
     /// least [`MostFrequent::set_size`] of them; `Prediction::set_size` marks the predicted set.
     pub fn predict(&self, example: &Example, k: usize) -> Prediction {
         let start = Instant::now();
-        let candidates = ranking::top_k(&self.labels, &self.logprobs, k.max(self.set_size));
-        let set_size = Some(self.set_size.min(candidates.len()));
-        Prediction {
-            id: example.id.clone(),
-            gold: example
-                .codes
-                .iter()
-                .map(|c| c.as_str().to_string())
-                .collect(),
-            candidates,
-            raw_text: None,
-            latency_ms: start.elapsed().as_secs_f64() * 1e3,
-            prompt_tokens: 0,
-            generated_tokens: 0,
-            set_size,
-        }
+        ranking::prediction(
+            example,
+            &self.labels,
+            &self.logprobs,
+            k,
+            self.set_size,
+            start,
+        )
     }
 }
 

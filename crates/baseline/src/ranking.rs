@@ -1,6 +1,8 @@
 //! Turning per-label scores into ranked [`Candidate`]s.
 
-use types::Candidate;
+use std::time::Instant;
+
+use types::{Candidate, Example, Prediction};
 
 /// `ln(sigmoid(x))`, stable for large `|x|`.
 pub fn log_sigmoid(x: f64) -> f64 {
@@ -17,6 +19,34 @@ pub fn log_softmax(xs: &[f64]) -> Vec<f64> {
     let sum: f64 = xs.iter().map(|x| (x - max).exp()).sum();
     let log_z = max + sum.ln();
     xs.iter().map(|x| x - log_z).collect()
+}
+
+/// A baseline's prediction for `example`: the `max(k, set_size)` best labels, the first `set_size`
+/// of them marked as the predicted set, timed from `start` (when scoring began).
+pub fn prediction(
+    example: &Example,
+    labels: &[String],
+    logprobs: &[f64],
+    k: usize,
+    set_size: usize,
+    start: Instant,
+) -> Prediction {
+    let candidates = top_k(labels, logprobs, k.max(set_size));
+    let set_size = Some(set_size.min(candidates.len()));
+    Prediction {
+        id: example.id.clone(),
+        gold: example
+            .codes
+            .iter()
+            .map(|c| c.as_str().to_string())
+            .collect(),
+        candidates,
+        raw_text: None,
+        latency_ms: start.elapsed().as_secs_f64() * 1e3,
+        prompt_tokens: 0,
+        generated_tokens: 0,
+        set_size,
+    }
 }
 
 /// The `k` best labels by score, best first; ties go to the label that sorts first, so rankings are

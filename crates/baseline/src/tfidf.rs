@@ -196,22 +196,7 @@ impl TfidfClassifier {
                 logprobs.iter().filter(|l| **l >= cut).count()
             }
         };
-        let candidates = ranking::top_k(&self.fit.labels, &logprobs, k.max(set_size));
-        let set_size = Some(set_size.min(candidates.len()));
-        Prediction {
-            id: example.id.clone(),
-            gold: example
-                .codes
-                .iter()
-                .map(|c| c.as_str().to_string())
-                .collect(),
-            candidates,
-            raw_text: None,
-            latency_ms: start.elapsed().as_secs_f64() * 1e3,
-            prompt_tokens: 0,
-            generated_tokens: 0,
-            set_size,
-        }
+        ranking::prediction(example, &self.fit.labels, &logprobs, k, set_size, start)
     }
 
     /// [`TfidfClassifier::predict`] for many examples on all cores; results in input order.

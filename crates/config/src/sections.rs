@@ -320,17 +320,7 @@ impl Default for LoraConfig {
             r: 16,
             alpha: 32.0,
             dropout: 0.05,
-            targets: [
-                "q_proj",
-                "k_proj",
-                "v_proj",
-                "o_proj",
-                "gate_proj",
-                "up_proj",
-                "down_proj",
-            ]
-            .map(String::from)
-            .to_vec(),
+            targets: LORA_TARGETS.map(String::from).to_vec(),
         }
     }
 }

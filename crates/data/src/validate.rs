@@ -59,7 +59,8 @@ impl ProblemKind {
         }
     }
 
-    fn policy(self, p: &PolicyConfig) -> Policy {
+    /// The policy configured for this kind of problem.
+    pub fn policy(self, p: &PolicyConfig) -> Policy {
         match self {
             ProblemKind::EmptyText => p.empty_text,
             ProblemKind::MissingLabel => p.missing_label,

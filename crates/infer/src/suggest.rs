@@ -54,27 +54,24 @@ pub fn evaluate_constrained<M: StepModel>(
     opts: &BeamOptions,
     batch_size: usize,
 ) -> Result<Vec<Prediction>> {
-    let mut predictions = Vec::with_capacity(items.len());
-    for batch in items.chunks(batch_size.max(1)) {
-        let prompts: Vec<Vec<u32>> = batch.iter().map(|i| i.prompt_ids.clone()).collect();
-        let start = Instant::now();
-        let outputs = beam_search(model, trie, &prompts, opts)?;
-        let share = start.elapsed().as_secs_f64() * 1000.0 / batch.len() as f64;
-        for (item, out) in batch.iter().zip(&outputs) {
+    in_batches(
+        items,
+        batch_size,
+        |prompts| beam_search(model, trie, prompts, opts),
+        |item, out, share| {
             tracing::debug!(id = %item.id, best = ?out.hypotheses.first().map(|h| h.code.as_str()), "constrained");
-            predictions.push(Prediction {
+            Prediction {
                 id: item.id.clone(),
                 gold: item.gold.clone(),
-                candidates: candidates(out),
+                candidates: candidates(&out),
                 raw_text: None,
                 latency_ms: share,
                 prompt_tokens: out.prompt_tokens as u64,
                 generated_tokens: out.decode_tokens as u64,
                 set_size: Some(1),
-            });
-        }
-    }
-    Ok(predictions)
+            }
+        },
+    )
 }
 
 /// Unconstrained generation for every item, parsed with the lenient parser
@@ -88,14 +85,31 @@ pub fn evaluate_generative<M: StepModel, C: TextCodec + ?Sized>(
     opts: &GenerateOptions,
     batch_size: usize,
 ) -> Result<Vec<Prediction>> {
+    in_batches(
+        items,
+        batch_size,
+        |prompts| generate(model, codec, prompts, opts),
+        generative_prediction,
+    )
+}
+
+/// Decodes `items` in batches of `batch_size` prompts and makes each output a prediction with
+/// `predict(item, output, latency_ms)`, where the latency is the item's share of its batch's
+/// wall time.
+fn in_batches<O>(
+    items: &[EvalItem],
+    batch_size: usize,
+    mut decode: impl FnMut(&[Vec<u32>]) -> Result<Vec<O>>,
+    mut predict: impl FnMut(&EvalItem, O, f64) -> Prediction,
+) -> Result<Vec<Prediction>> {
     let mut predictions = Vec::with_capacity(items.len());
     for batch in items.chunks(batch_size.max(1)) {
         let prompts: Vec<Vec<u32>> = batch.iter().map(|i| i.prompt_ids.clone()).collect();
         let start = Instant::now();
-        let outputs = generate(model, codec, &prompts, opts)?;
+        let outputs = decode(&prompts)?;
         let share = start.elapsed().as_secs_f64() * 1000.0 / batch.len() as f64;
         for (item, out) in batch.iter().zip(outputs) {
-            predictions.push(generative_prediction(item, out, share));
+            predictions.push(predict(item, out, share));
         }
     }
     Ok(predictions)

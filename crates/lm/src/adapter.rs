@@ -47,14 +47,11 @@ fn st_dtype(dtype: DType, path: &Path) -> Result<safetensors::Dtype> {
     })
 }
 
-fn tensor_bytes(t: &Tensor) -> Result<Vec<u8>> {
+/// Little-endian bytes of `t` on the CPU, as safetensors stores them: F16 and BF16 as they are,
+/// any other dtype as F32 (callers first check the dtype has a safetensors form).
+pub(crate) fn tensor_le_bytes(t: &Tensor) -> Result<Vec<u8>> {
     let t = t.flatten_all()?.to_device(&Device::Cpu)?;
     Ok(match t.dtype() {
-        DType::F32 => t
-            .to_vec1::<f32>()?
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect(),
         DType::F16 => t
             .to_vec1::<half::f16>()?
             .iter()
@@ -65,11 +62,12 @@ fn tensor_bytes(t: &Tensor) -> Result<Vec<u8>> {
             .iter()
             .flat_map(|v| v.to_le_bytes())
             .collect(),
-        other => {
-            return Err(LmError::Input(format!(
-                "tensor dtype {other:?} not serialisable"
-            )))
-        }
+        _ => t
+            .to_dtype(DType::F32)?
+            .to_vec1::<f32>()?
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect(),
     })
 }
 
@@ -128,7 +126,7 @@ pub fn save(model: &Model, dir: &Path, base_model_name_or_path: &str) -> Result<
             name.clone(),
             st_dtype(var.dtype(), dir)?,
             var.dims().to_vec(),
-            tensor_bytes(var.as_tensor())?,
+            tensor_le_bytes(var.as_tensor())?,
         ));
     }
     let views = owned

@@ -92,7 +92,7 @@ impl<'t> LabelSpace<'t> {
 
     /// Number of distinct labels at a level (ids are `0..count`).
     pub fn label_count(&self, level: Level) -> usize {
-        self.interners[level as usize].names.len()
+        self.interners[level as usize].len()
     }
 
     fn compute(&mut self, raw: &str) -> CodeInfo {
@@ -146,14 +146,17 @@ impl<'t> LabelSpace<'t> {
     }
 }
 
+/// Dense ids for label names, in order of first sight, so that per-label counts live in flat
+/// vectors instead of maps keyed by strings.
 #[derive(Default)]
-struct Interner {
+pub(crate) struct Interner {
     ids: HashMap<String, u32>,
     names: Vec<String>,
 }
 
 impl Interner {
-    fn id(&mut self, name: &str) -> u32 {
+    /// The id of `name`, new when it was not seen before.
+    pub(crate) fn id(&mut self, name: &str) -> u32 {
         if let Some(id) = self.ids.get(name) {
             return *id;
         }
@@ -161,5 +164,10 @@ impl Interner {
         self.ids.insert(name.to_string(), id);
         self.names.push(name.to_string());
         id
+    }
+
+    /// How many distinct names were seen.
+    pub(crate) fn len(&self) -> usize {
+        self.names.len()
     }
 }

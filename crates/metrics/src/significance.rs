@@ -18,6 +18,7 @@ use types::Prediction;
 
 use crate::bootstrap::{percentile_interval, resample};
 use crate::evaluate::{check_config, validate};
+use crate::levels::Interner;
 use crate::registry::{safe_div, LabelCounts, MacroLabels};
 use crate::sample::{in_predicted_set, LabelOutcome, SetCounts};
 use crate::{names, MetricsConfig, MetricsError, PairedComparison, PairedTest};
@@ -63,7 +64,7 @@ pub fn compare(
         });
     }
 
-    let mut labels = LabelIds::default();
+    let mut labels = Interner::default();
     let mut rows = Vec::with_capacity(a.len());
     let mut label_a = Csr::default();
     let mut label_b = Csr::default();
@@ -83,7 +84,7 @@ pub fn compare(
         rows.push((ra, rb));
     }
 
-    let n_labels = labels.names.len();
+    let n_labels = labels.len();
     let ones = vec![1u32; a.len()];
     // Each model's macro average is over its own full-sample labels (see `MacroLabels`).
     let macro_a = MacroLabels::new(&label_a.label_counts(&ones, n_labels));
@@ -211,7 +212,7 @@ struct Side {
 fn side(
     p: &Prediction,
     gold: &[u32],
-    labels: &mut LabelIds,
+    labels: &mut Interner,
     cfg: &MetricsConfig,
     csr: &mut Csr,
 ) -> Side {
@@ -265,24 +266,6 @@ fn gold_set(p: &Prediction) -> Vec<String> {
     g.sort();
     g.dedup();
     g
-}
-
-#[derive(Default)]
-struct LabelIds {
-    ids: HashMap<String, u32>,
-    names: Vec<String>,
-}
-
-impl LabelIds {
-    fn id(&mut self, name: &str) -> u32 {
-        if let Some(id) = self.ids.get(name) {
-            return *id;
-        }
-        let id = self.names.len() as u32;
-        self.ids.insert(name.to_string(), id);
-        self.names.push(name.to_string());
-        id
-    }
 }
 
 /// Label outcomes of each example, flattened as slots `label * 3 + outcome` with their example.

@@ -2,11 +2,12 @@
 //! [`crate::settings`]) turned into a candle device and dtype.
 //!
 //! The one place that rule lives, so `predict`, `eval`, `serve`, `train`, `audit` and `run` cannot
-//! disagree about what `dtype = "auto"` means or which forward trains off the CPU.
+//! disagree about what `dtype = "auto"` means. The training forward needs no rule here: the fast
+//! forward runs on every device (`[compute] kernels` picks CPU kernels or portable tensor ops).
 
 use anyhow::Context;
 use candle_core::{DType, Device};
-use config::{ComputeConfig, ComputeDtype, TrainForward, TrainingConfig};
+use config::{ComputeConfig, ComputeDtype};
 
 /// A resolved `[compute]` section.
 #[derive(Debug, Clone)]
@@ -40,23 +41,6 @@ impl Compute {
             quantization,
         }
     }
-
-    /// `training` as it runs here. The fast forward's custom ops are CPU kernels that refuse other
-    /// devices, so off the CPU training uses the reference forward (stock candle ops, any device),
-    /// and `recompute_activations`, a fast-forward feature, is switched off with it.
-    pub fn training_config(&self, training: &TrainingConfig) -> TrainingConfig {
-        let mut cfg = training.clone();
-        if !self.device.is_cpu() && cfg.forward == TrainForward::Fast {
-            tracing::info!(
-                recompute_activations = cfg.recompute_activations,
-                "training on {:?}: using forward = \"reference\" (the fast training kernels are CPU-only)",
-                self.device.location()
-            );
-            cfg.forward = TrainForward::Reference;
-            cfg.recompute_activations = false;
-        }
-        cfg
-    }
 }
 
 #[cfg(test)]
@@ -80,16 +64,6 @@ mod tests {
             compute("cpu", ComputeDtype::Bf16).unwrap().dtype,
             DType::BF16
         );
-    }
-
-    #[test]
-    fn cpu_training_keeps_the_configured_forward() {
-        let c = compute("cpu", ComputeDtype::Auto).unwrap();
-        let training = TrainingConfig {
-            recompute_activations: true,
-            ..TrainingConfig::default()
-        };
-        assert_eq!(c.training_config(&training), training);
     }
 
     #[cfg(not(feature = "cuda"))]

@@ -94,7 +94,7 @@ pub fn train_adapter(
     let compute = Compute::resolve(&config.compute)?;
     let model = lora_model(path, job.model, config, &compute)?;
     let opts = TrainOptions {
-        config: compute.training_config(&config.training),
+        config: config.training.clone(),
         out_dir: job.out.to_path_buf(),
         base_model_name: job.model.to_string(),
         resume: job.resume,

@@ -322,12 +322,6 @@ fn write_json(
     style: &JsonStyle,
     depth: usize,
 ) -> Result<(), Error> {
-    let newline = |out: &mut String, depth: usize| {
-        if let Some(width) = style.indent {
-            out.push('\n');
-            out.extend(std::iter::repeat_n(' ', width * depth));
-        }
-    };
     match value.kind() {
         ValueKind::Undefined | ValueKind::None => out.push_str("null"),
         ValueKind::Bool => out.push_str(if value.is_true() { "true" } else { "false" }),
@@ -341,46 +335,24 @@ fn write_json(
         }
         ValueKind::Seq | ValueKind::Iterable => {
             let items: Vec<Value> = value.try_iter()?.collect();
-            if items.is_empty() {
-                out.push_str("[]");
-                return Ok(());
-            }
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(&style.item_sep);
-                }
-                newline(out, depth + 1);
-                write_json(out, item, style, depth + 1)?;
-            }
-            newline(out, depth);
-            out.push(']');
+            write_container(out, &items, ['[', ']'], style, depth, |out, item| {
+                write_json(out, item, style, depth + 1)
+            })?;
         }
         ValueKind::Map => {
             let mut keys: Vec<Value> = value.try_iter()?.collect();
             if style.sort_keys {
                 keys.sort();
             }
-            if keys.is_empty() {
-                out.push_str("{}");
-                return Ok(());
-            }
-            out.push('{');
-            for (i, key) in keys.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(&style.item_sep);
-                }
-                newline(out, depth + 1);
+            write_container(out, &keys, ['{', '}'], style, depth, |out, key| {
                 let name = match key.as_str() {
                     Some(s) => s.to_string(),
                     None => key.to_string(),
                 };
                 json_string(out, &name, style.ensure_ascii)?;
                 out.push_str(&style.key_sep);
-                write_json(out, &value.get_item(key)?, style, depth + 1)?;
-            }
-            newline(out, depth);
-            out.push('}');
+                write_json(out, &value.get_item(key)?, style, depth + 1)
+            })?;
         }
         other => {
             return Err(Error::new(
@@ -390,6 +362,42 @@ fn write_json(
         }
     }
     Ok(())
+}
+
+/// Writes a JSON list or object: `brackets` around the items, each written by `write_item` on
+/// its own line when indenting, separated as `style` says; an empty one stays on one line.
+fn write_container(
+    out: &mut String,
+    items: &[Value],
+    brackets: [char; 2],
+    style: &JsonStyle,
+    depth: usize,
+    mut write_item: impl FnMut(&mut String, &Value) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let [open, close] = brackets;
+    out.push(open);
+    if items.is_empty() {
+        out.push(close);
+        return Ok(());
+    }
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push_str(&style.item_sep);
+        }
+        newline(out, style, depth + 1);
+        write_item(out, item)?;
+    }
+    newline(out, style, depth);
+    out.push(close);
+    Ok(())
+}
+
+/// A line break and the indent of `depth` levels, when `style` indents.
+fn newline(out: &mut String, style: &JsonStyle, depth: usize) {
+    if let Some(width) = style.indent {
+        out.push('\n');
+        out.extend(std::iter::repeat_n(' ', width * depth));
+    }
 }
 
 /// Prints `{{ value }}` as Jinja2 does: lists and dicts in Python's repr (`['a', None]`,
@@ -409,32 +417,38 @@ fn python_formatter(
     }
 }
 
+/// Python's repr of a list or dict: `brackets` around the items (each written by `write_item`),
+/// `, ` between them.
+fn python_repr_items(
+    out: &mut String,
+    value: &Value,
+    brackets: [char; 2],
+    mut write_item: impl FnMut(&mut String, Value) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let [open, close] = brackets;
+    out.push(open);
+    for (i, item) in value.try_iter()?.enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        write_item(out, item)?;
+    }
+    out.push(close);
+    Ok(())
+}
+
 fn python_repr(out: &mut String, value: &Value) -> Result<(), Error> {
     match value.kind() {
         ValueKind::String => python_str_repr(out, value.as_str().unwrap_or_default()),
         ValueKind::Undefined | ValueKind::None => out.push_str("None"),
         ValueKind::Seq => {
-            out.push('[');
-            for (i, item) in value.try_iter()?.enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                python_repr(out, &item)?;
-            }
-            out.push(']');
+            python_repr_items(out, value, ['[', ']'], |out, item| python_repr(out, &item))?
         }
-        ValueKind::Map => {
-            out.push('{');
-            for (i, key) in value.try_iter()?.enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                python_repr(out, &key)?;
-                out.push_str(": ");
-                python_repr(out, &value.get_item(&key)?)?;
-            }
-            out.push('}');
-        }
+        ValueKind::Map => python_repr_items(out, value, ['{', '}'], |out, key| {
+            python_repr(out, &key)?;
+            out.push_str(": ");
+            python_repr(out, &value.get_item(&key)?)
+        })?,
         _ => {
             let _ = write!(out, "{value}");
         }

@@ -163,7 +163,7 @@ pub fn loss_and_gradients(
     let (loss, head) = head_forward(model, &x, batch, normaliser, ctx.backend)?;
     let mut grad = head_backward(model, head, x.dims3()?, ctx.backend)?;
     drop(x);
-    // Backward, from the top block down; the first block's input is a frozen embedding.
+    // Backward, from the top block down.
     let mut slots = GradSlots::new(vars);
     for (i, layer) in layers.iter().enumerate().rev() {
         let tape = match saved.pop() {
@@ -173,7 +173,7 @@ pub fn loss_and_gradients(
                 .ok_or_else(|| TrainError::Setup(format!("block {i} kept no tape")))?,
             None => return Err(TrainError::Setup(format!("block {i} saved nothing"))),
         };
-        if let Some(g) = block_backward(model, i, layer, tape, &grad, &ctx, i > 0, &mut slots)? {
+        if let Some(g) = block_backward(model, i, layer, tape, &grad, &ctx, &mut slots)? {
             grad = g;
         }
     }
@@ -294,9 +294,9 @@ fn block_forward(
     Ok((out, tape))
 }
 
-/// The backward of one decoder layer for the upstream gradient `grad` of its output: LoRA
-/// gradients go to `slots`; returns the gradient of the block input when `need_input`.
-#[allow(clippy::too_many_arguments)]
+/// The backward of decoder layer `index` for the upstream gradient `grad` of its output: LoRA
+/// gradients go to `slots`; returns the gradient of the block input, except for the first block,
+/// whose input is the frozen embedding.
 fn block_backward(
     model: &Model,
     index: usize,
@@ -304,9 +304,9 @@ fn block_backward(
     tape: BlockTape,
     grad: &Tensor,
     ctx: &Context,
-    need_input: bool,
     slots: &mut GradSlots,
 ) -> Result<Option<Tensor>> {
+    let need_input = index > 0;
     let cfg = model.config();
     let (eps, be) = (cfg.rms_norm_eps, ctx.backend);
     let mut project_back = |which: usize, input: &Tensor, g: &Tensor, need_x: bool| {

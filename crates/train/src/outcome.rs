@@ -56,6 +56,25 @@ impl TrainOutcome {
             adapter_dir,
         }
     }
+
+    /// "trained N steps", with " (early stop)" when patience ended the run: the first half of
+    /// the line every caller prints when a run finished.
+    pub fn steps_summary(&self) -> String {
+        let early = if self.stopped_early {
+            " (early stop)"
+        } else {
+            ""
+        };
+        format!("trained {} steps{early}", self.steps_done)
+    }
+
+    /// "best validation loss X" (four decimals, "n/a" when validation never ran).
+    pub fn best_val_loss_summary(&self) -> String {
+        let loss = self
+            .best_val_loss
+            .map_or("n/a".into(), |v| format!("{v:.4}"));
+        format!("best validation loss {loss}")
+    }
 }
 
 /// Loads the best values into the model (when validation kept some) and writes the PEFT adapter
@@ -77,4 +96,32 @@ pub(crate) fn write_adapter(
         crate::merge::write_merged(model, &opts.out_dir.join(MERGED_FILE))?;
     }
     Ok(adapter_dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TrainOutcome;
+
+    fn outcome(stopped_early: bool, best_val_loss: Option<f64>) -> TrainOutcome {
+        TrainOutcome {
+            steps_done: 12,
+            total_steps: 40,
+            last_train_loss: Some(1.0),
+            best_val_loss,
+            best_step: Some(10),
+            stopped_early,
+            interrupted: false,
+            adapter_dir: None,
+        }
+    }
+
+    #[test]
+    fn summaries_name_the_steps_the_early_stop_and_the_best_loss() {
+        let early = outcome(true, Some(0.123_456));
+        assert_eq!(early.steps_summary(), "trained 12 steps (early stop)");
+        assert_eq!(early.best_val_loss_summary(), "best validation loss 0.1235");
+        let full = outcome(false, None);
+        assert_eq!(full.steps_summary(), "trained 12 steps");
+        assert_eq!(full.best_val_loss_summary(), "best validation loss n/a");
+    }
 }

@@ -1,14 +1,14 @@
 //! JSON Lines (optionally gzip-compressed): one JSON object per line; blank lines are skipped but count
 //! as rows so that row numbers equal line numbers.
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use serde_json::Value;
 
-use super::{open_text, RawRow, RawTable};
-use crate::columns::{split_codes, ColumnMap, ColumnsUsed};
+use super::cells::{raw_row, Cell};
+use super::{open_text, RawTable};
+use crate::columns::{ColumnMap, ColumnsUsed};
 use crate::DataError;
 
 pub(super) fn read(path: &Path, map: &ColumnMap) -> Result<RawTable, DataError> {
@@ -55,83 +55,8 @@ pub(super) fn read(path: &Path, map: &ColumnMap) -> Result<RawTable, DataError> 
         let keys: Vec<String> = object.keys().cloned().collect();
         let values: Vec<&Value> = object.values().collect();
         let cols = map.resolve(&keys, path, Some(row))?;
-        let field_err = |i: usize, message: String| DataError::Field {
-            path: path.to_path_buf(),
-            row,
-            field: keys[i].clone(),
-            message,
-        };
-        let text = match values[cols.text] {
-            Value::String(s) => s.clone(),
-            Value::Null => String::new(),
-            other => {
-                return Err(field_err(
-                    cols.text,
-                    format!("text must be a string, found {}", kind(other)),
-                ))
-            }
-        };
-        let codes = match values[cols.codes] {
-            Value::String(s) => split_codes(s, map.separator.as_deref()),
-            Value::Null => Vec::new(),
-            Value::Array(items) => {
-                let mut codes = Vec::with_capacity(items.len());
-                for (k, item) in items.iter().enumerate() {
-                    match item {
-                        Value::String(s) => codes.extend(split_codes(s, None)),
-                        Value::Null => {}
-                        other => {
-                            return Err(field_err(
-                                cols.codes,
-                                format!(
-                                    "list item {} must be a code string, found {}",
-                                    k + 1,
-                                    kind(other)
-                                ),
-                            ))
-                        }
-                    }
-                }
-                codes
-            }
-            other => {
-                return Err(field_err(
-                    cols.codes,
-                    format!(
-                        "codes must be a string or a list of strings, found {}",
-                        kind(other)
-                    ),
-                ))
-            }
-        };
-        let id = match cols.id.map(|i| (i, values[i])) {
-            None => None,
-            Some((_, Value::String(s))) => Some(s.trim().to_string()).filter(|s| !s.is_empty()),
-            Some((_, Value::Number(n))) => Some(n.to_string()),
-            Some((i, other)) => {
-                return Err(field_err(
-                    i,
-                    format!("id must be a string or a number, found {}", kind(other)),
-                ))
-            }
-        };
-        let meta: BTreeMap<String, String> = cols
-            .meta
-            .iter()
-            .filter_map(|(name, i)| match values[*i] {
-                Value::Null => None,
-                Value::String(s) => Some((name.clone(), s.clone())),
-                other => Some((name.clone(), other.to_string())),
-            })
-            .collect();
+        rows.push(raw_row(row, &values, &keys, &cols, map, path)?);
         columns.get_or_insert(cols.names);
-        rows.push(RawRow {
-            row,
-            id,
-            text,
-            codes,
-            meta,
-        });
     }
     let Some(columns) = columns else {
         return Err(DataError::Empty {
@@ -145,6 +70,34 @@ pub(super) fn read(path: &Path, map: &ColumnMap) -> Result<RawTable, DataError> 
         columns,
         notes,
     })
+}
+
+impl Cell for Value {
+    const ID_KINDS: &'static str = "a number";
+
+    fn as_str(&self) -> Option<&str> {
+        Value::as_str(self)
+    }
+
+    fn is_null(&self) -> bool {
+        Value::is_null(self)
+    }
+
+    fn list(&self) -> Option<&[Value]> {
+        self.as_array().map(Vec::as_slice)
+    }
+
+    fn is_id_number(&self) -> bool {
+        self.is_number()
+    }
+
+    fn kind(&self) -> &'static str {
+        kind(self)
+    }
+
+    fn list_item_error(position: usize, kind: &str) -> String {
+        format!("list item {position} must be a code string, found {kind}")
+    }
 }
 
 fn kind(v: &Value) -> &'static str {

@@ -1,6 +1,7 @@
 //! Format readers. Each turns a file into raw rows (text, code strings, id, meta) without judging them;
 //! judging is `validate`'s job, so every format gets the same checks and the same report.
 
+mod cells;
 mod csv;
 mod jsonl;
 mod parquet;

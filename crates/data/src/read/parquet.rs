@@ -1,13 +1,13 @@
 //! Parquet through the row API: top-level string columns, or a list-of-strings column for codes.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use ::parquet::file::reader::{FileReader, SerializedFileReader};
 use ::parquet::record::Field;
 
-use super::{RawRow, RawTable};
-use crate::columns::{split_codes, ColumnMap};
+use super::cells::{raw_row, Cell};
+use super::RawTable;
+use crate::columns::ColumnMap;
 use crate::DataError;
 
 /// Reads the file, turning a panic of the parquet crate into an error: its metadata decoder
@@ -55,80 +55,7 @@ fn read_rows(path: &Path, map: &ColumnMap) -> Result<RawTable, DataError> {
         let row = i as u64 + 1;
         let record = record.map_err(|e| pq_err(Some(row), e))?;
         let fields: Vec<&Field> = record.get_column_iter().map(|(_, f)| f).collect();
-        let field_err = |col: usize, message: String| DataError::Field {
-            path: path.to_path_buf(),
-            row,
-            field: names[col].clone(),
-            message,
-        };
-        let text = match fields[cols.text] {
-            Field::Str(s) => s.clone(),
-            Field::Null => String::new(),
-            other => {
-                return Err(field_err(
-                    cols.text,
-                    format!("text must be a string, found {}", kind(other)),
-                ))
-            }
-        };
-        let codes = match fields[cols.codes] {
-            Field::Str(s) => split_codes(s, map.separator.as_deref()),
-            Field::Null => Vec::new(),
-            Field::ListInternal(list) => {
-                let mut codes = Vec::new();
-                for item in list.elements() {
-                    match item {
-                        Field::Str(s) => codes.extend(split_codes(s, None)),
-                        Field::Null => {}
-                        other => {
-                            return Err(field_err(
-                                cols.codes,
-                                format!("list items must be code strings, found {}", kind(other)),
-                            ))
-                        }
-                    }
-                }
-                codes
-            }
-            other => {
-                return Err(field_err(
-                    cols.codes,
-                    format!(
-                        "codes must be a string or a list of strings, found {}",
-                        kind(other)
-                    ),
-                ))
-            }
-        };
-        let id = match cols.id.map(|c| (c, fields[c])) {
-            None => None,
-            Some((_, Field::Str(s))) => Some(s.trim().to_string()).filter(|s| !s.is_empty()),
-            Some((_, f @ (Field::Int(_) | Field::Long(_) | Field::UInt(_) | Field::ULong(_)))) => {
-                Some(f.to_string())
-            }
-            Some((c, other)) => {
-                return Err(field_err(
-                    c,
-                    format!("id must be a string or an integer, found {}", kind(other)),
-                ))
-            }
-        };
-        let meta: BTreeMap<String, String> = cols
-            .meta
-            .iter()
-            .filter_map(|(name, c)| match fields[*c] {
-                Field::Null => None,
-                Field::Str(s) => Some((name.clone(), s.clone())),
-                other => Some((name.clone(), other.to_string())),
-            })
-            .collect();
-        rows.push(RawRow {
-            row,
-            id,
-            text,
-            codes,
-            meta,
-        });
+        rows.push(raw_row(row, &fields, &names, &cols, map, path)?);
     }
     if rows.is_empty() {
         return Err(DataError::Empty {
@@ -142,6 +69,43 @@ fn read_rows(path: &Path, map: &ColumnMap) -> Result<RawTable, DataError> {
         columns: cols.names,
         notes: Vec::new(),
     })
+}
+
+impl Cell for Field {
+    const ID_KINDS: &'static str = "an integer";
+
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            Field::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn is_null(&self) -> bool {
+        matches!(self, Field::Null)
+    }
+
+    fn list(&self) -> Option<&[Field]> {
+        match self {
+            Field::ListInternal(list) => Some(list.elements()),
+            _ => None,
+        }
+    }
+
+    fn is_id_number(&self) -> bool {
+        matches!(
+            self,
+            Field::Int(_) | Field::Long(_) | Field::UInt(_) | Field::ULong(_)
+        )
+    }
+
+    fn kind(&self) -> &'static str {
+        kind(self)
+    }
+
+    fn list_item_error(_position: usize, kind: &str) -> String {
+        format!("list items must be code strings, found {kind}")
+    }
 }
 
 /// The type of a value, for errors: the value itself may be patient text (bytes in a text column).

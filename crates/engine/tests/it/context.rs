@@ -5,11 +5,12 @@
 use std::sync::atomic::AtomicBool;
 
 use config::TruncateSide;
-use engine::{Engine, EngineError, EngineOptions, TriePlan};
+use engine::{Engine, EngineError, EngineOptions};
 use icd::{Code, CodeTable};
 use prompt::fit::{ContextPolicy, ANSWER_ROOM};
 use types::Example;
 
+use crate::engine::labels;
 use crate::tiny;
 
 /// The tiny model has 512 positions and one token per character.
@@ -18,15 +19,6 @@ const CONTEXT: usize = 512;
 fn engine(dir: &std::path::Path) -> Engine {
     tiny::write_tiny_model(dir, 11);
     Engine::load("tiny", dir, &EngineOptions::cpu("", "Give the code.")).unwrap()
-}
-
-fn labels() -> TriePlan {
-    TriePlan::Labels(
-        tiny::CODES
-            .iter()
-            .map(|c| Code::parse(c).unwrap())
-            .collect(),
-    )
 }
 
 fn dialogue(chars: usize) -> String {

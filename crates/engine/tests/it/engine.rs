@@ -16,7 +16,8 @@ fn engine(dir: &std::path::Path) -> Engine {
     Engine::load("tiny", dir, &opts).unwrap()
 }
 
-fn labels() -> TriePlan {
+/// The label set of the tiny model's codes, for the tests that build a trie over it.
+pub(crate) fn labels() -> TriePlan {
     TriePlan::Labels(
         tiny::CODES
             .iter()

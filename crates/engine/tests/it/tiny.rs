@@ -70,8 +70,9 @@ fn values(n: usize, seed: &mut u64, scale: f32, mean: f32) -> Vec<f32> {
         .collect()
 }
 
-/// Writes `model.safetensors` by hand: u64 header length, JSON header, little-endian f32 data.
-fn write_safetensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) {
+/// Writes a safetensors file (the model's, or a test adapter's) by hand: u64 header length, JSON
+/// header padded to 8 bytes, little-endian f32 data.
+pub fn write_safetensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) {
     let mut header = serde_json::Map::new();
     let mut offset = 0usize;
     for (name, shape, data) in tensors {

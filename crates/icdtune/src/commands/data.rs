@@ -254,15 +254,7 @@ fn problem_counts(r: &ValidationReport) -> String {
 }
 
 fn policy_name(p: &config::PolicyConfig, kind: ProblemKind) -> &'static str {
-    let policy = match kind {
-        ProblemKind::EmptyText => p.empty_text,
-        ProblemKind::MissingLabel => p.missing_label,
-        ProblemKind::MalformedCode => p.malformed_code,
-        ProblemKind::UnknownCode => p.unknown_code,
-        ProblemKind::NonLeafCode => p.non_leaf_code,
-        ProblemKind::DuplicateText => p.duplicate_text,
-    };
-    match policy {
+    match kind.policy(p) {
         config::Policy::Error => "error",
         config::Policy::Drop => "drop",
         config::Policy::Flag => "flag",

@@ -39,16 +39,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     eprintln!(
-        "trained {} steps{}; best validation loss {}; adapter: {}",
-        outcome.steps_done,
-        if outcome.stopped_early {
-            " (early stop)"
-        } else {
-            ""
-        },
-        outcome
-            .best_val_loss
-            .map_or("n/a".into(), |v| format!("{v:.4}")),
+        "{}; {}; adapter: {}",
+        outcome.steps_summary(),
+        outcome.best_val_loss_summary(),
         outcome
             .adapter_dir
             .as_deref()

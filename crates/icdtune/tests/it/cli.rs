@@ -1,7 +1,8 @@
 //! `TestCommand`: runs the real binary in a fresh temp dir with a clean, offline environment.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 pub struct TestCommand {
     dir: tempfile::TempDir,
@@ -24,6 +25,13 @@ impl TestCommand {
         self.dir.path().join(name)
     }
 
+    /// Every file under the temp dir, at any depth: what a test searches for leaked text.
+    pub fn files(&self) -> Vec<PathBuf> {
+        let mut all = Vec::new();
+        files_under(self.dir.path(), &mut all);
+        all
+    }
+
     /// Writes a file into the temp dir and returns its path.
     pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
         let p = self.path(name);
@@ -34,15 +42,38 @@ impl TestCommand {
         p
     }
 
-    /// Runs `icdtune ARGS` in the temp dir.
-    pub fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_icdtune"))
+    /// `icdtune ARGS` in the temp dir with a clean, offline environment, not yet started.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_icdtune"));
+        command
             .args(args)
             .current_dir(self.dir.path())
             .env_remove("ICDTUNE_LOG")
-            .env("HF_HUB_OFFLINE", "1")
-            .output()
-            .expect("run icdtune")
+            .env("HF_HUB_OFFLINE", "1");
+        command
+    }
+
+    /// Runs `icdtune ARGS` in the temp dir.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run icdtune")
+    }
+
+    /// Runs `icdtune ARGS` with `stdin` piped in and `env` added to the environment, whatever
+    /// its exit status.
+    pub fn run_with_stdin(&self, args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Output {
+        let mut child = self
+            .command(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn icdtune");
+        let mut input = child.stdin.take().unwrap();
+        // A command that refuses early closes its stdin: a broken pipe is not the test's failure.
+        let _ = input.write_all(stdin);
+        drop(input);
+        child.wait_with_output().unwrap()
     }
 
     /// Runs and asserts success, returning stdout.
@@ -66,6 +97,17 @@ impl TestCommand {
             String::from_utf8_lossy(&out.stdout)
         );
         String::from_utf8(out.stderr).expect("utf-8 stderr")
+    }
+}
+
+fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap().filter_map(Result::ok) {
+        let path = entry.path();
+        if path.is_dir() {
+            files_under(&path, out);
+        } else {
+            out.push(path);
+        }
     }
 }
 

@@ -1,9 +1,9 @@
 //! `icdtune data stats|validate|split` on the fixtures of the data crate.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use crate::cli::{repo_root, TestCommand};
+use crate::fixtures::read_json;
 
 fn fixture(name: &str) -> String {
     repo_root()
@@ -13,9 +13,24 @@ fn fixture(name: &str) -> String {
         .to_string()
 }
 
-fn read_json(path: PathBuf) -> serde_json::Value {
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap()
+/// The dataset spec of the MedSynth fixture of the data crate.
+fn medsynth_sample() -> String {
+    format!("medsynth:{}", fixture("medsynth_sample.csv"))
+}
+
+/// Runs `data SUBCOMMAND` on the MedSynth fixture with `--out o` and returns its stdout, checked
+/// to hold no dialogue text.
+fn on_medsynth_sample(t: &TestCommand, subcommand: &str) -> String {
+    let out = t.ok(&[
+        "data",
+        subcommand,
+        "--dataset",
+        &medsynth_sample(),
+        "--out",
+        "o",
+    ]);
+    assert_no_text(&out);
+    out
 }
 
 /// Every dialogue line of the MedSynth fixture starts with one of these; none may reach stdout.
@@ -42,9 +57,7 @@ fn help_lists_the_data_subcommands() {
 #[test]
 fn validate_medsynth_fixture_reports_its_problems_and_writes_json() {
     let t = TestCommand::new();
-    let spec = format!("medsynth:{}", fixture("medsynth_sample.csv"));
-    let out = t.ok(&["data", "validate", "--dataset", &spec, "--out", "o"]);
-    assert_no_text(&out);
+    let out = on_medsynth_sample(&t, "validate");
     assert!(out.contains("read 12, kept 10, dropped 2"), "{out}");
     assert!(
         out.contains("row 6 (id row-6), field \"Dialogue\": empty text"),
@@ -94,9 +107,7 @@ fn validate_codiesp_like_list_column_flags_truncated_codes_with_rows() {
 #[test]
 fn stats_prints_true_chapters_and_writes_stats_json() {
     let t = TestCommand::new();
-    let spec = format!("medsynth:{}", fixture("medsynth_sample.csv"));
-    let out = t.ok(&["data", "stats", "--dataset", &spec, "--out", "o"]);
-    assert_no_text(&out);
+    let out = on_medsynth_sample(&t, "stats");
     // I10 is chapter IX (circulatory), J codes chapter X, E11.9 chapter IV.
     assert!(out.contains("IX       I00-I99"), "{out}");
     assert!(out.contains("X        J00-J99"), "{out}");
@@ -109,27 +120,19 @@ fn stats_prints_true_chapters_and_writes_stats_json() {
 #[test]
 fn split_writes_id_lists_that_cover_every_example_once() {
     let t = TestCommand::new();
-    let spec = format!("medsynth:{}", fixture("medsynth_sample.csv"));
-    t.ok(&[
-        "data",
-        "split",
-        "--dataset",
-        &spec,
-        "--seed",
-        "7",
-        "--out",
-        "a",
-    ]);
-    t.ok(&[
-        "data",
-        "split",
-        "--dataset",
-        &spec,
-        "--seed",
-        "7",
-        "--out",
-        "b",
-    ]);
+    let spec = medsynth_sample();
+    for out in ["a", "b"] {
+        t.ok(&[
+            "data",
+            "split",
+            "--dataset",
+            &spec,
+            "--seed",
+            "7",
+            "--out",
+            out,
+        ]);
+    }
     let a = std::fs::read_to_string(t.path("a/split.json")).unwrap();
     let b = std::fs::read_to_string(t.path("b/split.json")).unwrap();
     assert_eq!(a, b, "same seed, same split file");

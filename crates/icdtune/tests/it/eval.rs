@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use crate::cli::TestCommand;
+use crate::fixtures::read_json;
 
 /// Six conditions, each with its own vocabulary; every generated dialogue mixes two of its phrases.
 const TOPICS: [(&str, &str, [&str; 4]); 6] = [
@@ -118,9 +119,29 @@ fn write_codiesp(t: &TestCommand, name: &str, n: usize, offset: usize) -> String
     t.write(&format!("{name}.jsonl"), out).display().to_string()
 }
 
-fn read_json(path: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap()
+/// `eval --model MODEL --dataset DATASET FLAGS…`, the command the tests here vary.
+fn eval_args<'a>(model: &'a str, dataset: &'a str, flags: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["eval", "--model", model, "--dataset", dataset];
+    args.extend_from_slice(flags);
+    args
+}
+
+/// `eval --model tfidf` trained on the CodiEsp-shaped file `train` and scored on `dev`.
+fn codiesp_tfidf_args<'a>(train: &'a str, dev: &'a str, flags: &[&'a str]) -> Vec<&'a str> {
+    let mut args = eval_args(
+        "tfidf",
+        dev,
+        &[
+            "--train-dataset",
+            train,
+            "--text-column",
+            "text_en",
+            "--codes-column",
+            "icd10cm_diagnosis",
+        ],
+    );
+    args.extend_from_slice(flags);
+    args
 }
 
 fn headline(metrics: &serde_json::Value, key: &str) -> f64 {
@@ -133,17 +154,11 @@ fn headline(metrics: &serde_json::Value, key: &str) -> f64 {
 fn tfidf_on_a_medsynth_shaped_fixture_beats_most_frequent() {
     let t = TestCommand::new();
     let spec = write_medsynth(&t);
-    let out = t.ok(&[
-        "eval",
-        "--model",
+    let out = t.ok(&eval_args(
         "tfidf",
-        "--dataset",
         &spec,
-        "--out",
-        "run",
-        "--bootstrap",
-        "200",
-    ]);
+        &["--out", "run", "--bootstrap", "200"],
+    ));
     for needle in ["accuracy", "micro_f1", "top_5", "CI"] {
         assert!(out.contains(needle), "stdout lacks {needle}:\n{out}");
     }
@@ -151,17 +166,11 @@ fn tfidf_on_a_medsynth_shaped_fixture_beats_most_frequent() {
         !out.contains("Doctor:") && !out.contains("Patient:"),
         "dialogue text on stdout:\n{out}"
     );
-    t.ok(&[
-        "eval",
-        "--model",
+    t.ok(&eval_args(
         "most-frequent",
-        "--dataset",
         &spec,
-        "--out",
-        "run",
-        "--bootstrap",
-        "200",
-    ]);
+        &["--out", "run", "--bootstrap", "200"],
+    ));
 
     let run = t.path("run");
     for file in [
@@ -176,8 +185,8 @@ fn tfidf_on_a_medsynth_shaped_fixture_beats_most_frequent() {
     ] {
         assert!(run.join(file).is_file(), "missing {file}");
     }
-    let tfidf = read_json(&run.join("tfidf/metrics.json"));
-    let mf = read_json(&run.join("most-frequent/metrics.json"));
+    let tfidf = read_json(run.join("tfidf/metrics.json"));
+    let mf = read_json(run.join("most-frequent/metrics.json"));
     let acc = headline(&tfidf, "accuracy");
     assert!(
         acc >= 0.8,
@@ -185,7 +194,7 @@ fn tfidf_on_a_medsynth_shaped_fixture_beats_most_frequent() {
     );
     assert!(acc > headline(&mf, "accuracy") + 0.3);
     assert!(headline(&tfidf, "top_5") >= acc);
-    let info = read_json(&run.join("tfidf/model.json"));
+    let info = read_json(run.join("tfidf/model.json"));
     assert_eq!(info["kind"], "baseline");
     assert_eq!(info["split"], "test");
     assert_eq!(info["details"]["mode"], "single-label");
@@ -204,7 +213,7 @@ fn tfidf_on_a_medsynth_shaped_fixture_beats_most_frequent() {
     );
     assert!(rec["latency_ms"].as_f64().unwrap() > 0.0);
 
-    let results = read_json(&run.join("results.json"));
+    let results = read_json(run.join("results.json"));
     assert_eq!(results["schema_version"], 1);
     assert_eq!(results["primary_metric"], "accuracy");
     assert_eq!(
@@ -226,25 +235,11 @@ fn tfidf_trains_on_one_file_and_scores_another_multi_label() {
     let t = TestCommand::new();
     let train = write_codiesp(&t, "train", 90, 0);
     let dev = write_codiesp(&t, "dev", 30, 1000);
-    let out = t.ok(&[
-        "eval",
-        "--model",
-        "tfidf",
-        "--train-dataset",
+    let out = t.ok(&codiesp_tfidf_args(
         &train,
-        "--dataset",
         &dev,
-        "--text-column",
-        "text_en",
-        "--codes-column",
-        "icd10cm_diagnosis",
-        "--id-column",
-        "id",
-        "--out",
-        "cx",
-        "--bootstrap",
-        "200",
-    ]);
+        &["--id-column", "id", "--out", "cx", "--bootstrap", "200"],
+    ));
     assert!(
         out.contains("micro_f1") && out.contains("top_5") && out.contains("CI"),
         "{out}"
@@ -253,14 +248,14 @@ fn tfidf_trains_on_one_file_and_scores_another_multi_label() {
         !out.contains("accuracy "),
         "multi-label data prints no accuracy line:\n{out}"
     );
-    let m = read_json(&t.path("cx/tfidf/metrics.json"));
+    let m = read_json(t.path("cx/tfidf/metrics.json"));
     assert_eq!(m["n"], 30);
     let f1 = headline(&m, "micro_f1");
     assert!(f1 > 0.6, "two separable topics per note: micro-F1 {f1}");
-    let info = read_json(&t.path("cx/tfidf/model.json"));
+    let info = read_json(t.path("cx/tfidf/model.json"));
     assert_eq!(info["details"]["mode"], "multi-label");
     assert_eq!(info["n_train"], 90);
-    let results = read_json(&t.path("cx/results.json"));
+    let results = read_json(t.path("cx/results.json"));
     assert_eq!(results["primary_metric"], "micro_f1");
     assert!(
         !t.path("cx/split.json").exists(),
@@ -274,31 +269,17 @@ fn unknown_models_and_conflicting_flags_are_clear_errors() {
     let spec = write_medsynth(&t);
     let err = t.fails(&["eval", "--model", "gpt-9", "--dataset", &spec, "--out", "o"]);
     assert!(err.contains("gpt-9") && err.contains("hint:"), "{err}");
-    let err = t.fails(&[
-        "eval",
-        "--model",
+    let err = t.fails(&eval_args(
         "tfidf",
-        "--dataset",
         &spec,
-        "--train-dataset",
-        &spec,
-        "--split",
-        "test",
-        "--out",
-        "o",
-    ]);
+        &["--train-dataset", &spec, "--split", "test", "--out", "o"],
+    ));
     assert!(err.contains("--train-dataset"), "{err}");
-    let err = t.fails(&[
-        "eval",
-        "--model",
+    let err = t.fails(&eval_args(
         "tfidf",
-        "--dataset",
         &spec,
-        "--split",
-        "tset",
-        "--out",
-        "o",
-    ]);
+        &["--split", "tset", "--out", "o"],
+    ));
     assert!(err.contains("tset"), "{err}");
 }
 
@@ -314,23 +295,9 @@ fn codiesp_train_to_dev_when_available() {
     let t = TestCommand::new();
     let train = dir.join("train.jsonl.gz").display().to_string();
     let dev = dir.join("dev.jsonl.gz").display().to_string();
-    let out = t.ok(&[
-        "eval",
-        "--model",
-        "tfidf",
-        "--train-dataset",
-        &train,
-        "--dataset",
-        &dev,
-        "--text-column",
-        "text_en",
-        "--codes-column",
-        "icd10cm_diagnosis",
-        "--out",
-        "codiesp",
-    ]);
+    let out = t.ok(&codiesp_tfidf_args(&train, &dev, &["--out", "codiesp"]));
     println!("{out}");
-    let m = read_json(&t.path("codiesp/tfidf/metrics.json"));
+    let m = read_json(t.path("codiesp/tfidf/metrics.json"));
     assert_eq!(m["n"], 250);
     assert!(headline(&m, "micro_f1") > 0.1);
 }
@@ -341,37 +308,23 @@ fn excerpts_appear_only_with_the_privacy_opt_in() {
     let spec = write_medsynth(&t);
     let cfg = t.write("excerpts.toml", "[privacy]\nshow_excerpts = true\n");
     let cfg = cfg.display().to_string();
-    t.ok(&[
-        "eval",
-        "--model",
+    t.ok(&eval_args(
         "most-frequent",
-        "--dataset",
         &spec,
-        "--out",
-        "plain",
-        "--bootstrap",
-        "0",
-    ]);
-    t.ok(&[
-        "eval",
-        "--model",
+        &["--out", "plain", "--bootstrap", "0"],
+    ));
+    t.ok(&eval_args(
         "most-frequent",
-        "--dataset",
         &spec,
-        "--config",
-        &cfg,
-        "--out",
-        "shown",
-        "--bootstrap",
-        "0",
-    ]);
+        &["--config", &cfg, "--out", "shown", "--bootstrap", "0"],
+    ));
     let plain = std::fs::read_to_string(t.path("plain/report.html")).unwrap();
     let shown = std::fs::read_to_string(t.path("shown/report.html")).unwrap();
     assert!(!plain.contains("Patient:") && !plain.contains("Excerpts"));
     assert!(shown.contains("Excerpts (opt-in)") && shown.contains("Patient:"));
-    let results = read_json(&t.path("shown/results.json"));
+    let results = read_json(t.path("shown/results.json"));
     assert_eq!(results["excerpts"].as_array().unwrap().len(), 5);
-    assert!(read_json(&t.path("plain/results.json"))
+    assert!(read_json(t.path("plain/results.json"))
         .get("excerpts")
         .is_none());
 }

@@ -5,9 +5,7 @@
 //! With `ICDTUNE_EXPORT_CHECK_DIR` set, the exports are copied there for the `gguf` Python
 //! reader (`scripts/check-export.sh`).
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
 
@@ -100,24 +98,7 @@ fn write_adapter(dir: &Path) {
             ));
         }
     }
-    let mut header = serde_json::Map::new();
-    let mut offset = 0usize;
-    for (name, shape, data) in &tensors {
-        let end = offset + 4 * data.len();
-        header.insert(
-            name.clone(),
-            json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, end]}),
-        );
-        offset = end;
-    }
-    header.insert("__metadata__".into(), json!({"format": "pt"}));
-    let head = serde_json::to_vec(&Value::Object(header)).unwrap();
-    let mut bytes = (head.len() as u64).to_le_bytes().to_vec();
-    bytes.extend(head);
-    for (_, _, data) in &tensors {
-        bytes.extend(data.iter().flat_map(|v| v.to_le_bytes()));
-    }
-    std::fs::write(dir.join("adapter_model.safetensors"), bytes).unwrap();
+    tiny::write_safetensors(&dir.join("adapter_model.safetensors"), &tensors);
     let config = json!({
         "peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": "tiny",
         "r": r, "lora_alpha": 8.0, "lora_dropout": 0.0,
@@ -138,23 +119,7 @@ fn ranked(t: &TestCommand, model_args: &[&str]) -> Vec<(String, f64)> {
     let mut args = vec!["predict"];
     args.extend(model_args);
     args.extend(["--labels", labels.to_str().unwrap(), "--top-k", "5"]);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_icdtune"))
-        .args(&args)
-        .current_dir(t.dir())
-        .env_remove("ICDTUNE_LOG")
-        .env("HF_HUB_OFFLINE", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(DIALOGUE.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = t.run_with_stdin(&args, DIALOGUE.as_bytes(), &[]);
     assert!(
         out.status.success(),
         "predict {model_args:?}: {}",
@@ -197,6 +162,15 @@ fn relative_logprob_diff(got: &[(String, f64)], want: &[(String, f64)]) -> f64 {
             (g - w).abs() / w.abs()
         })
         .fold(0.0, f64::max)
+}
+
+/// `export --model tiny --format FORMAT --out OUT FLAGS…`.
+fn export_tiny<'a>(format: &'a str, out: &'a str, flags: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "export", "--model", "tiny", "--format", format, "--out", out,
+    ];
+    args.extend_from_slice(flags);
+    args
 }
 
 fn export_json(t: &TestCommand, args: &[&str]) -> Value {
@@ -278,55 +252,25 @@ fn export_refuses_what_it_cannot_write_with_hints() {
     let t = TestCommand::new();
     // The character-level WordLevel tokenizer has no llama.cpp vocabulary form.
     tiny::write_tiny_model(&t.path("tiny"), 12);
-    let err = t.fails(&[
-        "export", "--model", "tiny", "--format", "gguf", "--out", "g",
-    ]);
+    let err = t.fails(&export_tiny("gguf", "g", &[]));
     assert!(
         err.contains("WordLevel") && err.contains("hint: export with --format safetensors"),
         "{err}"
     );
     assert!(!t.path("g/model-f16.gguf").exists());
 
-    let err = t.fails(&[
-        "export",
-        "--model",
-        "tiny",
-        "--format",
-        "safetensors",
-        "--quant",
-        "q8_0",
-        "--out",
-        "m",
-    ]);
+    let err = t.fails(&export_tiny("safetensors", "m", &["--quant", "q8_0"]));
     assert!(
         err.contains("--quant applies to --format gguf only"),
         "{err}"
     );
 
     t.write("taken/notes.txt", "keep me");
-    let err = t.fails(&[
-        "export",
-        "--model",
-        "tiny",
-        "--format",
-        "safetensors",
-        "--out",
-        "taken",
-    ]);
+    let err = t.fails(&export_tiny("safetensors", "taken", &[]));
     assert!(err.contains("is not empty"), "{err}");
     assert!(t.path("taken/notes.txt").is_file());
 
-    let err = t.fails(&[
-        "export",
-        "--model",
-        "tiny",
-        "--adapter",
-        "missing",
-        "--format",
-        "safetensors",
-        "--out",
-        "m",
-    ]);
+    let err = t.fails(&export_tiny("safetensors", "m", &["--adapter", "missing"]));
     assert!(err.contains("no such adapter folder"), "{err}");
     assert!(!t.path("m").exists(), "nothing written on error");
 }

@@ -1,4 +1,13 @@
-//! Datasets the CLI tests share.
+//! Datasets and output readers the CLI tests share.
+
+use std::path::Path;
+
+/// Parses a JSON file the CLI wrote, naming the file when it is missing.
+pub fn read_json(path: impl AsRef<Path>) -> serde_json::Value {
+    let path = path.as_ref();
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
 
 /// A MedSynth-shaped CSV (header included) of three easy topics, `rows_per_code` rows each, whose
 /// dialogues read `Patient{tag}: <topic> for <n> days.`; `tag` lets a test plant a word that must
@@ -19,4 +28,12 @@ pub fn three_topic_csv(rows_per_code: usize, tag: &str) -> String {
         }
     }
     w
+}
+
+/// A word planted in the dialogues of the privacy tests; it occurs nowhere else.
+pub const MARKER: &str = "ZQXMARKER7731";
+
+/// Whether `bytes` (an output or a file) hold the planted marker.
+pub fn contains_marker(bytes: &[u8]) -> bool {
+    bytes.windows(MARKER.len()).any(|w| w == MARKER.as_bytes())
 }

@@ -3,39 +3,21 @@
 //! over-long inputs are clear errors; values that cannot be meant stop a run before it writes
 //! anything; broken model and adapter files are named, in one message, without a backtrace.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use crate::cli::TestCommand;
+use crate::fixtures::{contains_marker, MARKER};
 
 #[path = "../../../engine/tests/it/tiny.rs"]
 #[allow(dead_code, clippy::duplicate_mod, clippy::manual_is_multiple_of)]
 mod tiny;
 
-/// Occurs only in the dialogues.
-const MARKER: &str = "ZQXMARKER7731";
-
 fn dialogue(i: usize) -> String {
     format!(
         "Doctor: what brings you in today? Patient {MARKER} number {i}: a sore throat for three days, no fever."
     )
-}
-
-fn contains_marker(bytes: &[u8]) -> bool {
-    bytes.windows(MARKER.len()).any(|w| w == MARKER.as_bytes())
-}
-
-fn files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap().filter_map(Result::ok) {
-        let path = entry.path();
-        if path.is_dir() {
-            files(&path, out);
-        } else {
-            out.push(path);
-        }
-    }
 }
 
 /// Runs `icdtune -vv ARGS`, whatever its exit status, and collects leaks of the marker.
@@ -116,8 +98,7 @@ fn patient_text_stays_out_of_outputs_for_malformed_datasets() {
         run_collecting(&t, &args, &mut leaks);
     }
     assert!(failures > 0, "the malformed inputs were refused somewhere");
-    let mut all = Vec::new();
-    files(t.dir(), &mut all);
+    let all = t.files();
     let mut searched = 0;
     for path in all.iter().filter(|p| !p.starts_with(t.path("in"))) {
         searched += 1;
@@ -184,36 +165,19 @@ fn values_that_cannot_be_meant_stop_training_before_any_write() {
     }
 }
 
-/// Runs `icdtune ARGS` with `stdin` piped in.
+/// Runs `icdtune ARGS` with `stdin` piped in and an empty hub cache.
 fn run_with_stdin(t: &TestCommand, args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_icdtune"))
-        .args(args)
-        .current_dir(t.dir())
-        .env_remove("ICDTUNE_LOG")
-        .env("HF_HUB_OFFLINE", "1")
-        .env("HF_HUB_CACHE", t.path("hub"))
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    // A command that refuses early closes its stdin: a broken pipe is not the test's failure.
-    let _ = input.write_all(stdin);
-    drop(input);
-    child.wait_with_output().unwrap()
+    let hub = t.path("hub");
+    let mut env = env.to_vec();
+    env.push(("HF_HUB_CACHE", hub.to_str().unwrap()));
+    t.run_with_stdin(args, stdin, &env)
 }
 
-#[test]
-fn an_over_long_dialogue_is_fitted_to_the_context() {
-    let t = TestCommand::new();
-    tiny::write_tiny_model(&t.path("tiny"), 3);
+/// Runs `predict` of the model in `tiny/` over its code list with `text` on stdin.
+fn predict_tiny(t: &TestCommand, text: &[u8]) -> Output {
     let labels = t.write("labels.txt", tiny::CODES.join("\n"));
-    // 40 KB of dialogue for a model of 512 positions (one token per character).
-    let text: String = dialogue(0).chars().cycle().take(40_000).collect();
-    let out = run_with_stdin(
-        &t,
+    run_with_stdin(
+        t,
         &[
             "predict",
             "--model",
@@ -221,9 +185,18 @@ fn an_over_long_dialogue_is_fitted_to_the_context() {
             "--labels",
             labels.to_str().unwrap(),
         ],
-        text.as_bytes(),
+        text,
         &[],
-    );
+    )
+}
+
+#[test]
+fn an_over_long_dialogue_is_fitted_to_the_context() {
+    let t = TestCommand::new();
+    tiny::write_tiny_model(&t.path("tiny"), 3);
+    // 40 KB of dialogue for a model of 512 positions (one token per character).
+    let text: String = dialogue(0).chars().cycle().take(40_000).collect();
+    let out = predict_tiny(&t, text.as_bytes());
     assert!(
         out.status.success(),
         "{}",
@@ -241,21 +214,9 @@ fn an_over_long_dialogue_is_fitted_to_the_context() {
 fn input_beyond_the_hard_limit_is_refused_quickly() {
     let t = TestCommand::new();
     tiny::write_tiny_model(&t.path("tiny"), 3);
-    let labels = t.write("labels.txt", tiny::CODES.join("\n"));
     let text = "Doctor: hello. ".repeat((2 << 20) / 15);
     let started = Instant::now();
-    let out = run_with_stdin(
-        &t,
-        &[
-            "predict",
-            "--model",
-            "tiny",
-            "--labels",
-            labels.to_str().unwrap(),
-        ],
-        text.as_bytes(),
-        &[],
-    );
+    let out = predict_tiny(&t, text.as_bytes());
     let took = started.elapsed();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

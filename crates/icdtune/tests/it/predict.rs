@@ -1,8 +1,7 @@
 //! `icdtune predict` and the language-model branch of `icdtune eval` on a tiny random Llama with a
 //! character-level tokenizer and a ChatML template, written to the test's temp dir.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use crate::cli::TestCommand;
 
@@ -18,24 +17,12 @@ fn dialogue() -> String {
 
 /// Runs `icdtune ARGS` with `stdin` on standard input, offline, with an empty hub cache.
 fn run_with_stdin(t: &TestCommand, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_icdtune"))
-        .args(args)
-        .current_dir(t.dir())
-        .env_remove("ICDTUNE_LOG")
-        .env("HF_HUB_OFFLINE", "1")
-        .env("HF_HUB_CACHE", t.path("hub"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn icdtune");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    let hub = t.path("hub");
+    t.run_with_stdin(
+        args,
+        stdin.as_bytes(),
+        &[("HF_HUB_CACHE", hub.to_str().unwrap())],
+    )
 }
 
 fn ok_json(out: &Output) -> serde_json::Value {
@@ -224,31 +211,29 @@ fn write_dataset(t: &TestCommand) -> String {
     format!("medsynth:{}", p.display())
 }
 
+/// Runs `eval --model tiny` on `data` into `run/` with few bootstrap samples, asserting success.
+fn eval_tiny(t: &TestCommand, data: &str, flags: &[&str]) {
+    let mut args = vec![
+        "eval",
+        "--model",
+        "tiny",
+        "--dataset",
+        data,
+        "--bootstrap",
+        "10",
+        "--out",
+        "run",
+    ];
+    args.extend_from_slice(flags);
+    t.ok(&args);
+}
+
 #[test]
 fn eval_runs_a_language_model_constrained_and_free() {
     let t = TestCommand::new();
     tiny::write_tiny_model(&t.path("tiny"), 9);
     let data = write_dataset(&t);
-    let out = t.run(&[
-        "eval",
-        "--model",
-        "tiny",
-        "--dataset",
-        &data,
-        "--top-k",
-        "3",
-        "--limit",
-        "3",
-        "--bootstrap",
-        "10",
-        "--out",
-        "run",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    eval_tiny(&t, &data, &["--top-k", "3", "--limit", "3"]);
     let lines = std::fs::read_to_string(t.path("run/tiny/predictions.jsonl")).unwrap();
     let preds: Vec<serde_json::Value> = lines
         .lines()
@@ -267,25 +252,7 @@ fn eval_runs_a_language_model_constrained_and_free() {
             .unwrap();
     assert_eq!(info["details"]["decoding"], "constrained-beam");
 
-    let out = t.run(&[
-        "eval",
-        "--model",
-        "tiny",
-        "--dataset",
-        &data,
-        "--limit",
-        "2",
-        "--no-constrain",
-        "--bootstrap",
-        "10",
-        "--out",
-        "run",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    eval_tiny(&t, &data, &["--limit", "2", "--no-constrain"]);
     let lines = std::fs::read_to_string(t.path("run/tiny-free/predictions.jsonl")).unwrap();
     let first: serde_json::Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
     assert!(first["raw_text"].is_string());

@@ -3,20 +3,15 @@
 //! no file written, except the input dataset and the predictions files (which are patient data by
 //! design). A failure names the command, stream or file that leaked.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use crate::cli::TestCommand;
-use crate::fixtures::three_topic_csv;
+use crate::fixtures::{contains_marker, three_topic_csv, MARKER};
 use crate::serve::Server;
 
 #[path = "../../../engine/tests/it/tiny.rs"]
 #[allow(dead_code, clippy::duplicate_mod, clippy::manual_is_multiple_of)]
 mod tiny;
-
-/// Occurs only in the dialogues.
-const MARKER: &str = "ZQXMARKER7731";
 
 /// File names that may hold patient text: the input and the predictions.
 const ALLOWED: [&str; 2] = ["data.csv", "predictions.jsonl"];
@@ -45,37 +40,19 @@ struct Printed {
     stderr: Vec<u8>,
 }
 
-fn contains(haystack: &[u8]) -> bool {
-    haystack
-        .windows(MARKER.len())
-        .any(|w| w == MARKER.as_bytes())
-}
-
-fn files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap().filter_map(Result::ok) {
-        let path = entry.path();
-        if path.is_dir() {
-            files(&path, out);
-        } else {
-            out.push(path);
-        }
-    }
-}
-
 /// Asserts the marker is in no output and no file but the allowed ones; returns how many files
 /// were searched.
 fn assert_no_marker(t: &TestCommand, printed: &[Printed]) -> usize {
     let mut leaks = Vec::new();
     for p in printed {
-        if contains(&p.stdout) {
+        if contains_marker(&p.stdout) {
             leaks.push(format!("stdout of {}", p.label));
         }
-        if contains(&p.stderr) {
+        if contains_marker(&p.stderr) {
             leaks.push(format!("stderr of {}", p.label));
         }
     }
-    let mut all = Vec::new();
-    files(t.dir(), &mut all);
+    let all = t.files();
     let mut searched = 0;
     for path in &all {
         let name = path.file_name().unwrap().to_string_lossy();
@@ -83,7 +60,7 @@ fn assert_no_marker(t: &TestCommand, printed: &[Printed]) -> usize {
             continue;
         }
         searched += 1;
-        if contains(&std::fs::read(path).unwrap()) {
+        if contains_marker(&std::fs::read(path).unwrap()) {
             leaks.push(path.strip_prefix(t.dir()).unwrap().display().to_string());
         }
     }
@@ -178,26 +155,13 @@ fn patient_text_stays_out_of_data_train_eval_audit_and_report_outputs() {
         p,
     );
     run_ok(&t, &["report", "run"], p);
-    let predict = Command::new(env!("CARGO_BIN_EXE_icdtune"))
-        .args([
+    let out = t.run_with_stdin(
+        &[
             "-vv", "predict", "--model", "tiny", "--labels", labels, "--config", "cfg.toml",
-        ])
-        .current_dir(t.dir())
-        .env("HF_HUB_OFFLINE", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = {
-        let mut child = predict;
-        write!(
-            child.stdin.take().unwrap(),
-            "Patient {MARKER}: sore throat."
-        )
-        .unwrap();
-        child.wait_with_output().unwrap()
-    };
+        ],
+        format!("Patient {MARKER}: sore throat.").as_bytes(),
+        &[],
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -220,7 +184,7 @@ fn patient_text_stays_out_of_data_train_eval_audit_and_report_outputs() {
     let searched = assert_no_marker(&t, &printed);
     assert!(searched > 20, "only {searched} files searched");
     // The check can see a leak: the predictions and the input do hold the marker.
-    assert!(contains(&std::fs::read(t.path("data.csv")).unwrap()));
+    assert!(contains_marker(&std::fs::read(t.path("data.csv")).unwrap()));
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::cli::TestCommand;
-use crate::fixtures::three_topic_csv;
+use crate::fixtures::{read_json, three_topic_csv};
 
 #[path = "../../../engine/tests/it/tiny.rs"]
 #[allow(dead_code, clippy::duplicate_mod, clippy::manual_is_multiple_of)]
@@ -75,9 +75,21 @@ fn setup(steps: u64, extra: &str) -> TestCommand {
     t
 }
 
-fn read_json(path: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap()
+/// `run --config cfg.toml --experiment EXPERIMENT FLAGS…`, the command every test here runs.
+fn experiment_args<'a>(experiment: &'a str, flags: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["run", "--config", "cfg.toml", "--experiment", experiment];
+    args.extend_from_slice(flags);
+    args
+}
+
+/// The entry named `name` of the `models` list of a manifest or results file.
+fn model_entry<'a>(file: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    file["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not in the models of {file}"))
 }
 
 /// The run directories under `outputs/`, oldest first.
@@ -120,7 +132,7 @@ fn train_steps(log: &Path) -> Vec<u64> {
 #[test]
 fn run_full_records_the_experiment_and_a_rerun_skips_finished_stages() {
     let t = setup(4, "");
-    let args = ["run", "--config", "cfg.toml", "--experiment", "full"];
+    let args = experiment_args("full", &[]);
     let out = t.ok(&args);
     let run = only_run(&t);
     assert!(out.contains("starting run"), "{out}");
@@ -134,20 +146,12 @@ fn run_full_records_the_experiment_and_a_rerun_skips_finished_stages() {
     ] {
         assert!(run.join(file).is_file(), "{file} missing");
     }
-    let manifest = read_json(&run.join("manifest.json"));
+    let manifest = read_json(run.join("manifest.json"));
     assert_eq!(manifest["dataset"]["rows"], 30);
     assert_eq!(manifest["dataset"]["sha256"].as_str().unwrap().len(), 64);
     assert!(manifest["split"]["train"]["count"].as_u64().unwrap() > 10);
     assert_eq!(manifest["code_table"]["edition"], "ICD-10-CM");
-    let record = |name: &str| {
-        manifest["models"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["name"] == name)
-            .unwrap_or_else(|| panic!("{name} not in the manifest: {manifest}"))
-            .clone()
-    };
+    let record = |name: &str| model_entry(&manifest, name);
     assert_eq!(record("tiny-slm")["role"], "slm");
     assert_ne!(record("tiny-slm")["sha256"], record("tiny-llm")["sha256"]);
     assert_eq!(
@@ -158,7 +162,7 @@ fn run_full_records_the_experiment_and_a_rerun_skips_finished_stages() {
     assert!(record("tiny-llm")["adapter_sha256"].is_null());
     assert_eq!(record("tfidf")["role"], "baseline");
 
-    let results = read_json(&run.join("results.json"));
+    let results = read_json(run.join("results.json"));
     assert_eq!(
         model_names(&results),
         [
@@ -169,15 +173,7 @@ fn run_full_records_the_experiment_and_a_rerun_skips_finished_stages() {
             "tiny-slm-untrained"
         ]
     );
-    let kind = |name: &str| {
-        results["models"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["name"] == name)
-            .unwrap()["kind"]
-            .clone()
-    };
+    let kind = |name: &str| model_entry(&results, name)["kind"].clone();
     assert_eq!(kind("tiny-slm"), "finetuned");
     assert_eq!(kind("tiny-llm"), "zero-shot");
     let compared = results["comparisons"].as_array().unwrap().iter().any(|c| {
@@ -219,58 +215,30 @@ fn run_full_records_the_experiment_and_a_rerun_skips_finished_stages() {
     std::fs::write(run.join("tfidf/metrics.json"), "{}").unwrap();
     let third = t.ok(&args);
     assert_eq!(third.matches("skipped").count(), 4, "{third}");
-    assert!(read_json(&run.join("tfidf/metrics.json"))["headline"].is_object());
+    assert!(read_json(run.join("tfidf/metrics.json"))["headline"].is_object());
 
     // --force starts over in a new run directory.
-    t.ok(&[
-        "run",
-        "--config",
-        "cfg.toml",
-        "--experiment",
-        "baseline",
-        "--force",
-    ]);
-    t.ok(&[
-        "run",
-        "--config",
-        "cfg.toml",
-        "--experiment",
-        "baseline",
-        "--force",
-    ]);
+    t.ok(&experiment_args("baseline", &["--force"]));
+    t.ok(&experiment_args("baseline", &["--force"]));
     assert_eq!(runs(&t).len(), 3);
 }
 
 #[test]
 fn model_flags_replace_the_configured_models() {
     let t = setup(2, "");
-    t.ok(&[
-        "run",
-        "--config",
-        "cfg.toml",
-        "--experiment",
+    t.ok(&experiment_args(
         "baseline",
-        "--model-llm",
-        "first=llm",
-        "--model-llm",
-        "slm",
-    ]);
-    let results = read_json(&only_run(&t).join("results.json"));
+        &["--model-llm", "first=llm", "--model-llm", "slm"],
+    ));
+    let results = read_json(only_run(&t).join("results.json"));
     assert_eq!(model_names(&results), ["first", "slm"]);
 
-    t.ok(&[
-        "run",
-        "--config",
-        "cfg.toml",
-        "--experiment",
+    t.ok(&experiment_args(
         "training",
-        "--model-slm",
-        "mine=llm",
-        "--limit",
-        "2",
-    ]);
+        &["--model-slm", "mine=llm", "--limit", "2"],
+    ));
     let newest = runs(&t).pop().unwrap();
-    let results = read_json(&newest.join("results.json"));
+    let results = read_json(newest.join("results.json"));
     assert_eq!(model_names(&results), ["mine", "mine-untrained"]);
     let resolved = std::fs::read_to_string(newest.join("config.resolved.toml")).unwrap();
     assert!(
@@ -283,37 +251,24 @@ fn model_flags_replace_the_configured_models() {
 fn skip_training_reuses_the_newest_adapter_trained_on_the_same_weights_and_split() {
     let t = setup(2, "");
     // Nothing trained yet: a recorded failure of that model.
-    let err = t.fails(&[
-        "run",
-        "--config",
-        "cfg.toml",
-        "--experiment",
-        "training",
-        "--skip-training",
-    ]);
+    let err = t.fails(&experiment_args("training", &["--skip-training"]));
     assert!(err.contains("no adapter"), "{err}");
     let first = only_run(&t);
-    let failure = read_json(&first.join("tiny-slm/failure.json"));
+    let failure = read_json(first.join("tiny-slm/failure.json"));
     assert_eq!(failure["stage"], "train");
     std::fs::remove_dir_all(t.path("outputs")).unwrap();
 
-    t.ok(&["run", "--config", "cfg.toml", "--experiment", "training"]);
+    t.ok(&experiment_args("training", &[]));
     let trained = only_run(&t);
     // Another evaluation limit is another configuration, so another run directory.
-    let out = t.ok(&[
-        "run",
-        "--config",
-        "cfg.toml",
-        "--experiment",
+    let out = t.ok(&experiment_args(
         "training",
-        "--skip-training",
-        "--limit",
-        "2",
-    ]);
+        &["--skip-training", "--limit", "2"],
+    ));
     let reused = runs(&t).pop().unwrap();
     assert_ne!(reused, trained);
     assert!(out.contains("reusing adapter"), "{out}");
-    let source = read_json(&reused.join("tiny-slm/adapter_source.json"));
+    let source = read_json(reused.join("tiny-slm/adapter_source.json"));
     assert_eq!(
         source["run_id"].as_str().unwrap(),
         trained.file_name().unwrap().to_str().unwrap()
@@ -323,36 +278,25 @@ fn skip_training_reuses_the_newest_adapter_trained_on_the_same_weights_and_split
         "trained again"
     );
     let adapter_sha = |run: &Path| {
-        read_json(&run.join("manifest.json"))["models"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["name"] == "tiny-slm")
-            .unwrap()["adapter_sha256"]
-            .clone()
+        model_entry(&read_json(run.join("manifest.json")), "tiny-slm")["adapter_sha256"].clone()
     };
     assert_eq!(adapter_sha(&reused), adapter_sha(&trained));
-    assert_eq!(read_json(&reused.join("tiny-slm/metrics.json"))["n"], 2);
+    assert_eq!(read_json(reused.join("tiny-slm/metrics.json"))["n"], 2);
 }
 
 #[test]
 fn a_model_that_fails_is_recorded_and_the_others_complete() {
     let t = setup(2, "");
-    let err = t.fails(&[
-        "run",
-        "--config",
-        "cfg.toml",
-        "--experiment",
+    let err = t.fails(&experiment_args(
         "full",
-        "--model-llm",
-        "missing=no/such/model-dir",
-    ]);
+        &["--model-llm", "missing=no/such/model-dir"],
+    ));
     assert!(err.contains("1 of 5 models failed (missing)"), "{err}");
     let run = only_run(&t);
-    let failure = read_json(&run.join("missing/failure.json"));
+    let failure = read_json(run.join("missing/failure.json"));
     assert_eq!(failure["stage"], "load");
     assert_eq!(failure["arm"], "zero-shot");
-    let results = read_json(&run.join("results.json"));
+    let results = read_json(run.join("results.json"));
     assert_eq!(
         model_names(&results),
         ["most-frequent", "tfidf", "tiny-slm", "tiny-slm-untrained"]
@@ -367,18 +311,13 @@ fn a_model_that_fails_is_recorded_and_the_others_complete() {
 
     // Fixed (the model now exists): the re-run does only the failed model and clears its failure.
     tiny::write_tiny_model(&t.path("no/such/model-dir"), 7);
-    let out = t.ok(&[
-        "run",
-        "--config",
-        "cfg.toml",
-        "--experiment",
+    let out = t.ok(&experiment_args(
         "full",
-        "--model-llm",
-        "missing=no/such/model-dir",
-    ]);
+        &["--model-llm", "missing=no/such/model-dir"],
+    ));
     assert_eq!(out.matches("skipped").count(), 4, "{out}");
     assert!(!run.join("missing/failure.json").exists());
-    let results = read_json(&run.join("results.json"));
+    let results = read_json(run.join("results.json"));
     assert!(results.get("failures").is_none());
     assert_eq!(model_names(&results).len(), 5);
 }
@@ -387,9 +326,9 @@ fn a_model_that_fails_is_recorded_and_the_others_complete() {
 fn a_run_killed_mid_training_continues_from_its_checkpoints() {
     let steps = 150;
     let t = setup(steps, "");
-    let args = ["run", "--config", "cfg.toml", "--experiment", "training"];
+    let args = experiment_args("training", &[]);
     let mut child = Command::new(env!("CARGO_BIN_EXE_icdtune"))
-        .args(args)
+        .args(&args)
         .current_dir(t.dir())
         .env("HF_HUB_OFFLINE", "1")
         .stdout(Stdio::null())
@@ -489,7 +428,7 @@ fn run_full_is_tracked_in_mlflow_parent_children_metrics_and_artifacts() {
         4,
         &format!("[tracking]\nmlflow_uri = \"{uri}\"\nexperiment_name = \"{experiment}\"\n"),
     );
-    t.ok(&["run", "--config", "cfg.toml", "--experiment", "full"]);
+    t.ok(&experiment_args("full", &[]));
     let run = only_run(&t);
     let run_id = run.file_name().unwrap().to_str().unwrap().to_string();
 
@@ -590,11 +529,11 @@ fn run_full_is_tracked_in_mlflow_parent_children_metrics_and_artifacts() {
         let bytes = client.download_artifact(&parent.info, file).unwrap();
         assert!(!String::from_utf8_lossy(&bytes).contains(SECRET), "{file}");
     }
-    let tracking = read_json(&run.join("tracking.json"));
+    let tracking = read_json(run.join("tracking.json"));
     assert_eq!(tracking["parent_run_id"], parent.info.run_id.as_str());
 
     // A re-run of the finished experiment adds no runs.
-    t.ok(&["run", "--config", "cfg.toml", "--experiment", "full"]);
+    t.ok(&experiment_args("full", &[]));
     assert_eq!(client.search_runs(&[&experiment_id], "").unwrap().len(), 6);
 }
 
@@ -605,9 +544,9 @@ fn quantize_of_a_zero_shot_model_is_applied_at_load() {
     t.write("cfg.toml", cfg);
     // The tiny model's 48-wide MLP cannot be cut into 32-wide Q8_0 blocks: the loader says so, which
     // shows the setting reached it (real models' widths are multiples of 32).
-    let err = t.fails(&["run", "--config", "cfg.toml", "--experiment", "baseline"]);
+    let err = t.fails(&experiment_args("baseline", &[]));
     assert!(err.contains("every model failed"), "{err}");
-    let failure = read_json(&only_run(&t).join("tiny-llm/failure.json"));
+    let failure = read_json(only_run(&t).join("tiny-llm/failure.json"));
     let message = failure["error"].as_str().unwrap();
     assert!(message.contains("block size"), "{message}");
 }

@@ -14,6 +14,28 @@ fn write_dataset(t: &TestCommand) -> String {
     format!("medsynth:{}", t.write("data.csv", w).display())
 }
 
+/// `train` of the tiny model on `data` with the config file `cfg` into `out` for `steps` steps,
+/// resuming from its checkpoints when `resume` is set.
+fn train_args(data: &str, cfg: &str, out: &str, steps: &str, resume: bool) -> Vec<String> {
+    let mut a = vec![
+        "train",
+        "--model",
+        "tiny",
+        "--dataset",
+        data,
+        "--config",
+        cfg,
+        "--out",
+        out,
+        "--max-steps",
+        steps,
+    ];
+    if resume {
+        a.push("--resume");
+    }
+    a.iter().map(|s| s.to_string()).collect()
+}
+
 const CONFIG: &str = "[prompt]\nsystem = \"Coder.\"\ninstruction = \"Code?\"\n\n[training]\nbatch_size = 2\ngrad_accum = 1\nmax_seq_len = 256\neval_every = 2\ncheckpoint_every = 2\nkeep_checkpoints = 2\nlearning_rate = 0.001\n\n[lora]\nr = 4\nalpha = 8.0\ndropout = 0.0\n";
 
 #[test]
@@ -23,25 +45,7 @@ fn train_writes_a_peft_adapter_log_and_checkpoints_and_resumes() {
     let data = write_dataset(&t);
     let cfg = t.write("cfg.toml", CONFIG);
     let cfg = cfg.display().to_string();
-    let args = |steps: &str, resume: bool| {
-        let mut a = vec![
-            "train",
-            "--model",
-            "tiny",
-            "--dataset",
-            &data,
-            "--config",
-            &cfg,
-            "--out",
-            "run",
-            "--max-steps",
-        ];
-        a.push(steps);
-        if resume {
-            a.push("--resume");
-        }
-        a.iter().map(|s| s.to_string()).collect::<Vec<_>>()
-    };
+    let args = |steps: &str, resume: bool| train_args(&data, &cfg, "run", steps, resume);
     let run = |a: Vec<String>| t.run(&a.iter().map(String::as_str).collect::<Vec<_>>());
     let out = run(args("3", false));
     assert!(
@@ -126,25 +130,7 @@ fn sigkill_mid_run_then_resume_gives_the_uninterrupted_adapter_bit_for_bit() {
     let config = CONFIG.replace("dropout = 0.0", "dropout = 0.1");
     let cfg = t.write("cfg.toml", config).display().to_string();
     let steps = "40";
-    let args = |out: &str, resume: bool| {
-        let mut a = vec![
-            "train",
-            "--model",
-            "tiny",
-            "--dataset",
-            &data,
-            "--config",
-            &cfg,
-            "--out",
-            out,
-            "--max-steps",
-            steps,
-        ];
-        if resume {
-            a.push("--resume");
-        }
-        a.iter().map(|s| s.to_string()).collect::<Vec<_>>()
-    };
+    let args = |out: &str, resume: bool| train_args(&data, &cfg, out, steps, resume);
     let full = t.run(
         &args("full", false)
             .iter()

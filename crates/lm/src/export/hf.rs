@@ -6,10 +6,11 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::DType;
 use serde_json::{json, Value};
 
 use super::{export_err, head_is_embedding, merged_tensors, NamedTensor};
+use crate::adapter::tensor_le_bytes;
 use crate::config::{Architecture, ModelConfig, RopeScaling};
 use crate::error::{LmError, Result};
 use crate::model::Model;
@@ -61,7 +62,7 @@ fn safetensors_bytes(tensors: &[NamedTensor], path: &Path) -> Result<Vec<u8>> {
                 name.as_str(),
                 st_dtype(t.dtype(), path)?,
                 t.dims(),
-                raw_bytes(t)?,
+                tensor_le_bytes(t)?,
             ))
         })
         .collect::<Result<Vec<_>>>()?;
@@ -88,29 +89,6 @@ fn st_dtype(dtype: DType, path: &Path) -> Result<safetensors::Dtype> {
                 format!("weights in {other:?} have no safetensors checkpoint form"),
             ))
         }
-    })
-}
-
-/// Little-endian bytes of `t` on the CPU, as safetensors stores them.
-fn raw_bytes(t: &Tensor) -> Result<Vec<u8>> {
-    let t = t.flatten_all()?.to_device(&Device::Cpu)?;
-    Ok(match t.dtype() {
-        DType::F16 => t
-            .to_vec1::<half::f16>()?
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect(),
-        DType::BF16 => t
-            .to_vec1::<half::bf16>()?
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect(),
-        _ => t
-            .to_dtype(DType::F32)?
-            .to_vec1::<f32>()?
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect(),
     })
 }
 

@@ -1,7 +1,7 @@
 //! PEFT adapter directories: layout, names, config keys, round trip.
 
 use candle_core::Device;
-use lm::{adapter, LogitPositions, LoraSpec};
+use lm::{adapter, LogitPositions, LoraSpec, Model};
 
 use crate::common::{all_targets, ids, load, max_diff, randomise_lora, tiny_model_dir};
 
@@ -103,9 +103,10 @@ fn save_load_round_trip_and_layout() {
     assert_eq!(max_diff(&got, &want), 0.0);
 }
 
-#[test]
-fn load_rejects_foreign_variants() {
-    let (dir, _) = tiny_model_dir("llama", 32);
+/// The tiny Llama of `seed` with a rank-2 LoRA on `q_proj` only; the folder lives as long as the
+/// returned guard.
+fn tiny_with_q_lora(seed: u64) -> (tempfile::TempDir, Model) {
+    let (dir, _) = tiny_model_dir("llama", seed);
     let mut model = load(dir.path());
     model
         .add_lora(
@@ -118,6 +119,12 @@ fn load_rejects_foreign_variants() {
             0,
         )
         .unwrap();
+    (dir, model)
+}
+
+#[test]
+fn load_rejects_foreign_variants() {
+    let (dir, model) = tiny_with_q_lora(32);
     let out = tempfile::tempdir().unwrap();
     let adir = out.path().join("a");
     adapter::save(&model, &adir, "x").unwrap();
@@ -153,19 +160,7 @@ fn load_rejects_foreign_variants() {
 /// (issue #14).
 #[test]
 fn broken_adapters_are_refused_naming_the_adapter_file() {
-    let (dir, _) = tiny_model_dir("llama", 33);
-    let mut model = load(dir.path());
-    model
-        .add_lora(
-            &LoraSpec {
-                r: 2,
-                alpha: 4.0,
-                dropout: 0.0,
-                targets: vec!["q_proj".into()],
-            },
-            0,
-        )
-        .unwrap();
+    let (_dir, model) = tiny_with_q_lora(33);
     randomise_lora(&model, 3);
     let out = tempfile::tempdir().unwrap();
     let good = out.path().join("good");

@@ -165,18 +165,10 @@ pub fn ids(rows: &[&[u32]]) -> Tensor {
 /// Max absolute difference of two tensors of equal shape.
 pub fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims(), "shapes differ");
-    (a.to_dtype(DType::F32).unwrap() - b.to_dtype(DType::F32).unwrap())
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
+    max_abs(&(a.to_dtype(DType::F32).unwrap() - b.to_dtype(DType::F32).unwrap()).unwrap())
 }
 
+/// Largest absolute value of an F32 tensor.
 pub fn max_abs(a: &Tensor) -> f32 {
     a.abs()
         .unwrap()

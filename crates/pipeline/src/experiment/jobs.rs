@@ -224,17 +224,10 @@ fn ensure_adapter(
             return Ok(None);
         }
         ctx.console.say(&format!(
-            "{}: trained {} steps{}, best validation loss {}",
+            "{}: {}, {}",
             job.folder,
-            outcome.steps_done,
-            if outcome.stopped_early {
-                " (early stop)"
-            } else {
-                ""
-            },
-            outcome
-                .best_val_loss
-                .map_or("n/a".into(), |v| format!("{v:.4}"))
+            outcome.steps_summary(),
+            outcome.best_val_loss_summary()
         ));
     }
     // A new adapter invalidates scores made with an earlier one.

@@ -8,24 +8,12 @@ use serde_json::Value;
 use tokenize::{GgufValue, Tokenizer};
 
 use crate::gguf_writer::{f32_array, i32_array, s, str_array, write_gguf};
+use crate::reference::{assert_encodes_like_transformers, opt_id};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(name)
-}
-
-fn ids_of(value: &Value) -> Vec<u32> {
-    value
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap() as u32)
-        .collect()
-}
-
-fn opt_id(value: &Value) -> Option<u32> {
-    value.as_u64().map(|v| v as u32)
 }
 
 #[test]
@@ -51,24 +39,7 @@ fn tiny_gguf_files_encode_like_transformers() {
         let cases = expected["encodings"].as_array().unwrap();
         assert!(cases.len() >= 10);
         for case in cases {
-            let text = case["text"].as_str().unwrap();
-            let ids = tok.encode(text, false).unwrap();
-            assert_eq!(ids, ids_of(&case["ids"]), "{name}: ids of {text:?}");
-            assert_eq!(
-                tok.encode(text, true).unwrap(),
-                ids_of(&case["ids_add_special"]),
-                "{name}: ids with special tokens of {text:?}"
-            );
-            assert_eq!(
-                tok.decode(&ids, false).unwrap(),
-                case["decoded"].as_str().unwrap(),
-                "{name}: decode of {text:?}"
-            );
-            assert_eq!(
-                tok.decode(&ids, true).unwrap(),
-                case["decoded_skip_special"].as_str().unwrap(),
-                "{name}: decode (skip special) of {text:?}"
-            );
+            assert_encodes_like_transformers(&tok, case, name);
         }
     }
 }

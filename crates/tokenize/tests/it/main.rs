@@ -5,6 +5,7 @@ mod gguf_reader;
 mod gguf_vocab;
 mod gguf_writer;
 mod hf_dir;
+mod reference;
 mod smollm2;
 
 #[global_allocator]

@@ -9,6 +9,8 @@ use prompt::chat::{ChatPrompt, ChatTemplate, Message, RenderOptions, Role};
 use serde_json::Value;
 use tokenize::Tokenizer;
 
+use crate::reference::{assert_encodes_like_transformers, ids_of, opt_id};
+
 const ENV: &str = "ICDTUNE_SMOLLM2_GGUF";
 
 fn gguf() -> Option<PathBuf> {
@@ -20,15 +22,6 @@ fn gguf() -> Option<PathBuf> {
 fn reference() -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smollm2_reference.json");
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn ids_of(value: &Value) -> Vec<u32> {
-    value
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap() as u32)
-        .collect()
 }
 
 #[test]
@@ -45,10 +38,10 @@ fn smollm2_gguf_tokenizer_matches_transformers() {
         reference["vocab_size"].as_u64().unwrap()
     );
     let special = &reference["special"];
-    assert_eq!(tok.bos_id(), special["bos_id"].as_u64().map(|v| v as u32));
-    assert_eq!(tok.eos_id(), special["eos_id"].as_u64().map(|v| v as u32));
-    assert_eq!(tok.pad_id(), special["pad_id"].as_u64().map(|v| v as u32));
-    assert_eq!(tok.unk_id(), special["unk_id"].as_u64().map(|v| v as u32));
+    assert_eq!(tok.bos_id(), opt_id(&special["bos_id"]));
+    assert_eq!(tok.eos_id(), opt_id(&special["eos_id"]));
+    assert_eq!(tok.pad_id(), opt_id(&special["pad_id"]));
+    assert_eq!(tok.unk_id(), opt_id(&special["unk_id"]));
     assert_eq!(tok.bos_token().as_deref(), special["bos_token"].as_str());
     assert_eq!(tok.eos_token().as_deref(), special["eos_token"].as_str());
     assert_eq!(
@@ -62,24 +55,7 @@ fn smollm2_gguf_tokenizer_matches_transformers() {
     let cases = reference["encodings"].as_array().unwrap();
     assert!(cases.len() >= 20);
     for case in cases {
-        let text = case["text"].as_str().unwrap();
-        let ids = tok.encode(text, false).unwrap();
-        assert_eq!(ids, ids_of(&case["ids"]), "ids of {text:?}");
-        assert_eq!(
-            tok.encode(text, true).unwrap(),
-            ids_of(&case["ids_add_special"]),
-            "{text:?}"
-        );
-        assert_eq!(
-            tok.decode(&ids, false).unwrap(),
-            case["decoded"].as_str().unwrap(),
-            "{text:?}"
-        );
-        assert_eq!(
-            tok.decode(&ids, true).unwrap(),
-            case["decoded_skip_special"].as_str().unwrap(),
-            "{text:?}"
-        );
+        assert_encodes_like_transformers(&tok, case, "smollm2");
     }
 }
 

@@ -104,14 +104,7 @@ impl MlflowClient {
                 body["page_token"] = json!(t);
             }
             let v = self.call("POST", &path, &[], Body::Json(body))?;
-            if let Some(page) = v.get("runs") {
-                runs.extend(parse_at::<Vec<Run>>(page, "", &path)?);
-            }
-            token = v
-                .get("next_page_token")
-                .and_then(Value::as_str)
-                .filter(|t| !t.is_empty())
-                .map(str::to_string);
+            token = read_page(&v, "runs", &path, &mut runs)?;
             if token.is_none() {
                 return Ok(runs);
             }
@@ -133,19 +126,29 @@ impl MlflowClient {
                 query.push(("page_token", t));
             }
             let v = self.call("GET", &path, &query, Body::None)?;
-            if let Some(page) = v.get("metrics") {
-                out.extend(parse_at::<Vec<Metric>>(page, "", &path)?);
-            }
-            token = v
-                .get("next_page_token")
-                .and_then(Value::as_str)
-                .filter(|t| !t.is_empty())
-                .map(str::to_string);
+            token = read_page(&v, "metrics", &path, &mut out)?;
             if token.is_none() {
                 return Ok(out);
             }
         }
     }
+}
+
+/// Appends the items under `key` of one page of a paged answer (from `path`) to `out`; returns
+/// the token of the next page, `None` on the last.
+fn read_page<T: serde::de::DeserializeOwned>(
+    v: &Value,
+    key: &str,
+    path: &str,
+    out: &mut Vec<T>,
+) -> Result<Option<String>> {
+    if let Some(page) = v.get(key) {
+        out.extend(parse_at::<Vec<T>>(page, "", path)?);
+    }
+    Ok(v.get("next_page_token")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string))
 }
 
 #[cfg(test)]
