@@ -15,27 +15,3 @@ pub trait Console {
     /// A stage that showed progress is over (clears a bar).
     fn finish_progress(&self) {}
 }
-
-/// Collects lines in memory; for tests and callers that print nothing.
-#[derive(Debug, Default)]
-pub struct Recorder {
-    lines: std::sync::Mutex<Vec<String>>,
-}
-
-impl Recorder {
-    /// Every line said or noted so far, in order.
-    pub fn lines(&self) -> Vec<String> {
-        self.lines.lock().map(|l| l.clone()).unwrap_or_default()
-    }
-}
-
-impl Console for Recorder {
-    fn say(&self, line: &str) {
-        if let Ok(mut lines) = self.lines.lock() {
-            lines.push(line.to_string());
-        }
-    }
-    fn note(&self, line: &str) {
-        self.say(line);
-    }
-}
