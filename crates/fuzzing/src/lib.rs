@@ -8,8 +8,11 @@
 //! written under `target/fuzz-failures/` so it can join the corpus once fixed.
 //!
 //! The budget comes from the environment, so the ordinary test suite stays fast while CI runs
-//! longer: `ICDTUNE_FUZZ_SECS` (seconds per target, default 1), `ICDTUNE_FUZZ_SEED` (default
-//! fixed, so a plain `cargo test` is reproducible).
+//! longer: `ICDTUNE_FUZZ_SECS` (seconds per target, default 1), `ICDTUNE_FUZZ_INPUTS` (most
+//! generated inputs per target, default unbounded), `ICDTUNE_FUZZ_SEED` (default fixed). The seed
+//! fixes the sequence of inputs; the input cap fixes how far along it a run goes, so a faster
+//! machine does not reach inputs a slower one never tried: with a cap that every target reaches
+//! within its time here, CI replays exactly what passed here.
 //!
 //! A test binary that fuzzes declares the tracking allocator once:
 //!
@@ -77,6 +80,8 @@ fn note(size: usize) {
 pub struct Budget {
     /// Wall time for generated inputs (the corpus always runs whole).
     pub time: Duration,
+    /// Most generated inputs; whichever of this and `time` comes first ends the run.
+    pub inputs: usize,
     /// Largest single allocation allowed for an input of `len` bytes.
     pub max_alloc: fn(usize) -> usize,
     /// Longest generated input.
@@ -84,16 +89,22 @@ pub struct Budget {
 }
 
 impl Budget {
-    /// The time from `ICDTUNE_FUZZ_SECS` (default 1 s), allocations up to 64 MiB plus 64 bytes
-    /// per input byte, inputs up to 64 KiB.
+    /// The time from `ICDTUNE_FUZZ_SECS` (default 1 s), the input count from
+    /// `ICDTUNE_FUZZ_INPUTS` (default unbounded), allocations up to 64 MiB plus 64 bytes per input
+    /// byte, inputs up to 64 KiB.
     pub fn from_env() -> Budget {
         let secs = std::env::var("ICDTUNE_FUZZ_SECS")
             .ok()
             .and_then(|s| s.parse::<f64>().ok())
             .filter(|s| s.is_finite() && *s >= 0.0)
             .unwrap_or(1.0);
+        let inputs = std::env::var("ICDTUNE_FUZZ_INPUTS")
+            .ok()
+            .and_then(|s| s.parse::<usize>().ok())
+            .unwrap_or(usize::MAX);
         Budget {
             time: Duration::from_secs_f64(secs),
+            inputs,
             max_alloc: |len| (64 << 20) + 64 * len,
             max_len: 64 << 10,
         }
@@ -129,7 +140,8 @@ pub fn corpus(dir: &Path) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-/// Runs `target` on every corpus entry, then on generated inputs until `budget.time` has passed.
+/// Runs `target` on every corpus entry, then on generated inputs until `budget.time` has passed
+/// or `budget.inputs` have run.
 /// Panics (failing the test) naming the input when the target panics or over-allocates.
 pub fn fuzz(
     name: &str,
@@ -155,7 +167,7 @@ pub fn fuzz(
     );
     let start = Instant::now();
     let mut generated = 0;
-    while start.elapsed() < budget.time {
+    while generated < budget.inputs && start.elapsed() < budget.time {
         let input = strategy
             .new_tree(&mut runner)
             .expect("byte strategies never reject")
@@ -169,8 +181,13 @@ pub fn fuzz(
         );
         generated += 1;
     }
+    let ended_by = if generated == budget.inputs {
+        "input cap"
+    } else {
+        "time"
+    };
     eprintln!(
-        "fuzz {name}: {} corpus entries and {generated} generated inputs in {:.1?}, no failure",
+        "fuzz {name}: {} corpus entries and {generated} generated inputs in {:.1?} (ended by {ended_by}), no failure",
         corpus.len(),
         start.elapsed()
     );

@@ -45,12 +45,18 @@ pub fn fits(value: &str, limit: Limit) -> bool {
 
 /// `value` quoted with control characters escaped (`"J06-9?"`), or its size when it does not fit
 /// `limit` (`<value of 1534 characters, not shown>`).
+///
+/// The limit holds for the escaped form too: one control character escapes to up to ten (`\u{13}`),
+/// so a short value made of them would otherwise quote as a long one.
 pub fn shown(value: &str, limit: Limit) -> String {
     if fits(value, limit) {
-        format!("{value:?}")
-    } else {
-        format!("<value of {} characters, not shown>", value.chars().count())
+        let quoted = format!("{value:?}");
+        // The two quotes are not part of the value.
+        if quoted.chars().count() <= limit.chars + 2 {
+            return quoted;
+        }
     }
+    format!("<value of {} characters, not shown>", value.chars().count())
 }
 
 #[cfg(test)]
@@ -72,5 +78,12 @@ mod tests {
         let long = "x".repeat(10_000);
         assert_eq!(shown(&long, NAME), "<value of 10000 characters, not shown>");
         assert_eq!(shown("J06.9, I10", CODE), "\"J06.9, I10\"");
+    }
+
+    #[test]
+    fn values_whose_escaped_form_is_long_show_their_size_only() {
+        let controls = "\u{13}".repeat(24);
+        assert_eq!(shown(&controls, CODE), "<value of 24 characters, not shown>");
+        assert_eq!(shown("\u{13}J06", CODE), "\"\\u{13}J06\"");
     }
 }
