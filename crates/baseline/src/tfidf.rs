@@ -19,7 +19,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use types::{Example, Prediction};
+use types::{Candidate, Example, Prediction};
 
 use crate::kernel::{self, Gram};
 use crate::logistic::{self, Solver};
@@ -202,6 +202,20 @@ impl TfidfClassifier {
     /// [`TfidfClassifier::predict`] for many examples on all cores; results in input order.
     pub fn predict_all(&self, examples: &[Example], k: usize) -> Vec<Prediction> {
         threads::map_indexed(examples.len(), |i| self.predict(&examples[i], k))
+    }
+
+    /// The `k` best training labels for `text`, best first, exactly `min(k, labels)` of them
+    /// whatever the threshold: the candidate list of a first stage (retrieval-narrowed decoding),
+    /// where the predicted set does not matter and the list length is the contract.
+    pub fn rank(&self, text: &str, k: usize) -> Vec<Candidate> {
+        let mut dense = vec![0.0f32; self.fit.vectorizer.dim()];
+        let logprobs = self.logprobs(text, &mut dense);
+        ranking::top_k(&self.fit.labels, &logprobs, k)
+    }
+
+    /// [`TfidfClassifier::rank`] for many texts on all cores; results in input order.
+    pub fn rank_all(&self, texts: &[&str], k: usize) -> Vec<Vec<Candidate>> {
+        threads::map_indexed(texts.len(), |i| self.rank(texts[i], k))
     }
 
     fn logprobs(&self, text: &str, dense: &mut [f32]) -> Vec<f64> {
@@ -461,6 +475,20 @@ mod tests {
         let (pa, pb) = (a.predict(&probe, 3), b.predict(&probe, 3));
         assert_eq!(pa.candidates, pb.candidates);
         assert_eq!(a.predict_all(&train, 2).len(), train.len());
+    }
+
+    #[test]
+    fn ranking_returns_exactly_k_labels_in_prediction_order() {
+        let train = single_label_data();
+        let model = TfidfClassifier::fit(&train, &small_config()).unwrap();
+        let text = "my throat is sore and i cough";
+        let ranked = model.rank(text, 2);
+        assert_eq!(ranked.len(), 2);
+        let predicted = model.predict(&ex("t", text, &["J06.9"]), 2).candidates;
+        assert_eq!(ranked, predicted);
+        assert_eq!(model.rank(text, 10).len(), 3, "at most every label");
+        assert_eq!(model.rank_all(&[text, "glucose"], 1).len(), 2);
+        assert_eq!(model.rank_all(&[text], 1)[0], model.rank(text, 1));
     }
 
     #[test]

@@ -7,8 +7,18 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod backend;
+mod candidates;
+pub mod endpoint;
+mod method;
 mod sections;
 
+pub use backend::{
+    Backend, Constrain, OpenAiModel, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT_S, MAX_CONCURRENCY, MAX_RETRIES,
+};
+pub use candidates::{CandidatesConfig, Retriever, MAX_CANDIDATES};
+pub use method::{Method, Pooling};
 pub use sections::*;
 
 /// Why a configuration could not be used.
@@ -85,12 +95,24 @@ impl Config {
         self.lora.check().map_err(|m| invalid("lora", m))?;
         self.training.check().map_err(|m| invalid("training", m))?;
         self.eval.check().map_err(|m| invalid("eval", m))?;
+        candidates::check_default(&self.eval).map_err(|m| invalid("eval.candidates", m))?;
         self.compute
             .check()
             .map_err(|m| invalid("compute.device", m))?;
+        if let Some(m) = self.models.slm.iter().find(|m| !m.backend.is_local()) {
+            return Err(invalid(
+                "models.slm",
+                format!(
+                    "model {:?}: small models are finetuned here from their weights; backend = \"openai\" applies to [[models.llm]] only",
+                    m.name
+                ),
+            ));
+        }
         let mut names = std::collections::BTreeSet::new();
         for m in self.models.llm.iter().chain(&self.models.slm) {
             check_model_name(&m.name).map_err(|m| invalid("models", m))?;
+            m.check_backend().map_err(|m| invalid("models", m))?;
+            m.check_candidates().map_err(|m| invalid("models", m))?;
             if !names.insert(m.name.as_str()) {
                 return Err(invalid(
                     "models",
@@ -149,6 +171,19 @@ mod tests {
     #[test]
     fn ratios_must_sum_to_one() {
         let err = Config::from_toml_str("[data.split]\ntrain = 0.9\n", "x").unwrap_err();
+        assert!(err.to_string().contains("data.split"), "{err}");
+    }
+
+    #[test]
+    fn a_split_column_is_read_kept_out_of_the_default_toml_and_must_name_something() {
+        let c = Config::from_toml_str("[data.split]\ncolumn = \"split\"\n", "x").unwrap();
+        assert_eq!(c.data.split.column.as_deref(), Some("split"));
+        assert!(!c.data.split.sets_ratios_or_seed());
+        assert!(c.to_toml_string().contains("column = \"split\""));
+        assert!(!Config::default().to_toml_string().contains("\ncolumn ="));
+        let c = Config::from_toml_str("[data.split]\ncolumn = \"split\"\nseed = 7\n", "x").unwrap();
+        assert!(c.data.split.sets_ratios_or_seed());
+        let err = Config::from_toml_str("[data.split]\ncolumn = \" \"\n", "x.toml").unwrap_err();
         assert!(err.to_string().contains("data.split"), "{err}");
     }
 

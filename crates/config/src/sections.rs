@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::backend::{Backend, Constrain};
+
 /// What to do with one kind of data problem.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -42,7 +44,8 @@ impl Default for PolicyConfig {
     }
 }
 
-/// Split ratios and seed.
+/// How examples are cut into train / validation / test: drawn with ratios and a seed (per-code
+/// stratified), or taken as given from a column of the dataset.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SplitConfig {
@@ -50,6 +53,11 @@ pub struct SplitConfig {
     pub validation: f64,
     pub test: f64,
     pub seed: u64,
+    /// Column naming each row's part (`train`, `validation` or `dev`, `test`; any case, trimmed), for
+    /// official splits used as given. With it the ratios and the seed are ignored, every row must
+    /// name a part, and the test part must not be empty (validation may be).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
 }
 
 impl Default for SplitConfig {
@@ -59,12 +67,24 @@ impl Default for SplitConfig {
             validation: 0.15,
             test: 0.15,
             seed: 42,
+            column: None,
         }
     }
 }
 
 impl SplitConfig {
+    /// Whether the ratios or the seed differ from the defaults: with a split column they are
+    /// ignored, which is worth a warning when someone set them.
+    pub fn sets_ratios_or_seed(&self) -> bool {
+        let d = SplitConfig::default();
+        (self.train, self.validation, self.test, self.seed)
+            != (d.train, d.validation, d.test, d.seed)
+    }
+
     pub(crate) fn check(&self) -> Result<(), String> {
+        if self.column.as_deref().is_some_and(|c| c.trim().is_empty()) {
+            return Err("column must name a column (leave it out to draw the split)".into());
+        }
         let parts = [self.train, self.validation, self.test];
         if parts.iter().any(|p| !(0.0..=1.0).contains(p)) {
             return Err("each ratio must lie in [0, 1]".into());
@@ -161,13 +181,49 @@ pub struct ModelConfig {
     /// Compute dtype: `f32` (CPU default), `bf16`, `f16`.
     #[serde(default = "default_dtype")]
     pub dtype: String,
+    /// Where the model runs: `local` (default) or `openai`, where `model` is the name an
+    /// OpenAI-compatible server knows it by. The keys below apply to `openai` only (see
+    /// [`crate::backend`]).
+    #[serde(default, skip_serializing_if = "Backend::is_local")]
+    pub backend: Backend,
+    /// API root of the server, e.g. `http://127.0.0.1:8000/v1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// File whose first line is the server's API token; required for a non-loopback `base_url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<std::path::PathBuf>,
+    /// The server's own output constraint (default `none`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub constrain: Option<Constrain>,
+    /// Requests in flight to the server at once (default 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<usize>,
+    /// Whole-request timeout in seconds (default 120).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_s: Option<u64>,
+    /// Extra attempts after a connection error, HTTP 429 or 5xx (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<u32>,
+    /// Ask for the answer's token log-probabilities to score its codes (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<bool>,
+    /// Retrieval-narrowed decoding for this model (overrides `[eval] candidates`); see
+    /// [`crate::candidates`]. Only for local models that decode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidates: Option<crate::CandidatesConfig>,
+    /// `generate` (default) or `classifier` (`[[models.slm]]` only; see [`crate::Method`]).
+    #[serde(default, skip_serializing_if = "crate::Method::is_generate")]
+    pub method: crate::Method,
+    /// A classifier's pooling: `last` (default) or `mean`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooling: Option<crate::Pooling>,
 }
 
 fn default_quantize() -> Quantize {
     Quantize::None
 }
 
-fn default_dtype() -> String {
+pub(crate) fn default_dtype() -> String {
     "f32".into()
 }
 
@@ -384,6 +440,9 @@ pub struct EvalConfig {
     pub seed: u64,
     /// Evaluate on at most this many test examples (0 = all).
     pub limit: usize,
+    /// Retrieval-narrowed decoding for every local decoding model without its own `candidates`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub candidates: Option<crate::CandidatesConfig>,
 }
 
 impl Default for EvalConfig {
@@ -397,6 +456,7 @@ impl Default for EvalConfig {
             confidence: 0.95,
             seed: 42,
             limit: 0,
+            candidates: None,
         }
     }
 }

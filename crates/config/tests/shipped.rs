@@ -24,7 +24,10 @@ fn reference_experiment_matches_the_design() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
     let cfg = config::Config::load(&root.join("medsynth.toml")).unwrap();
     assert_eq!(cfg.models.llm.len(), 2);
-    assert_eq!(cfg.models.slm.len(), 2);
+    // The two generative small models of the design, and the classifier arm of issue 13.
+    let generative = |m: &&config::ModelConfig| m.method == config::Method::Generate;
+    assert_eq!(cfg.models.slm.iter().filter(generative).count(), 2);
+    assert_eq!(cfg.models.slm.len(), 3);
     assert!(cfg
         .models
         .llm

@@ -25,6 +25,8 @@ pub(crate) struct ColumnMap {
     pub codes: Wanted,
     pub id: Option<Wanted>,
     pub meta: Vec<Wanted>,
+    /// The column naming each row's part (`[data.split] column`); always required when set.
+    pub split: Option<Wanted>,
     /// Splits one string cell into several codes; `None` means the cell holds one code (or a list).
     pub separator: Option<String>,
 }
@@ -62,11 +64,25 @@ impl ColumnMap {
         }
         // A preset's description column may coincide with a user-chosen text column; never copy text.
         meta.retain(|w| w.name != text.name);
+        let codes = given(&cfg.codes_column).unwrap_or_else(|| default(codes_default));
+        let id = given(&cfg.id_column).unwrap_or_else(|| default(id_default));
+        let split = given(&cfg.split.column);
+        if let Some(split) = &split {
+            for (role, w) in [("text", &text), ("codes", &codes), ("id", &id)] {
+                if w.name == split.name {
+                    return Err(DataError::SplitColumnClash {
+                        column: split.name.clone(),
+                        role,
+                    });
+                }
+            }
+        }
         Ok(ColumnMap {
-            codes: given(&cfg.codes_column).unwrap_or_else(|| default(codes_default)),
-            id: Some(given(&cfg.id_column).unwrap_or_else(|| default(id_default))),
+            codes,
+            id: Some(id),
             text,
             meta,
+            split,
             separator: cfg.codes_separator.clone().filter(|s| !s.is_empty()),
         })
     }
@@ -110,6 +126,7 @@ impl ColumnMap {
             Some(w) => find(&w.name),
             None => None,
         };
+        let split = self.split.as_ref().map(|w| must(w, "split")).transpose()?;
         let mut meta = Vec::new();
         for w in &self.meta {
             match find(&w.name) {
@@ -132,6 +149,7 @@ impl ColumnMap {
             codes,
             id,
             meta,
+            split,
             names: ColumnsUsed {
                 text: self.text.name.clone(),
                 codes: self.codes.name.clone(),
@@ -143,6 +161,7 @@ impl ColumnMap {
                     .map(|w| w.name.clone())
                     .collect(),
                 codes_separator: self.separator.clone(),
+                split: self.split.as_ref().map(|w| w.name.clone()),
             },
         })
     }
@@ -155,6 +174,7 @@ pub(crate) struct Resolved {
     pub codes: usize,
     pub id: Option<usize>,
     pub meta: Vec<(String, usize)>,
+    pub split: Option<usize>,
     pub names: ColumnsUsed,
 }
 
@@ -167,6 +187,9 @@ pub struct ColumnsUsed {
     pub id: Option<String>,
     pub meta: Vec<String>,
     pub codes_separator: Option<String>,
+    /// The column the split was read from (`[data.split] column`), when one was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub split: Option<String>,
 }
 
 /// Splits one string cell into raw code strings: a JSON or Python-style list (`["A01", "B02"]`,

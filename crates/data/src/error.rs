@@ -100,6 +100,20 @@ pub enum DataError {
         first_row: u64,
         second_row: u64,
     },
+    #[error("column {column:?} is both the split column and the {role} column; the split column only names each row's part")]
+    SplitColumnClash { column: String, role: &'static str },
+    #[error("{path}: the split column {column:?} names no {part} row ({train} train, {validation} validation, {test} test among the rows kept)\nhint: {hint}")]
+    GivenSplitEmpty {
+        path: PathBuf,
+        column: String,
+        part: &'static str,
+        train: usize,
+        validation: usize,
+        test: usize,
+        hint: &'static str,
+    },
+    #[error("split column {column:?} is configured, but the dataset {path} was loaded without it\nhint: load it with the same [data.split] column")]
+    GivenSplitNotLoaded { path: PathBuf, column: String },
     #[error("split ratios: {message}")]
     Ratios { message: String },
     #[error("split file {path}: {message}")]

@@ -1,6 +1,7 @@
 //! Datasets for icdtune: load a file (CSV, JSONL, optionally gzip, or Parquet; or the MedSynth preset)
 //! into `Example`s, validate every row against the ICD-10 code table with a per-problem policy, split
-//! into seeded per-code stratified parts, and describe the data with statistics.
+//! into seeded per-code stratified parts (or the parts a split column names), and describe the data
+//! with statistics.
 //!
 //! Patient text stays inside `Example::text`: reports, errors, logs and statistics carry ids, rows,
 //! fields and codes only.
@@ -29,8 +30,9 @@ pub use columns::ColumnsUsed;
 pub use error::{Columns, DataError};
 pub use spec::{medsynth_in_cache, DatasetSpec, Format, Preset, MEDSYNTH_FILE, MEDSYNTH_REPO};
 pub use split::{
-    assign, split, Assignment, Part, PartCount, Ratios, Split, SplitSource, Unsatisfied,
-    MIN_EXAMPLES_TRAIN_AND_TEST, SPLIT_FORMAT_VERSION, SPLIT_METHOD,
+    assign, split, Assignment, GivenSplit, Part, PartCount, Ratios, Split, SplitSource,
+    Unsatisfied, MIN_EXAMPLES_TRAIN_AND_TEST, SPLIT_FORMAT_VERSION, SPLIT_METHOD,
+    SPLIT_METHOD_COLUMN,
 };
 pub use stats::{stats, Bucket, ChapterCount, CodeCount, Distribution, Stats};
 pub use text::{normalize_text, whitespace_tokens};
@@ -45,6 +47,8 @@ pub struct Dataset {
     pub examples: Vec<Example>,
     pub report: ValidationReport,
     pub source: SourceInfo,
+    /// Each example's part as the split column names it, when `[data.split] column` is set.
+    pub given_split: Option<GivenSplit>,
 }
 
 /// Where a dataset came from; the sha256 ties splits and run manifests to the exact file.
@@ -74,7 +78,14 @@ pub fn load(spec: &DatasetSpec, cfg: &DataConfig, table: &CodeTable) -> Result<D
     for note in &raw.notes {
         tracing::warn!(path = %path.display(), "{note}");
     }
-    let (examples, report) = validate::validate(
+    let given = match &raw.columns.split {
+        Some(column) => Some((
+            column.clone(),
+            split::parts_by_row(&raw.rows, column, &path)?,
+        )),
+        None => None,
+    };
+    let (examples, kept_rows, report) = validate::validate(
         raw.rows,
         raw.notes,
         &path,
@@ -99,9 +110,15 @@ pub fn load(spec: &DatasetSpec, cfg: &DataConfig, table: &CodeTable) -> Result<D
             report: Box::new(report.clone()),
         });
     }
+    // `parts_by_row` has an entry for every row read, and validation keeps a subset of them.
+    let given_split = given.map(|(column, by_row)| GivenSplit {
+        column,
+        parts: kept_rows.iter().map(|row| by_row[row]).collect(),
+    });
     Ok(Dataset {
         examples,
         report,
+        given_split,
         source: SourceInfo {
             path,
             format,

@@ -217,8 +217,9 @@ pub(crate) fn row_numbering(format: crate::Format) -> &'static str {
     }
 }
 
-/// Validates raw rows into examples. Returns the kept examples and the report; problems with policy
-/// `error` are in the report and the caller turns them into an error.
+/// Validates raw rows into examples. Returns the kept examples, the data row each came from and
+/// the report; problems with policy `error` are in the report and the caller turns them into an
+/// error.
 pub(crate) fn validate(
     rows: Vec<RawRow>,
     reader_notes: Vec<ReaderNote>,
@@ -227,7 +228,7 @@ pub(crate) fn validate(
     fields: (&str, &str),
     policy: &PolicyConfig,
     table: &CodeTable,
-) -> Result<(Vec<Example>, ValidationReport), DataError> {
+) -> Result<(Vec<Example>, Vec<u64>, ValidationReport), DataError> {
     let (text_field, codes_field) = fields;
     let rows_read = rows.len() as u64;
     let mut problems: Vec<Problem> = Vec::new();
@@ -372,7 +373,8 @@ pub(crate) fn validate(
     }
     candidates.retain(|(_, _, d)| !d);
     check_unique_ids(&candidates, path)?;
-    let examples: Vec<Example> = candidates.into_iter().map(|(_, e, _)| e).collect();
+    let (rows, examples): (Vec<u64>, Vec<Example>) =
+        candidates.into_iter().map(|(row, e, _)| (row, e)).unzip();
     let report = ValidationReport {
         file: path.to_path_buf(),
         row_numbering: numbering.to_string(),
@@ -385,7 +387,7 @@ pub(crate) fn validate(
         problems,
         reader_notes,
     };
-    Ok((examples, report))
+    Ok((examples, rows, report))
 }
 
 fn action(policy: Policy) -> Action {

@@ -1,6 +1,7 @@
 //! A loaded model with its tokenizer and chat prompt, ready to suggest codes.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use candle_core::{DType, Device};
@@ -14,6 +15,7 @@ use tokenize::Tokenizer;
 use types::{Example, Prediction};
 
 use crate::error::{EngineError, Result};
+use crate::prefix::{common_prefix, SharedPrefix};
 use crate::step::LmStep;
 
 /// How to load a model and what to ask it.
@@ -85,11 +87,19 @@ pub struct Engine {
     end_of_turn: String,
     /// How prompts are fitted to the context (see [`crate::fitting`]).
     pub(crate) policy: ContextPolicy,
+    /// Whether prompts continue from a prefix prefilled once (see [`crate::prefix`]).
+    share_prefix: bool,
+    /// The template's start (system prompt, instruction), prefilled on first use.
+    template_prefix: OnceLock<Option<SharedPrefix>>,
 }
 
 /// Stands in for a dialogue when the prompt's shape is probed (never a real one, so nothing
 /// about a patient leaks into the anchors).
 const PROBE_DIALOGUE: &str = "Doctor: How can I help? Patient: I have a cough.";
+
+/// A second placeholder starting differently from [`PROBE_DIALOGUE`]: the token prefix the two
+/// prompts share is the template's own start.
+const PROBE_OTHER: &str = "Patient: My knee hurts.";
 
 impl Engine {
     /// Loads the model at `path` (a folder or `.gguf`, see [`crate::resolve_model`]); `spec` is
@@ -141,7 +151,68 @@ impl Engine {
             context,
             end_of_turn,
             policy,
+            share_prefix: true,
+            template_prefix: OnceLock::new(),
         })
+    }
+
+    /// Whether prompts continue from a prefix prefilled once (on by default): the system prompt
+    /// and instruction of a single dialogue, the common start of a run's prompts. Off, every
+    /// prompt is prefilled whole; results agree to float rounding either way.
+    pub fn set_shared_prefix(&mut self, on: bool) {
+        self.share_prefix = on;
+    }
+
+    /// A step model over this engine's model that starts prompts from `prefix`, or shares
+    /// nothing when sharing is off.
+    pub(crate) fn step_model<'a>(&'a self, prefix: Option<&'a SharedPrefix>) -> LmStep<'a> {
+        let step = LmStep::new(&self.model);
+        if self.share_prefix {
+            step.with_prefix(prefix)
+        } else {
+            step.plain()
+        }
+    }
+
+    /// The template's start (everything before the dialogue), prefilled once per engine; `None`
+    /// when sharing is off or two probe prompts share no token.
+    pub(crate) fn template_prefix(&self) -> Result<Option<&SharedPrefix>> {
+        if !self.share_prefix {
+            return Ok(None);
+        }
+        if let Some(p) = self.template_prefix.get() {
+            return Ok(p.as_ref());
+        }
+        let probes = [
+            self.prompt_ids(PROBE_DIALOGUE)?,
+            self.prompt_ids(PROBE_OTHER)?,
+        ];
+        let ids = common_prefix(&probes);
+        let prefix = if ids.is_empty() {
+            None
+        } else {
+            Some(SharedPrefix::prefill(&self.model, ids)?)
+        };
+        // Another thread may have set it meanwhile: either value is the same prefix.
+        let _ = self.template_prefix.set(prefix);
+        Ok(self.template_prefix.get().and_then(Option::as_ref))
+    }
+
+    /// The prefix a run of `prompts` continues from: their common start when there are
+    /// several, else the template's.
+    pub(crate) fn run_prefix(&self, prompts: &[Vec<u32>]) -> Result<RunPrefix<'_>> {
+        if !self.share_prefix {
+            return Ok(RunPrefix::None);
+        }
+        if prompts.len() > 1 {
+            let ids = common_prefix(prompts);
+            if !ids.is_empty() {
+                return Ok(RunPrefix::Own(SharedPrefix::prefill(&self.model, ids)?));
+            }
+        }
+        Ok(self
+            .template_prefix()?
+            .map_or(RunPrefix::None, RunPrefix::Template))
     }
 
     pub fn spec(&self) -> &str {
@@ -216,7 +287,7 @@ impl Engine {
     /// Unconstrained greedy answer for `dialogue` (raw text, for the lenient parser).
     pub fn generate(&self, dialogue: &str, max_new_tokens: usize) -> Result<infer::Generation> {
         let ids = self.fit(dialogue, max_new_tokens)?.encoded;
-        let mut step = LmStep::new(&self.model);
+        let mut step = self.step_model(self.template_prefix()?);
         let mut out = infer::generate(
             &mut step,
             &self.tokenizer,
@@ -252,6 +323,23 @@ impl Engine {
         Ok(self
             .evaluate_fitted(examples, trie, k, max_new_tokens)?
             .predictions)
+    }
+}
+
+/// The prefix a run continues from: computed for it, or the engine's template prefix.
+pub(crate) enum RunPrefix<'a> {
+    None,
+    Own(SharedPrefix),
+    Template(&'a SharedPrefix),
+}
+
+impl RunPrefix<'_> {
+    pub(crate) fn get(&self) -> Option<&SharedPrefix> {
+        match self {
+            RunPrefix::None => None,
+            RunPrefix::Own(p) => Some(p),
+            RunPrefix::Template(p) => Some(p),
+        }
     }
 }
 

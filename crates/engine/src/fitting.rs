@@ -5,14 +5,14 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use icd::CodeTable;
-use infer::{BeamOptions, CodeTrie, EvalItem, InferError};
+use infer::{BeamOptions, CodeTrie, EvalItem, InferError, TrieMask};
 use prompt::fit::{ContextPolicy, Fit, FitCounts, FitError, Fitted};
 use serde::Serialize;
 use types::{Example, Prediction};
 
 use crate::engine::{describe, Engine, Suggestion, CONSTRAINED_BATCH};
 use crate::error::{EngineError, Result};
-use crate::step::{LmStep, CANCELLED};
+use crate::step::CANCELLED;
 
 /// Ranked codes for one dialogue with what fitting did to its prompt.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -76,6 +76,20 @@ impl Engine {
         table: &CodeTable,
         cancel: Option<&AtomicBool>,
     ) -> Result<Suggested> {
+        self.suggest_within(trie, None, dialogue, k, table, cancel)
+    }
+
+    /// [`Engine::suggest_fitted`] restricted to the codes of `mask` when given (a retriever's
+    /// candidates for this dialogue: retrieval-narrowed decoding).
+    pub fn suggest_within(
+        &self,
+        trie: &CodeTrie,
+        mask: Option<&TrieMask>,
+        dialogue: &str,
+        k: usize,
+        table: &CodeTable,
+        cancel: Option<&AtomicBool>,
+    ) -> Result<Suggested> {
         let fitted = self.fit(dialogue, trie.max_depth())?;
         if fitted.fit.truncated() {
             tracing::info!(
@@ -84,12 +98,17 @@ impl Engine {
                 "dialogue shortened to fit the context"
             );
         }
+        let step = self.step_model(self.template_prefix()?);
         let mut step = match cancel {
-            Some(flag) => LmStep::cancellable(self.model(), flag),
-            None => LmStep::new(self.model()),
+            Some(flag) => step.cancel_on(flag),
+            None => step,
         };
-        let candidates = infer::suggest(&mut step, trie, &fitted.encoded, &BeamOptions::top_k(k))
-            .map_err(|e| cancelled_or(e, cancel))?;
+        let opts = BeamOptions::top_k(k);
+        let candidates = match mask {
+            Some(mask) => infer::suggest_within(&mut step, trie, mask, &fitted.encoded, &opts),
+            None => infer::suggest(&mut step, trie, &fitted.encoded, &opts),
+        }
+        .map_err(|e| cancelled_or(e, cancel))?;
         Ok(Suggested {
             suggestions: candidates
                 .into_iter()
@@ -109,7 +128,88 @@ impl Engine {
         k: usize,
         max_new_tokens: usize,
     ) -> Result<Evaluated> {
-        let answer_tokens = trie.map_or(max_new_tokens, CodeTrie::max_depth);
+        match trie {
+            Some(trie) => self.evaluate_constrained(examples, trie, None, k),
+            None => self.evaluate_generative(examples, max_new_tokens),
+        }
+    }
+
+    /// Constrained top-`k` over `trie` where example `i` may only return codes of `masks[i]`
+    /// (retrieval-narrowed decoding), with the fit counts of the prompts.
+    pub fn evaluate_within(
+        &self,
+        examples: &[Example],
+        trie: &CodeTrie,
+        masks: &[TrieMask],
+        k: usize,
+    ) -> Result<Evaluated> {
+        if masks.len() != examples.len() {
+            return Err(InferError::Shape {
+                op: "evaluate_within",
+                expected: format!("one mask per example ({})", examples.len()),
+                got: format!("{} masks", masks.len()),
+            }
+            .into());
+        }
+        self.evaluate_constrained(examples, trie, Some(masks), k)
+    }
+
+    fn evaluate_constrained(
+        &self,
+        examples: &[Example],
+        trie: &CodeTrie,
+        masks: Option<&[TrieMask]>,
+        k: usize,
+    ) -> Result<Evaluated> {
+        let (items, fit) = self.eval_items(examples, trie.max_depth())?;
+        let prefix = self.run_prefix(&prompts_of(&items))?;
+        let mut step = self.step_model(prefix.get());
+        let mut predictions = Vec::with_capacity(items.len());
+        for (i, chunk) in items.chunks(CONSTRAINED_BATCH).enumerate() {
+            let opts = BeamOptions::top_k(k);
+            let mut p = match masks {
+                Some(masks) => {
+                    let from = i * CONSTRAINED_BATCH;
+                    let chunk_masks = &masks[from..from + chunk.len()];
+                    infer::evaluate_within(&mut step, trie, chunk, chunk_masks, &opts, chunk.len())?
+                }
+                None => infer::evaluate_constrained(&mut step, trie, chunk, &opts, chunk.len())?,
+            };
+            predictions.append(&mut p);
+            tracing::info!(done = predictions.len(), of = items.len(), "predicted");
+        }
+        Ok(Evaluated { predictions, fit })
+    }
+
+    fn evaluate_generative(
+        &self,
+        examples: &[Example],
+        max_new_tokens: usize,
+    ) -> Result<Evaluated> {
+        let (items, fit) = self.eval_items(examples, max_new_tokens)?;
+        let prefix = self.run_prefix(&prompts_of(&items))?;
+        let mut step = self.step_model(prefix.get());
+        let mut predictions = Vec::with_capacity(items.len());
+        for item in &items {
+            let mut p = infer::evaluate_generative(
+                &mut step,
+                self.tokenizer(),
+                std::slice::from_ref(item),
+                &self.greedy_options(max_new_tokens),
+                1,
+            )?;
+            predictions.append(&mut p);
+            tracing::info!(done = predictions.len(), of = items.len(), "predicted");
+        }
+        Ok(Evaluated { predictions, fit })
+    }
+
+    /// The examples' prompts fitted with room for an answer of `answer_tokens`.
+    fn eval_items(
+        &self,
+        examples: &[Example],
+        answer_tokens: usize,
+    ) -> Result<(Vec<EvalItem>, FitCounts)> {
         let mut fit = FitCounts::default();
         let items = examples
             .iter()
@@ -130,31 +230,12 @@ impl Engine {
                 "dialogues shortened to fit the context"
             );
         }
-        let mut step = LmStep::new(self.model());
-        let batch = if trie.is_some() { CONSTRAINED_BATCH } else { 1 };
-        let mut predictions = Vec::with_capacity(items.len());
-        for chunk in items.chunks(batch) {
-            let mut p = match trie {
-                Some(trie) => infer::evaluate_constrained(
-                    &mut step,
-                    trie,
-                    chunk,
-                    &BeamOptions::top_k(k),
-                    batch,
-                )?,
-                None => infer::evaluate_generative(
-                    &mut step,
-                    self.tokenizer(),
-                    chunk,
-                    &self.greedy_options(max_new_tokens),
-                    1,
-                )?,
-            };
-            predictions.append(&mut p);
-            tracing::info!(done = predictions.len(), of = items.len(), "predicted");
-        }
-        Ok(Evaluated { predictions, fit })
+        Ok((items, fit))
     }
+}
+
+fn prompts_of(items: &[EvalItem]) -> Vec<Vec<u32>> {
+    items.iter().map(|i| i.prompt_ids.clone()).collect()
 }
 
 /// [`EngineError::Cancelled`] when the search stopped because `cancel` was set, else the error.

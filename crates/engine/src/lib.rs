@@ -11,6 +11,7 @@ mod chat;
 mod engine;
 mod error;
 mod fitting;
+mod prefix;
 mod resolve;
 mod step;
 
@@ -18,5 +19,6 @@ pub use chat::{chat_prompt, system_prompt};
 pub use engine::{describe, Engine, EngineOptions, Suggestion, TriePlan};
 pub use error::{EngineError, Result};
 pub use fitting::{Evaluated, Suggested};
+pub use prefix::{common_prefix, SharedPrefix};
 pub use resolve::{resolve_model, resolve_model_in};
 pub use step::LmStep;

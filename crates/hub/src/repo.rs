@@ -1,5 +1,8 @@
 //! A hub repository: kind, id and revision, and how they map to URLs and cache folder names.
 
+#[cfg(feature = "download")]
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
 use crate::HubError;
 
 /// Models and datasets live under different URL prefixes and cache folder prefixes.
@@ -68,7 +71,7 @@ impl Repo {
             "{endpoint}/api/{}/{}/revision/{}",
             self.kind.plural(),
             self.id,
-            encode_path(&self.revision)
+            utf8_percent_encode(&self.revision, SEGMENT)
         )
     }
 
@@ -82,29 +85,24 @@ impl Repo {
         format!(
             "{endpoint}/{prefix}{}/resolve/{}/{}",
             self.id,
-            encode_path(commit),
-            file.split('/')
-                .map(encode_path)
-                .collect::<Vec<_>>()
-                .join("/")
+            utf8_percent_encode(commit, SEGMENT),
+            utf8_percent_encode(file, PATH)
         )
     }
 }
 
-/// Percent-encodes one path segment (revisions such as `refs/pr/1` keep nothing raw but unreserved
-/// characters, as the hub expects).
+/// RFC 3986 unreserved characters stay; everything else, `/` included, is percent-encoded
+/// (revisions such as `refs/pr/1` keep nothing raw, as the hub expects).
 #[cfg(feature = "download")]
-fn encode_path(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len());
-    for b in segment.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// A file path: each segment encoded, the `/` between them kept.
+#[cfg(feature = "download")]
+const PATH: &AsciiSet = &SEGMENT.remove(b'/');
 
 #[cfg(test)]
 mod tests {

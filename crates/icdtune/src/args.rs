@@ -78,6 +78,10 @@ pub struct ColumnOpts {
     /// Separator between several codes in one cell, e.g. ";"
     #[arg(long, value_name = "S")]
     pub codes_separator: Option<String>,
+    /// Column naming each row's part (train, validation or dev, test): an official split used as
+    /// given instead of a drawn one (overrides data.split.column; ratios and seed are then ignored)
+    #[arg(long, value_name = "C")]
+    pub split_column: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -350,7 +354,14 @@ pub struct TrainArgs {
     /// Stop after N optimiser steps (overrides training.max_steps)
     #[arg(long, value_name = "N")]
     pub max_steps: Option<u64>,
-    /// Also write the merged full model (merged.safetensors)
+    /// How the model codes: generate the answer, or rank codes with a classification head over
+    /// the training split's codes (adapter saved as PEFT SEQ_CLS with labels.json)
+    #[arg(long, value_enum, default_value = "generate")]
+    pub method: MethodArg,
+    /// Classifier only: which hidden states feed the head [default: last]
+    #[arg(long, value_enum)]
+    pub pooling: Option<PoolingArg>,
+    /// Also write the merged full model (merged.safetensors; generate only)
     #[arg(long)]
     pub merged: bool,
     /// Plant N random fake secrets (canaries) in a copy of the training data for `icdtune audit`
@@ -363,9 +374,28 @@ pub struct TrainArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// Model spec: HF-layout folder, `.gguf` file, or HF id in the local cache
+    /// Model spec: HF-layout folder, `.gguf` file, or HF id in the local cache; with
+    /// `--backend openai`, the name the server knows the model by
     #[arg(long, value_name = "SPEC")]
     pub model: String,
+    /// Where the model runs: loaded here, or on an OpenAI-compatible server (vLLM, llama.cpp,
+    /// Ollama) that icdtune puts its page, auth, limits and code validation in front of
+    #[arg(long, value_enum, default_value = "local")]
+    pub backend: BackendArg,
+    /// openai backend: the server's API root, e.g. http://127.0.0.1:8000/v1 (loopback, or any
+    /// host together with --backend-token-file)
+    #[arg(long, value_name = "URL", required_if_eq("backend", "openai"))]
+    pub base_url: Option<String>,
+    /// openai backend: file holding the server's API token (sent as a bearer token)
+    #[arg(long, value_name = "FILE")]
+    pub backend_token_file: Option<std::path::PathBuf>,
+    /// openai backend: the server's own output constraint [default: none]
+    #[arg(long, value_enum)]
+    pub constrain: Option<ConstrainArg>,
+    /// openai backend: requests in flight to the server at once, which is also how many
+    /// suggestions run at once [default: 4]
+    #[arg(long, value_name = "N")]
+    pub max_concurrency: Option<usize>,
     /// PEFT LoRA adapter folder, merged at load
     #[arg(long, value_name = "DIR")]
     pub adapter: Option<std::path::PathBuf>,
@@ -432,6 +462,7 @@ impl ColumnOpts {
             codes_column: self.codes_column.clone(),
             id_column: self.id_column.clone(),
             codes_separator: self.codes_separator.clone(),
+            split_column: self.split_column.clone(),
         }
     }
 }
@@ -448,6 +479,75 @@ impl From<ExperimentArg> for pipeline::experiment::Experiment {
             ExperimentArg::Baseline => Self::Baseline,
             ExperimentArg::Training => Self::Training,
             ExperimentArg::Full => Self::Full,
+        }
+    }
+}
+
+/// Where `icdtune serve`'s model runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendArg {
+    /// Loaded by icdtune from --model SPEC (with --adapter, --labels)
+    Local,
+    /// An OpenAI-compatible server at --base-url serving --model NAME
+    Openai,
+}
+
+/// The mechanism an OpenAI-compatible server holds its answer to the code-list format with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConstrainArg {
+    /// No constraint (Ollama); the answer is parsed leniently
+    None,
+    /// A GBNF grammar in the `grammar` field (llama.cpp's server, llama-cpp-python)
+    Grammar,
+    /// A regex in `structured_outputs` (vLLM 0.10.2 and later)
+    Regex,
+    /// A regex in `guided_regex` (vLLM before 0.12)
+    GuidedRegex,
+}
+
+impl From<ConstrainArg> for config::Constrain {
+    fn from(c: ConstrainArg) -> Self {
+        match c {
+            ConstrainArg::None => Self::None,
+            ConstrainArg::Grammar => Self::Grammar,
+            ConstrainArg::Regex => Self::Regex,
+            ConstrainArg::GuidedRegex => Self::GuidedRegex,
+        }
+    }
+}
+
+/// How `icdtune train` teaches the model to code (`method` of `[[models.slm]]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MethodArg {
+    /// LoRA on the answer tokens; codes by (constrained) decoding
+    Generate,
+    /// LoRA plus a linear head over the training codes (softmax or sigmoid)
+    Classifier,
+}
+
+impl From<MethodArg> for config::Method {
+    fn from(m: MethodArg) -> Self {
+        match m {
+            MethodArg::Generate => Self::Generate,
+            MethodArg::Classifier => Self::Classifier,
+        }
+    }
+}
+
+/// Which hidden states a classifier head reads (`pooling` of `[[models.slm]]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PoolingArg {
+    /// The last real token of the prompt
+    Last,
+    /// The mean over the prompt's tokens
+    Mean,
+}
+
+impl From<PoolingArg> for config::Pooling {
+    fn from(p: PoolingArg) -> Self {
+        match p {
+            PoolingArg::Last => Self::Last,
+            PoolingArg::Mean => Self::Mean,
         }
     }
 }

@@ -21,7 +21,7 @@ use icd::Code;
 
 use crate::error::{InferError, Result};
 use crate::model::{log_sum_exp, Logits, StepModel};
-use crate::trie::{CodeTrie, NodeId};
+use crate::trie::{CodeTrie, NodeId, TrieMask};
 
 /// Which set the per-step log-probabilities are normalised over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -128,6 +128,37 @@ pub fn beam_search<M: StepModel>(
     prompts: &[Vec<u32>],
     opts: &BeamOptions,
 ) -> Result<Vec<BeamOutput>> {
+    search(model, trie, prompts, None, opts)
+}
+
+/// [`beam_search`] where prompt `i` may only return codes of `masks[i]` (its candidate list): the
+/// per-example trie is the full trie seen through the mask, so scores are the same sequence
+/// log-probabilities and an exhaustive search gives the exact ranking of the candidates. A prompt
+/// whose mask is empty is still prefilled (its row is part of the batch) and gets no hypothesis.
+pub fn beam_search_within<M: StepModel>(
+    model: &mut M,
+    trie: &CodeTrie,
+    prompts: &[Vec<u32>],
+    masks: &[TrieMask],
+    opts: &BeamOptions,
+) -> Result<Vec<BeamOutput>> {
+    if masks.len() != prompts.len() {
+        return Err(InferError::Shape {
+            op: "beam_search_within",
+            expected: format!("one mask per prompt ({})", prompts.len()),
+            got: format!("{} masks", masks.len()),
+        });
+    }
+    search(model, trie, prompts, Some(masks), opts)
+}
+
+fn search<M: StepModel>(
+    model: &mut M,
+    trie: &CodeTrie,
+    prompts: &[Vec<u32>],
+    masks: Option<&[TrieMask]>,
+    opts: &BeamOptions,
+) -> Result<Vec<BeamOutput>> {
     opts.validate()?;
     let vocab = model.vocab_size();
     if let Some(max) = trie.max_token().filter(|&t| t as usize >= vocab) {
@@ -159,8 +190,12 @@ pub fn beam_search<M: StepModel>(
     while !live.is_empty() {
         let mut extensions: Vec<Vec<Extension>> = (0..prompts.len()).map(|_| Vec::new()).collect();
         for (row, beam) in live.iter().enumerate() {
-            expand(
+            let view = View {
                 trie,
+                mask: masks.map(|m| &m[beam.prompt]),
+            };
+            expand(
+                &view,
                 opts.normalisation,
                 &logits,
                 row,
@@ -213,8 +248,14 @@ pub fn beam_search<M: StepModel>(
 
 /// Scores every allowed next token of `beam`: complete codes go to `finished`, the rest to
 /// `extensions`.
+/// The trie one prompt may follow: the whole trie, or its candidates' part.
+struct View<'a> {
+    trie: &'a CodeTrie,
+    mask: Option<&'a TrieMask>,
+}
+
 fn expand(
-    trie: &CodeTrie,
+    view: &View<'_>,
     normalisation: Normalisation,
     logits: &Logits,
     row: usize,
@@ -226,14 +267,16 @@ fn expand(
     let norm = match normalisation {
         Normalisation::FullVocabulary => log_sum_exp(scores),
         Normalisation::AllowedTokens => {
-            let allowed: Vec<f32> = trie
-                .children(beam.node)
+            let allowed: Vec<f32> = view
+                .trie
+                .children_within(beam.node, view.mask)
                 .map(|(t, _)| scores[t as usize])
                 .collect();
             log_sum_exp(&allowed)
         }
     };
-    for (token, node) in trie.children(beam.node) {
+    let trie = view.trie;
+    for (token, node) in trie.children_within(beam.node, view.mask) {
         let score = beam.score + (scores[token as usize] as f64 - norm);
         match trie.code_at(node) {
             Some(code) => {

@@ -2,6 +2,11 @@
 //!
 //! All prompts are prefilled in one batch and stepped together; a finished sequence leaves the
 //! batch (its cache row is dropped), so no compute goes to padding.
+//!
+//! Besides stop ids, stop strings and the token budget, an answer ends where it starts repeating
+//! itself: once the text is a code list and completes a code it already listed
+//! ([`prompt::extract::repeat_start`]; the rule, shared with training targets and extraction, is
+//! "Each code once" in [`prompt::extract`]).
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -47,14 +52,17 @@ pub enum StopReason {
     StopString,
     /// `max_new_tokens` reached.
     MaxTokens,
+    /// The answer, a code list, completed a code it had already listed; the text ends before it.
+    RepeatedCode,
 }
 
 /// One generated answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Generation {
-    /// Every generated id, the final stop id included.
+    /// Every generated id, the final stop id included (and, after a repeat, the repeated code).
     pub tokens: Vec<u32>,
-    /// Decoded text without special tokens and without the stop id, cut before a stop string.
+    /// Decoded text without special tokens and without the stop id, cut before a stop string or
+    /// before a repeated code and its separator.
     pub text: String,
     pub stop: StopReason,
     /// Sum of the generated tokens' log-probabilities under the model (untempered, full
@@ -197,17 +205,16 @@ fn finish<C: TextCodec + ?Sized>(
             StopReason::StopId,
         )));
     }
-    if !opts.stop_strings.is_empty() {
-        let (text, cut) = cut_at_stop_string(codec.decode(&run.tokens)?, opts);
-        if cut {
-            return Ok(Some(done(text, StopReason::StopString)));
-        }
+    let (text, cut) = cut_at_stop_string(codec.decode(&run.tokens)?, opts);
+    if cut {
+        return Ok(Some(done(text, StopReason::StopString)));
+    }
+    if let Some(at) = prompt::extract::repeat_start(&text) {
+        let answer = prompt::extract::cut_before_repeat(&text, at).to_string();
+        return Ok(Some(done(answer, StopReason::RepeatedCode)));
     }
     if run.tokens.len() >= opts.max_new_tokens {
-        return Ok(Some(done(
-            codec.decode(&run.tokens)?,
-            StopReason::MaxTokens,
-        )));
+        return Ok(Some(done(text, StopReason::MaxTokens)));
     }
     Ok(None)
 }

@@ -4,12 +4,13 @@ use std::time::Instant;
 
 use types::{Candidate, Prediction};
 
-use crate::beam::{beam_search, BeamOptions, BeamOutput};
+use crate::beam::{beam_search, beam_search_within, BeamOptions, BeamOutput};
 use crate::codec::TextCodec;
+use crate::error::InferError;
 use crate::error::Result;
 use crate::generate::{generate, GenerateOptions, Generation};
 use crate::model::StepModel;
-use crate::trie::CodeTrie;
+use crate::trie::{CodeTrie, TrieMask};
 
 /// The `opts.k` best codes of `trie` after `prompt_ids`, best first, as [`Candidate`]s with their
 /// sequence log-probabilities (canonical undotted codes).
@@ -20,6 +21,24 @@ pub fn suggest<M: StepModel>(
     opts: &BeamOptions,
 ) -> Result<Vec<Candidate>> {
     let out = beam_search(model, trie, &[prompt_ids.to_vec()], opts)?;
+    Ok(candidates(&out[0]))
+}
+
+/// [`suggest`] restricted to the codes of `mask` (e.g. a retriever's candidates for this prompt).
+pub fn suggest_within<M: StepModel>(
+    model: &mut M,
+    trie: &CodeTrie,
+    mask: &TrieMask,
+    prompt_ids: &[u32],
+    opts: &BeamOptions,
+) -> Result<Vec<Candidate>> {
+    let out = beam_search_within(
+        model,
+        trie,
+        &[prompt_ids.to_vec()],
+        std::slice::from_ref(mask),
+        opts,
+    )?;
     Ok(candidates(&out[0]))
 }
 
@@ -58,25 +77,58 @@ pub fn evaluate_constrained<M: StepModel>(
         items,
         batch_size,
         |prompts| beam_search(model, trie, prompts, opts),
-        |item, out, share| {
-            tracing::debug!(id = %item.id, best = ?out.hypotheses.first().map(|h| h.code.as_str()), "constrained");
-            Prediction {
-                id: item.id.clone(),
-                gold: item.gold.clone(),
-                candidates: candidates(&out),
-                raw_text: None,
-                latency_ms: share,
-                prompt_tokens: out.prompt_tokens as u64,
-                generated_tokens: out.decode_tokens as u64,
-                set_size: Some(1),
-            }
+        constrained_prediction,
+    )
+}
+
+fn constrained_prediction(item: &EvalItem, out: BeamOutput, share: f64) -> Prediction {
+    tracing::debug!(id = %item.id, best = ?out.hypotheses.first().map(|h| h.code.as_str()), "constrained");
+    Prediction {
+        id: item.id.clone(),
+        gold: item.gold.clone(),
+        candidates: candidates(&out),
+        raw_text: None,
+        latency_ms: share,
+        prompt_tokens: out.prompt_tokens as u64,
+        generated_tokens: out.decode_tokens as u64,
+        set_size: Some(1),
+    }
+}
+
+/// [`evaluate_constrained`] where item `i` may only return codes of `masks[i]`.
+pub fn evaluate_within<M: StepModel>(
+    model: &mut M,
+    trie: &CodeTrie,
+    items: &[EvalItem],
+    masks: &[TrieMask],
+    opts: &BeamOptions,
+    batch_size: usize,
+) -> Result<Vec<Prediction>> {
+    if masks.len() != items.len() {
+        return Err(InferError::Shape {
+            op: "evaluate_within",
+            expected: format!("one mask per item ({})", items.len()),
+            got: format!("{} masks", masks.len()),
+        });
+    }
+    let batch_size = batch_size.max(1);
+    let mut done = 0;
+    in_batches(
+        items,
+        batch_size,
+        |prompts| {
+            let batch_masks = &masks[done..done + prompts.len()];
+            done += prompts.len();
+            beam_search_within(model, trie, prompts, batch_masks, opts)
         },
+        constrained_prediction,
     )
 }
 
 /// Unconstrained generation for every item, parsed with the lenient parser
 /// (`prompt::extract::classify`). Every parsed code gets the whole answer's log-probability as its
-/// score, in the order the answer lists them; `raw_text` keeps the answer for error analysis.
+/// score, in the order the answer lists them, each code once (generation ends at a repeated code
+/// and extraction drops repeats); `raw_text` keeps the answer for error analysis.
 /// Latency and token counts as in [`evaluate_constrained`] (generated tokens include the stop id).
 pub fn evaluate_generative<M: StepModel, C: TextCodec + ?Sized>(
     model: &mut M,

@@ -6,6 +6,8 @@
 //! after a prompt), followed by the end-of-turn token(s), so that a path ends exactly where the
 //! trained completion `J06.9<|im_end|>` ends.
 
+use std::collections::HashMap;
+
 use icd::Code;
 
 use prompt::chat::ChatPrompt;
@@ -147,8 +149,48 @@ pub struct CodeTrie {
     edge_child: Vec<NodeId>,
     /// Per node, the index in `codes` of the code whose path ends there, or `NO_CODE`.
     node_code: Vec<u32>,
+    /// Per node, its parent (the root is its own parent): walking up from a code's end node
+    /// gives its path, which is what a [`TrieMask`] marks.
+    node_parent: Vec<NodeId>,
     codes: Vec<Code>,
+    /// Each code's end node, so that narrowing to a few codes never walks or rebuilds the trie.
+    code_node: HashMap<Code, NodeId>,
     max_depth: usize,
+}
+
+/// The nodes of a [`CodeTrie`] on the paths of a subset of its codes: a per-example view of the
+/// full trie (e.g. a retriever's 50 candidates among 74,719 codes) that the searches follow
+/// instead of the whole trie. Building one costs the subset's path lengths, not a rebuild.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TrieMask {
+    /// Allowed nodes, sorted, root included when any code is allowed.
+    nodes: Vec<NodeId>,
+    /// Allowed codes that have a path in the trie.
+    codes: usize,
+    /// Asked-for codes that are not in the trie (kept for the record; they cannot be decoded).
+    missing: Vec<Code>,
+}
+
+impl TrieMask {
+    /// Whether a search may enter `node`.
+    pub fn allows(&self, node: NodeId) -> bool {
+        self.nodes.binary_search(&node).is_ok()
+    }
+
+    /// Codes of the subset that the trie holds (what a search over the mask can return).
+    pub fn len(&self) -> usize {
+        self.codes
+    }
+
+    /// Whether no code of the subset is in the trie: a search over the mask returns nothing.
+    pub fn is_empty(&self) -> bool {
+        self.codes == 0
+    }
+
+    /// Codes of the subset that the trie does not hold.
+    pub fn missing(&self) -> &[Code] {
+        &self.missing
+    }
 }
 
 impl CodeTrie {
@@ -197,7 +239,9 @@ impl CodeTrie {
         // Build with one child list per node, then freeze into flat arrays.
         let mut children: Vec<Vec<(u32, NodeId)>> = vec![Vec::new()];
         let mut node_code: Vec<u32> = vec![NO_CODE];
+        let mut node_parent: Vec<NodeId> = vec![Self::ROOT];
         let mut codes: Vec<Code> = Vec::new();
+        let mut code_node: HashMap<Code, NodeId> = HashMap::new();
         let mut max_depth = 0;
         for (code, tokens) in paths {
             if tokens.is_empty() {
@@ -220,6 +264,7 @@ impl CodeTrie {
                         list.insert(at, (token, child as NodeId));
                         children.push(Vec::new());
                         node_code.push(NO_CODE);
+                        node_parent.push(node as NodeId);
                         child
                     }
                 };
@@ -244,6 +289,7 @@ impl CodeTrie {
                 });
             }
             node_code[node] = codes.len() as u32;
+            code_node.insert(code.clone(), node as NodeId);
             codes.push(code);
             max_depth = max_depth.max(tokens.len());
         }
@@ -267,7 +313,9 @@ impl CodeTrie {
             edge_token,
             edge_child,
             node_code,
+            node_parent,
             codes,
+            code_node,
             max_depth,
         })
     }
@@ -341,6 +389,45 @@ impl CodeTrie {
         }
     }
 
+    /// The mask of `codes` over this trie: the nodes on their paths, found by walking up from
+    /// each code's end node (so the cost is the codes' path lengths, whatever the trie's size).
+    /// Codes the trie does not hold are listed in [`TrieMask::missing`]; repeats count once.
+    pub fn mask<'a>(&self, codes: impl IntoIterator<Item = &'a Code>) -> TrieMask {
+        let mut mask = TrieMask::default();
+        let mut seen = std::collections::HashSet::new();
+        for code in codes {
+            if !seen.insert(code) {
+                continue;
+            }
+            let Some(&end) = self.code_node.get(code) else {
+                mask.missing.push(code.clone());
+                continue;
+            };
+            mask.codes += 1;
+            let mut node = end;
+            while node != Self::ROOT {
+                mask.nodes.push(node);
+                node = self.node_parent[node as usize];
+            }
+        }
+        if mask.codes > 0 {
+            mask.nodes.push(Self::ROOT);
+        }
+        mask.nodes.sort_unstable();
+        mask.nodes.dedup();
+        mask
+    }
+
+    /// The allowed next tokens at `node` within `mask` (all of them without one), sorted.
+    pub fn children_within<'a>(
+        &'a self,
+        node: NodeId,
+        mask: Option<&'a TrieMask>,
+    ) -> impl Iterator<Item = (u32, NodeId)> + 'a {
+        self.children(node)
+            .filter(move |&(_, child)| mask.is_none_or(|m| m.allows(child)))
+    }
+
     /// The codes, in insertion order.
     pub fn codes(&self) -> &[Code] {
         &self.codes
@@ -376,7 +463,9 @@ impl CodeTrie {
         4 * (self.edge_start.capacity()
             + self.edge_token.capacity()
             + self.edge_child.capacity()
-            + self.node_code.capacity())
+            + self.node_code.capacity()
+            + self.node_parent.capacity())
             + std::mem::size_of::<Code>() * self.codes.capacity()
+            + (std::mem::size_of::<Code>() + 4) * self.code_node.capacity()
     }
 }

@@ -1,6 +1,6 @@
 //! Which implementation an op runs, and the checks the portable one shares.
 
-use crate::error::KernelError;
+use crate::cpu::dtype_error;
 use candle_core::{DType, Device, Result, Tensor};
 
 /// How an op computes (both give the same function and gradients; see the crate docs).
@@ -46,13 +46,7 @@ pub(crate) fn check_float(t: &Tensor, op: &'static str, tensor: &'static str) ->
     if t.dtype().is_float() {
         Ok(())
     } else {
-        Err(KernelError::DType {
-            op,
-            tensor,
-            got: t.dtype(),
-            expected: "a float dtype".into(),
-        }
-        .into())
+        Err(dtype_error(op, tensor, t, "a float dtype".into()))
     }
 }
 
@@ -66,13 +60,8 @@ pub(crate) fn check_same(
     if t.dtype() == expected {
         Ok(())
     } else {
-        Err(KernelError::DType {
-            op,
-            tensor,
-            got: t.dtype(),
-            expected: format!("{expected:?} (the dtype of the input)"),
-        }
-        .into())
+        let expected = format!("{expected:?} (the dtype of the input)");
+        Err(dtype_error(op, tensor, t, expected))
     }
 }
 

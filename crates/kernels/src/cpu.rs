@@ -140,15 +140,29 @@ pub(crate) fn check_dtype(
         .into());
     }
     if t.dtype() != expected || !matches!(expected, DType::F32 | DType::F64) {
-        return Err(KernelError::DType {
+        return Err(dtype_error(
             op,
             tensor,
-            got: t.dtype(),
-            expected: format!("{expected:?} (the CPU kernels run f32 or f64, one dtype per op)"),
-        }
-        .into());
+            t,
+            format!("{expected:?} (the CPU kernels run f32 or f64, one dtype per op)"),
+        ));
     }
     Ok(())
+}
+
+pub(crate) fn dtype_error(
+    op: &'static str,
+    tensor: &'static str,
+    t: &Tensor,
+    expected: String,
+) -> candle_core::Error {
+    KernelError::DType {
+        op,
+        tensor,
+        got: t.dtype(),
+        expected,
+    }
+    .into()
 }
 
 pub(crate) fn shape_error(

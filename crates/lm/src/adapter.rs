@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use serde_json::json;
 
+use crate::classifier::{ClassifierMeta, LABELS_FILE, SCORE_KEY, SCORE_MODULE};
 use crate::error::{LmError, Result};
 use crate::lora::LoraSpec;
 use crate::model::Model;
@@ -20,8 +21,11 @@ pub const WEIGHTS_FILE: &str = "adapter_model.safetensors";
 pub struct Adapter {
     pub spec: LoraSpec,
     pub base_model_name_or_path: Option<String>,
-    /// PEFT names -> `lora_A [r, in]` / `lora_B [out, r]`.
+    /// PEFT names -> `lora_A [r, in]` / `lora_B [out, r]`, and the classification head
+    /// `[labels, hidden]` under [`SCORE_KEY`] for a `SEQ_CLS` adapter.
     pub tensors: HashMap<String, Tensor>,
+    /// A `SEQ_CLS` adapter's labels and decision rule ([`LABELS_FILE`]); `None` for `CAUSAL_LM`.
+    pub classifier: Option<ClassifierMeta>,
 }
 
 fn adapter_err(path: &Path, message: impl Into<String>) -> LmError {
@@ -71,11 +75,21 @@ pub(crate) fn tensor_le_bytes(t: &Tensor) -> Result<Vec<u8>> {
     })
 }
 
-/// The `adapter_config.json` value for `spec`.
-pub fn config_json(spec: &LoraSpec, base_model_name_or_path: &str) -> serde_json::Value {
+/// The `adapter_config.json` value for `spec`: a `CAUSAL_LM` adapter, or with `classifier` a
+/// `SEQ_CLS` one whose `score` head is a module to save, as PEFT writes them.
+pub fn config_json(
+    spec: &LoraSpec,
+    base_model_name_or_path: &str,
+    classifier: bool,
+) -> serde_json::Value {
+    let (task_type, modules_to_save) = if classifier {
+        ("SEQ_CLS", json!([SCORE_MODULE]))
+    } else {
+        ("CAUSAL_LM", serde_json::Value::Null)
+    };
     json!({
         "peft_type": "LORA",
-        "task_type": "CAUSAL_LM",
+        "task_type": task_type,
         "base_model_name_or_path": base_model_name_or_path,
         "r": spec.r,
         "lora_alpha": spec.alpha,
@@ -84,7 +98,7 @@ pub fn config_json(spec: &LoraSpec, base_model_name_or_path: &str) -> serde_json
         "bias": "none",
         "use_rslora": false,
         "use_dora": false,
-        "modules_to_save": null,
+        "modules_to_save": modules_to_save,
         "fan_in_fan_out": false,
         "inference_mode": true,
     })
@@ -111,13 +125,12 @@ pub fn save(model: &Model, dir: &Path, base_model_name_or_path: &str) -> Result<
     }
     std::fs::create_dir(&tmp).map_err(|e| io_err(&tmp, e))?;
 
-    let cfg = serde_json::to_string_pretty(&config_json(spec, base_model_name_or_path)).map_err(
-        |source| LmError::Json {
-            path: tmp.join(CONFIG_FILE),
-            source,
-        },
-    )?;
-    std::fs::write(tmp.join(CONFIG_FILE), cfg).map_err(|e| io_err(&tmp.join(CONFIG_FILE), e))?;
+    let head = model.score_head();
+    let cfg = config_json(spec, base_model_name_or_path, head.is_some());
+    write_json(&tmp.join(CONFIG_FILE), &cfg)?;
+    if let Some(head) = head {
+        write_labels(&tmp, &head.meta)?;
+    }
 
     let vars = model.lora_vars();
     let mut owned = Vec::with_capacity(vars.len());
@@ -155,6 +168,67 @@ pub fn save(model: &Model, dir: &Path, base_model_name_or_path: &str) -> Result<
     }
     tracing::info!(path = %dir.display(), tensors = vars.len(), "adapter saved");
     Ok(())
+}
+
+fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|source| LmError::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    std::fs::write(path, text).map_err(|e| io_err(path, e))
+}
+
+/// Writes (or replaces) the [`LABELS_FILE`] of the adapter folder `dir`: how a threshold chosen
+/// after training reaches a saved adapter.
+pub fn write_labels(dir: &Path, meta: &ClassifierMeta) -> Result<()> {
+    write_json(&dir.join(LABELS_FILE), meta)
+}
+
+/// The [`LABELS_FILE`] of the adapter folder `dir`.
+pub fn read_labels(dir: &Path) -> Result<ClassifierMeta> {
+    let path = dir.join(LABELS_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        adapter_err(
+            &path,
+            format!("cannot read the label list of a SEQ_CLS adapter: {e}"),
+        )
+    })?;
+    let meta: ClassifierMeta = serde_json::from_str(&text).map_err(|source| LmError::Json {
+        path: path.clone(),
+        source,
+    })?;
+    if meta.labels.is_empty() {
+        return Err(adapter_err(&path, "the label list is empty"));
+    }
+    if let Some(t) = meta.threshold.filter(|t| !(0.0..=1.0).contains(t)) {
+        return Err(adapter_err(&path, format!("threshold {t} outside [0, 1]")));
+    }
+    Ok(meta)
+}
+
+/// Whether the adapter folder `dir` holds a classifier (`task_type = "SEQ_CLS"`); `false` when
+/// its config cannot be read (loading it then says why).
+pub fn is_classifier(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join(CONFIG_FILE))
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .is_some_and(|cfg| cfg.get("task_type").and_then(|v| v.as_str()) == Some("SEQ_CLS"))
+}
+
+/// The task of an adapter config: `false` for `CAUSAL_LM` (or none given), `true` for `SEQ_CLS`
+/// with exactly the `score` module saved; anything else is refused.
+fn task_is_classifier(cfg: &serde_json::Value, path: &Path) -> Result<bool> {
+    let task = cfg.get("task_type").and_then(|v| v.as_str());
+    let saved = cfg.get("modules_to_save").filter(|v| !v.is_null());
+    match (task, saved) {
+        (Some("SEQ_CLS"), Some(m)) if m == &json!([SCORE_MODULE]) => Ok(true),
+        (Some("SEQ_CLS"), _) => Err(adapter_err(
+            path,
+            format!("a SEQ_CLS adapter must save exactly modules_to_save = [\"{SCORE_MODULE}\"]"),
+        )),
+        (_, Some(_)) => Err(adapter_err(path, "modules_to_save is not supported")),
+        _ => Ok(false),
+    }
 }
 
 fn field<'a>(cfg: &'a serde_json::Value, key: &str, path: &Path) -> Result<&'a serde_json::Value> {
@@ -196,9 +270,11 @@ pub fn load(dir: &Path, device: &Device) -> Result<Adapter> {
             return Err(adapter_err(p, format!("bias = {b:?} is not supported")));
         }
     }
-    if cfg.get("modules_to_save").is_some_and(|v| !v.is_null()) {
-        return Err(adapter_err(p, "modules_to_save is not supported"));
-    }
+    let classifier = if task_is_classifier(&cfg, p)? {
+        Some(read_labels(dir)?)
+    } else {
+        None
+    };
     let r = field(&cfg, "r", p)?
         .as_u64()
         .and_then(|v| usize::try_from(v).ok())
@@ -236,7 +312,8 @@ pub fn load(dir: &Path, device: &Device) -> Result<Adapter> {
 
     let weights = dir.join(WEIGHTS_FILE);
     let tensors = read_weights(&weights)?;
-    for (name, t) in &tensors {
+    check_head(&tensors, classifier.as_ref(), &weights)?;
+    for (name, t) in tensors.iter().filter(|(n, _)| n.as_str() != SCORE_KEY) {
         let ok = name.starts_with("base_model.model.model.layers.")
             && (name.ends_with(".lora_A.weight") || name.ends_with(".lora_B.weight"));
         if !ok {
@@ -266,7 +343,40 @@ pub fn load(dir: &Path, device: &Device) -> Result<Adapter> {
             .and_then(|v| v.as_str())
             .map(str::to_string),
         tensors,
+        classifier,
     })
+}
+
+/// A classifier's head is present, `[labels, hidden]` and finite; a causal-LM adapter has none.
+fn check_head(
+    tensors: &HashMap<String, Tensor>,
+    classifier: Option<&ClassifierMeta>,
+    weights: &Path,
+) -> Result<()> {
+    match (tensors.get(SCORE_KEY), classifier) {
+        (None, None) => Ok(()),
+        (Some(_), None) => Err(adapter_err(
+            weights,
+            format!("unexpected tensor {SCORE_KEY} in a CAUSAL_LM adapter"),
+        )),
+        (None, Some(_)) => Err(adapter_err(
+            weights,
+            format!("a SEQ_CLS adapter needs the head tensor {SCORE_KEY}"),
+        )),
+        (Some(t), Some(meta)) => {
+            if t.rank() != 2 || t.dims()[0] != meta.labels.len() {
+                return Err(adapter_err(
+                    weights,
+                    format!(
+                        "tensor {SCORE_KEY} has shape {:?}, {LABELS_FILE} lists {} labels",
+                        t.dims(),
+                        meta.labels.len()
+                    ),
+                ));
+            }
+            check_finite(SCORE_KEY, t).map_err(|e| adapter_err(weights, e))
+        }
+    }
 }
 
 /// The tensors of an adapter's weights file, on the CPU. The header is parsed first so that an
@@ -320,9 +430,21 @@ fn check_finite(name: &str, t: &Tensor) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// Puts an adapter on a model: attaches LoRA pairs for its spec (when none are attached) and
-/// sets their values; names and shapes must match exactly.
+/// Puts an adapter on a model: attaches LoRA pairs for its spec (when none are attached) and,
+/// for a classifier, its head, and sets their values; names and shapes must match exactly.
 pub fn apply(model: &mut Model, adapter: &Adapter) -> Result<()> {
+    match (&adapter.classifier, model.score_head()) {
+        (Some(meta), None) => model.add_score_head(meta.clone(), 0)?,
+        (Some(meta), Some(head)) if head.meta.labels == meta.labels => {
+            model.set_score_threshold(meta.threshold)?
+        }
+        (Some(_), Some(_)) => {
+            return Err(LmError::Lora(
+                "model carries a classification head over other labels than the adapter's".into(),
+            ))
+        }
+        (None, _) => {}
+    }
     match model.lora_spec() {
         None => model.add_lora(&adapter.spec, 0)?,
         Some(s) if s.r == adapter.spec.r && s.targets == adapter.spec.targets => {}

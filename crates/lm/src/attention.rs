@@ -64,6 +64,23 @@ pub(crate) fn attend(
     }
 }
 
+/// Causal self-attention of a fresh prefill: `q` `[B, T, q_heads, head_dim]`, `k`, `v` `[B, T,
+/// kv_heads, head_dim]` (after RoPE, unpadded), giving `[B, T, q_heads * head_dim]`. The kernel
+/// the inference forward runs on its first call, exposed so that benchmarks can time attention
+/// apart from the projections.
+pub fn causal_prefill(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
+    let (b, t, hq, d) = q.dims4()?;
+    let kv = k.dim(2)?;
+    let real = vec![vec![true; t]; b];
+    let own = Own {
+        k,
+        v,
+        len: t,
+        real: &real,
+    };
+    attend(q, None, &own, Heads { q: hq, kv, dim: d })
+}
+
 fn check(
     b: usize,
     t: usize,
@@ -347,24 +364,11 @@ fn gemm(dst: &mut [f32], ld: usize, a: Mat<'_, f32>, b: Mat<'_, f32>, beta: f32,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_tensors::{max_diff, pattern};
 
+    /// Queries, keys and values in [-2, 2).
     fn tensor(shape: &[usize], seed: usize) -> Tensor {
-        let n: usize = shape.iter().product();
-        let data: Vec<f32> = (0..n)
-            .map(|i| (((i * 7919 + seed * 104_729) % 1000) as f32 / 250.0) - 2.0)
-            .collect();
-        Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
+        pattern(shape, seed, 2.0)
     }
 
     const HEADS: Heads = Heads {

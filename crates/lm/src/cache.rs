@@ -203,6 +203,97 @@ impl KvCache {
         Ok(out)
     }
 
+    /// A one-row cache holding the first `n` slots of this one, a fresh prefill of one unpadded
+    /// sequence: what a prefill of its first `n` tokens would hold, continuing at position `n`.
+    /// The slots are views of this cache's prefix (causal attention makes the keys and values of
+    /// a token independent of what follows it), so a prefix prefilled once starts every prompt
+    /// that begins with any part of it.
+    pub fn prefix_of(&self, n: usize) -> Result<Self> {
+        let unpadded = self.prefix_real.len() == 1 && self.prefix_real[0].iter().all(|&r| r);
+        if self.batch_size() != 1 || self.own_len > 0 || !unpadded {
+            return Err(LmError::Input(format!(
+                "a cache prefix needs a one-row unpadded prefill without decoded tokens; got {} \
+                 rows, {} decoded",
+                self.batch_size(),
+                self.own_len
+            )));
+        }
+        if n == 0 || n > self.len() {
+            return Err(LmError::Input(format!(
+                "cache prefix of {n} slots out of 1..={}",
+                self.len()
+            )));
+        }
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| {
+                let prefix = match &l.prefix {
+                    Some((k, v)) => Some((k.narrow(1, 0, n)?, v.narrow(1, 0, n)?)),
+                    None => None,
+                };
+                Ok(LayerKv { prefix, own: None })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            layers,
+            prefix_real: vec![vec![true; n]],
+            rows: vec![0],
+            own_real: vec![Vec::new()],
+            own_len: 0,
+            next_pos: vec![n as u32],
+        })
+    }
+
+    /// The same sequences with each row's decoded slots moved into a prefix row of its own:
+    /// a prompt prefilled in two parts (a shared start from [`KvCache::prefix_of`], then its own
+    /// tokens) becomes a cache [`KvCache::stack`] accepts, as if it had been prefilled whole.
+    /// Copies the keys and values once.
+    pub fn into_prefix(self) -> Result<Self> {
+        if self.own_len == 0 {
+            return Ok(self);
+        }
+        let len = self.own_len;
+        let mut layers = Vec::with_capacity(self.layers.len());
+        for (l, layer) in self.layers.iter().enumerate() {
+            let (Some((pk, pv)), Some((ok, ov))) = (&layer.prefix, &layer.own) else {
+                return Err(LmError::Input(format!("cache layer {l} is empty")));
+            };
+            let rows = |p: &Tensor, o: &Tensor| -> Result<Tensor> {
+                let parts = self
+                    .rows
+                    .iter()
+                    .enumerate()
+                    .map(|(b, &r)| {
+                        Ok(Tensor::cat(
+                            &[p.narrow(0, r, 1)?, o.narrow(0, b, 1)?.narrow(1, 0, len)?],
+                            1,
+                        )?)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(Tensor::cat(&parts, 0)?)
+            };
+            layers.push(LayerKv {
+                prefix: Some((rows(pk, ok)?, rows(pv, ov)?)),
+                own: None,
+            });
+        }
+        let b = self.batch_size();
+        Ok(Self {
+            layers,
+            prefix_real: self
+                .rows
+                .iter()
+                .zip(&self.own_real)
+                .map(|(&r, own)| [self.prefix_real[r].as_slice(), own].concat())
+                .collect(),
+            rows: (0..b).collect(),
+            own_real: vec![Vec::new(); b],
+            own_len: 0,
+            next_pos: self.next_pos,
+        })
+    }
+
     /// Number of layers the cache holds keys and values for.
     pub(crate) fn num_layers(&self) -> usize {
         self.layers.len()

@@ -18,12 +18,17 @@ pub enum Architecture {
 }
 
 impl Architecture {
-    fn parse(name: &str) -> Option<Self> {
+    /// The architecture a `model_type` / class name stands for; `path` names the file in the
+    /// error for one we do not implement.
+    fn parse(name: &str, path: &Path) -> Result<Self> {
         match name {
-            "llama" | "LlamaForCausalLM" => Some(Self::Llama),
-            "qwen2" | "Qwen2ForCausalLM" => Some(Self::Qwen2),
-            "mistral" | "MistralForCausalLM" => Some(Self::Mistral),
-            _ => None,
+            "llama" | "LlamaForCausalLM" => Ok(Self::Llama),
+            "qwen2" | "Qwen2ForCausalLM" => Ok(Self::Qwen2),
+            "mistral" | "MistralForCausalLM" => Ok(Self::Mistral),
+            _ => Err(LmError::UnsupportedArchitecture {
+                path: path.to_path_buf(),
+                name: name.to_string(),
+            }),
         }
     }
 
@@ -146,11 +151,7 @@ impl ModelConfig {
             .clone()
             .or_else(|| raw.architectures.as_ref().and_then(|a| a.first().cloned()))
             .ok_or_else(|| config_err(path, "model_type", "missing (and no architectures)"))?;
-        let architecture =
-            Architecture::parse(&name).ok_or_else(|| LmError::UnsupportedArchitecture {
-                path: path.to_path_buf(),
-                name: name.clone(),
-            })?;
+        let architecture = Architecture::parse(&name, path)?;
         if let Some(act) = &raw.hidden_act {
             if act != "silu" {
                 return Err(config_err(
@@ -243,11 +244,7 @@ impl ModelConfig {
             .get("general.architecture")
             .and_then(|v| v.to_string().ok().cloned())
             .ok_or_else(|| config_err(path, "general.architecture", "missing"))?;
-        let architecture =
-            Architecture::parse(&arch_name).ok_or_else(|| LmError::UnsupportedArchitecture {
-                path: path.to_path_buf(),
-                name: arch_name.clone(),
-            })?;
+        let architecture = Architecture::parse(&arch_name, path)?;
         let get = |key: &str| md.get(&format!("{arch_name}.{key}"));
         let get_u32 = |key: &str| -> Result<usize> {
             get(key)

@@ -209,36 +209,19 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_tensors::{max_abs, max_diff, pattern};
 
     /// Every row count the inference path sends here (quads and a remainder), with widths that
     /// are not multiples of the vector lanes, equals candle's matmul.
     #[test]
     fn skinny_matmul_equals_matmul() {
         for (m, k, n) in [(2, 70, 130), (5, 576, 67), (7, 33, 200), (16, 129, 64)] {
-            let vals = |len: usize, seed: usize| -> Vec<f32> {
-                (0..len)
-                    .map(|i| (((i * 7919 + seed * 104_729) % 1000) as f32 / 500.0) - 1.0)
-                    .collect()
-            };
-            let x = Tensor::from_vec(vals(m * k, 1), (m, k), &Device::Cpu).unwrap();
-            let w = Tensor::from_vec(vals(n * k, 2), (n, k), &Device::Cpu).unwrap();
+            let x = pattern(&[m, k], 1, 1.0);
+            let w = pattern(&[n, k], 2, 1.0);
             let got = skinny_matmul(&x, &w).unwrap().expect("cpu f32");
             let want = x.matmul(&w.t().unwrap()).unwrap();
-            let scale = want
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            let diff = (got - want)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let scale = max_abs(&want);
+            let diff = max_diff(&got, &want);
             assert!(
                 diff <= 1e-6 * scale.max(1.0),
                 "m {m} k {k} n {n}: differs by {diff} (largest entry {scale})"
@@ -253,14 +236,7 @@ mod tests {
         let u = (g.cos().unwrap() * 2.0).unwrap();
         let got = swiglu(&g, &u).unwrap();
         let want = (candle_nn::ops::silu(&g).unwrap() * &u).unwrap();
-        let diff = (got - want)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = max_diff(&got, &want);
         assert!(diff < 1e-5, "differs by {diff}");
     }
 }

@@ -31,6 +31,7 @@
 pub mod adapter;
 mod attention;
 pub mod cache;
+pub mod classifier;
 pub mod config;
 pub mod device;
 pub mod error;
@@ -41,9 +42,12 @@ pub mod lora;
 pub mod mask;
 pub mod model;
 pub mod rope;
+#[cfg(test)]
+mod test_tensors;
 pub mod threads;
 pub mod weights;
 
+pub use attention::causal_prefill;
 pub use cache::KvCache;
 pub use config::{Architecture, ModelConfig, RopeScaling};
 pub use device::parse_device;

@@ -209,41 +209,43 @@ impl Linear {
 
     /// Folds the LoRA update into the dense base weight; the forward then skips the LoRA path.
     pub fn merge(&mut self, name: &str) -> Result<()> {
-        let Some(l) = &mut self.lora else {
-            return Ok(());
-        };
-        if l.merged {
-            return Err(LmError::Lora(format!("{name}: already merged")));
-        }
-        match &mut self.base {
-            BaseWeight::Dense(w) => {
-                *w = (&*w + Self::lora_delta(l, w.dtype())?)?;
-                l.merged = true;
-                Ok(())
-            }
-            BaseWeight::Quantized(_) => Err(LmError::Lora(format!(
-                "{name}: cannot merge into a quantised weight"
-            ))),
-        }
+        self.fold_lora(name, true)
     }
 
     /// Subtracts a merged LoRA update again, restoring the base weight (up to rounding).
     pub fn unmerge(&mut self, name: &str) -> Result<()> {
+        self.fold_lora(name, false)
+    }
+
+    /// Adds (`merge`) or subtracts the LoRA update to / from the dense base weight, refusing a
+    /// second merge, an unmerge of an unmerged update and quantised weights.
+    fn fold_lora(&mut self, name: &str, merge: bool) -> Result<()> {
         let Some(l) = &mut self.lora else {
             return Ok(());
         };
-        if !l.merged {
-            return Err(LmError::Lora(format!("{name}: not merged")));
+        if l.merged == merge {
+            let state = if merge {
+                "already merged"
+            } else {
+                "not merged"
+            };
+            return Err(LmError::Lora(format!("{name}: {state}")));
         }
-        match &mut self.base {
-            BaseWeight::Dense(w) => {
-                *w = (&*w - Self::lora_delta(l, w.dtype())?)?;
-                l.merged = false;
-                Ok(())
-            }
-            BaseWeight::Quantized(_) => Err(LmError::Lora(format!(
-                "{name}: quantised weights are never merged"
-            ))),
-        }
+        let BaseWeight::Dense(w) = &mut self.base else {
+            let why = if merge {
+                "cannot merge into a quantised weight"
+            } else {
+                "quantised weights are never merged"
+            };
+            return Err(LmError::Lora(format!("{name}: {why}")));
+        };
+        let delta = Self::lora_delta(l, w.dtype())?;
+        *w = if merge {
+            (&*w + delta)?
+        } else {
+            (&*w - delta)?
+        };
+        l.merged = merge;
+        Ok(())
     }
 }

@@ -10,6 +10,7 @@
 
 mod adapters;
 mod block;
+mod head;
 mod inference;
 mod load;
 mod reference;
@@ -17,6 +18,7 @@ mod reference;
 use candle_core::{DType, Device, Tensor};
 
 use crate::cache::KvCache;
+use crate::classifier::ScoreHead;
 use crate::config::ModelConfig;
 use crate::error::{LmError, Result};
 use crate::linear::Linear;
@@ -50,6 +52,8 @@ pub struct Model {
     dtype: DType,
     device: Device,
     lora: Option<LoraSpec>,
+    /// A sequence-classification head (`crate::classifier`), trained with the LoRA pairs.
+    score: Option<ScoreHead>,
 }
 
 impl Model {

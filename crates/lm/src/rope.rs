@@ -20,35 +20,9 @@ impl Rope {
             .step_by(2)
             .map(|i| 1f32 / theta.powf(i as f32 / dim as f32))
             .collect();
-        let inv: Vec<f32> = match &cfg.rope_scaling {
+        let inv: Vec<f32> = match rope_freq_factors(cfg) {
             None => base,
-            Some(RopeScaling::FreqFactors(factors)) => {
-                base.iter().zip(factors).map(|(f, d)| f / d).collect()
-            }
-            Some(RopeScaling::Llama3 {
-                factor,
-                low_freq_factor,
-                high_freq_factor,
-                original_max_position_embeddings,
-            }) => {
-                let orig = *original_max_position_embeddings as f32;
-                let low_wavelen = orig / low_freq_factor;
-                let high_wavelen = orig / high_freq_factor;
-                base.into_iter()
-                    .map(|freq| {
-                        let wavelen = 2. * std::f32::consts::PI / freq;
-                        if wavelen < high_wavelen {
-                            freq
-                        } else if wavelen > low_wavelen {
-                            freq / factor
-                        } else {
-                            let smooth = (orig / wavelen - low_freq_factor)
-                                / (high_freq_factor - low_freq_factor);
-                            (1. - smooth) * freq / factor + smooth * freq
-                        }
-                    })
-                    .collect()
-            }
+            Some(divisors) => base.iter().zip(&divisors).map(|(f, d)| f / d).collect(),
         };
         let n = inv.len();
         Ok(Self {
@@ -67,6 +41,45 @@ impl Rope {
         let cos = angles.cos()?.reshape((b, t, half))?.to_dtype(dtype)?;
         let sin = angles.sin()?.reshape((b, t, half))?.to_dtype(dtype)?;
         Ok((cos, sin))
+    }
+}
+
+/// Per-pair frequency divisors as llama.cpp stores them in `rope_freqs.weight`: from Llama 3
+/// scaling (`convert_hf_to_gguf.py` computes the same ramp), or as read from a GGUF file.
+pub fn rope_freq_factors(cfg: &ModelConfig) -> Option<Vec<f32>> {
+    match &cfg.rope_scaling {
+        None => None,
+        Some(RopeScaling::FreqFactors(f)) => Some(f.clone()),
+        Some(RopeScaling::Llama3 {
+            factor,
+            low_freq_factor,
+            high_freq_factor,
+            original_max_position_embeddings,
+        }) => {
+            let dim = cfg.head_dim;
+            let theta = cfg.rope_theta as f32;
+            let orig = *original_max_position_embeddings as f32;
+            let low_wavelen = orig / low_freq_factor;
+            let high_wavelen = orig / high_freq_factor;
+            Some(
+                (0..dim)
+                    .step_by(2)
+                    .map(|i| {
+                        let freq = 1f32 / theta.powf(i as f32 / dim as f32);
+                        let wavelen = 2. * std::f32::consts::PI / freq;
+                        if wavelen < high_wavelen {
+                            1.0
+                        } else if wavelen > low_wavelen {
+                            *factor
+                        } else {
+                            let smooth = (orig / wavelen - low_freq_factor)
+                                / (high_freq_factor - low_freq_factor);
+                            1.0 / ((1.0 - smooth) / factor + smooth)
+                        }
+                    })
+                    .collect(),
+            )
+        }
     }
 }
 

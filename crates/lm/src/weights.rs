@@ -41,34 +41,50 @@ fn io_err(path: &Path, source: std::io::Error) -> LmError {
     }
 }
 
-/// GGUF tensor name -> Hugging Face name for the decoder layout we implement.
+/// Whole-model tensors: Hugging Face name, GGUF name.
+const GGUF_FIXED_NAMES: [(&str, &str); 3] = [
+    ("model.embed_tokens.weight", "token_embd.weight"),
+    ("model.norm.weight", "output_norm.weight"),
+    ("lm_head.weight", "output.weight"),
+];
+
+/// Modules of a decoder layer: Hugging Face name (after `model.layers.N.`), GGUF name (after
+/// `blk.N.`), as llama.cpp's `convert_hf_to_gguf.py` maps them.
+const GGUF_LAYER_MODULES: [(&str, &str); 9] = [
+    ("input_layernorm", "attn_norm"),
+    ("post_attention_layernorm", "ffn_norm"),
+    ("self_attn.q_proj", "attn_q"),
+    ("self_attn.k_proj", "attn_k"),
+    ("self_attn.v_proj", "attn_v"),
+    ("self_attn.o_proj", "attn_output"),
+    ("mlp.gate_proj", "ffn_gate"),
+    ("mlp.up_proj", "ffn_up"),
+    ("mlp.down_proj", "ffn_down"),
+];
+
+/// GGUF name of a Hugging Face tensor name of the decoder layout we implement.
+pub fn gguf_name(hf: &str) -> Option<String> {
+    if let Some((_, g)) = GGUF_FIXED_NAMES.iter().find(|(h, _)| *h == hf) {
+        return Some(g.to_string());
+    }
+    let rest = hf.strip_prefix("model.layers.")?;
+    let (layer, tail) = rest.split_once('.')?;
+    let (module, kind) = tail.rsplit_once('.')?;
+    let (_, g) = GGUF_LAYER_MODULES.iter().find(|(h, _)| *h == module)?;
+    Some(format!("blk.{layer}.{g}.{kind}"))
+}
+
+/// Hugging Face name of a GGUF tensor name of the decoder layout we implement.
 fn hf_name_for_gguf(name: &str) -> Option<String> {
-    let fixed = match name {
-        "token_embd.weight" => Some("model.embed_tokens.weight"),
-        "output_norm.weight" => Some("model.norm.weight"),
-        "output.weight" => Some("lm_head.weight"),
-        _ => None,
-    };
-    if let Some(f) = fixed {
-        return Some(f.to_string());
+    if let Some((h, _)) = GGUF_FIXED_NAMES.iter().find(|(_, g)| *g == name) {
+        return Some(h.to_string());
     }
     let rest = name.strip_prefix("blk.")?;
     let (layer, tail) = rest.split_once('.')?;
     let layer: usize = layer.parse().ok()?;
     let (module, kind) = tail.rsplit_once('.')?;
-    let hf_module = match module {
-        "attn_norm" => "input_layernorm",
-        "ffn_norm" => "post_attention_layernorm",
-        "attn_q" => "self_attn.q_proj",
-        "attn_k" => "self_attn.k_proj",
-        "attn_v" => "self_attn.v_proj",
-        "attn_output" => "self_attn.o_proj",
-        "ffn_gate" => "mlp.gate_proj",
-        "ffn_up" => "mlp.up_proj",
-        "ffn_down" => "mlp.down_proj",
-        _ => return None,
-    };
-    Some(format!("model.layers.{layer}.{hf_module}.{kind}"))
+    let (h, _) = GGUF_LAYER_MODULES.iter().find(|(_, g)| *g == module)?;
+    Some(format!("model.layers.{layer}.{h}.{kind}"))
 }
 
 /// Undoes llama.cpp's q/k permutation (`reshape(heads, 2, d/2, in).swapaxes(1, 2)`), returning

@@ -172,6 +172,7 @@ pub fn evaluate(
         validity: validity.finish(preds.len()),
         extraction,
         performance: performance(preds),
+        retrieval: None,
     })
 }
 

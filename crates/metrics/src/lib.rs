@@ -42,6 +42,8 @@
 //!
 //! - [`read_predictions`], [`write_predictions`]: the prediction file.
 //! - [`evaluate`]: one model's [`ModelMetrics`].
+//! - [`retrieval_recall`]: recall@k of a retriever's candidate lists, recorded in
+//!   [`ModelMetrics::retrieval`] for retrieval-narrowed arms.
 //! - [`compare`]: paired tests of two models on the same examples ([`PairedComparison`]).
 //! - [`peak_rss_bytes`]: the peak resident memory of this process, for
 //!   [`ModelMetrics::set_run_measurements`].
@@ -57,6 +59,7 @@ mod performance;
 mod predictions_file;
 mod registry;
 mod results;
+mod retrieval;
 mod sample;
 mod significance;
 
@@ -67,6 +70,7 @@ pub use performance::peak_rss_bytes;
 pub use predictions_file::{read_predictions, write_predictions};
 pub use results::{
     names, CoverageCurve, CoveragePoint, ExtractionCounts, GroupMetrics, MetricValue, ModelMetrics,
-    PairedComparison, PairedTest, Performance, Validity,
+    PairedComparison, PairedTest, Performance, RetrievalRecall, Validity,
 };
+pub use retrieval::retrieval_recall;
 pub use significance::{compare, mcnemar, paired_bootstrap_p};

@@ -88,6 +88,28 @@ pub struct ModelMetrics {
     pub extraction: ExtractionCounts,
     /// Speed and memory.
     pub performance: Performance,
+    /// Recall@k of the retriever that narrowed decoding (retrieval-narrowed arms only): the
+    /// ceiling of the arm's recall.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retrieval: Option<RetrievalRecall>,
+}
+
+/// How many gold codes the first stage of a retrieval-narrowed arm put in its candidate lists
+/// (micro over examples): decoding ranks only those lists, so `recall` caps the arm's recall.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetrievalRecall {
+    /// Which retriever proposed the candidates, e.g. `tfidf`.
+    pub retriever: String,
+    /// Candidates per example.
+    pub k: usize,
+    /// Examples with a candidate list.
+    pub examples: usize,
+    /// Distinct gold codes over all examples.
+    pub gold: usize,
+    /// Of them, those inside their example's candidate list.
+    pub covered: usize,
+    /// `covered / gold`; `None` when there is no gold code.
+    pub recall: Option<f64>,
 }
 
 /// Scores restricted to one group of codes (a chapter or a frequency bucket).

@@ -11,18 +11,14 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::atomic::write_atomic;
+use crate::path_error::{io_err, PathIoError};
 
 /// Why a JSONL file could not be read, written or appended to; names the file and, where known,
 /// the 1-based line.
 #[derive(Debug, thiserror::Error)]
 pub enum JsonlError {
-    #[error("{action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] PathIoError),
     #[error("{path}: invalid JSON{}: {source}", line.map(|l| format!(" at line {l}")).unwrap_or_default())]
     Json {
         path: PathBuf,
@@ -33,15 +29,6 @@ pub enum JsonlError {
 }
 
 type Result<T> = std::result::Result<T, JsonlError>;
-
-fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> JsonlError {
-    let path = path.to_path_buf();
-    move |source| JsonlError::Io {
-        action,
-        path,
-        source,
-    }
-}
 
 fn json_err(path: &Path, line: Option<usize>) -> impl FnOnce(serde_json::Error) -> JsonlError {
     let path = path.to_path_buf();
@@ -59,7 +46,8 @@ pub fn write_jsonl_atomic<'a, T: Serialize + 'a>(
         serde_json::to_writer(&mut bytes, record).map_err(json_err(path, Some(i + 1)))?;
         bytes.push(b'\n');
     }
-    write_atomic(path, &bytes).map_err(io_err("write", path))
+    write_atomic(path, &bytes).map_err(io_err("write", path))?;
+    Ok(())
 }
 
 /// Reads a JSONL file. A final line without its newline is what a killed appender leaves behind; it
@@ -132,13 +120,15 @@ impl<T: Serialize> JsonlAppender<T> {
         self.file
             .write_all(&line)
             .map_err(io_err("append to", &self.path))?;
-        self.file.flush().map_err(io_err("flush", &self.path))
+        self.file.flush().map_err(io_err("flush", &self.path))?;
+        Ok(())
     }
 
     /// Forces appended lines to disk (call at checkpoints; per-line fsync would dominate small
     /// steps).
     pub fn sync(&mut self) -> Result<()> {
-        self.file.sync_data().map_err(io_err("sync", &self.path))
+        self.file.sync_data().map_err(io_err("sync", &self.path))?;
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {

@@ -53,13 +53,16 @@ pub struct TrainJob<'a> {
     pub write_merged: bool,
     /// Set by Ctrl-C: a checkpoint is written after the current step and training returns.
     pub stop: Arc<AtomicBool>,
+    /// Train a classifier head with this pooling instead of generation (`method =
+    /// "classifier"`; see [`crate::classify`]).
+    pub classifier: Option<config::Pooling>,
 }
 
 /// A model's files, tokenizer and chat prompt, found and checked before anything is written.
 pub struct Prepared {
-    path: PathBuf,
-    tok: Tokenizer,
-    chat: ChatPrompt,
+    pub(crate) path: PathBuf,
+    pub(crate) tok: Tokenizer,
+    pub(crate) chat: ChatPrompt,
 }
 
 /// Resolves `spec` to its files and builds its chat prompt: a missing model, tokenizer or template
@@ -79,6 +82,9 @@ pub fn train_adapter(
     config: &Config,
     console: &dyn Console,
 ) -> anyhow::Result<TrainOutcome> {
+    if let Some(pooling) = job.classifier {
+        return crate::classify::train_classifier(job, prepared, config, pooling, console);
+    }
     let Prepared { path, tok, chat } = prepared;
     let enc = encode_options(config);
     let train_set = ::train::encode_all(tok, chat, job.train, &enc)?;
@@ -93,17 +99,7 @@ pub fn train_adapter(
     ));
     let compute = Compute::resolve(&config.compute)?;
     let model = lora_model(path, job.model, config, &compute)?;
-    let opts = TrainOptions {
-        config: config.training.clone(),
-        out_dir: job.out.to_path_buf(),
-        base_model_name: job.model.to_string(),
-        resume: job.resume,
-        pad_id: ::train::batch::choose_pad_id(tok.pad_id(), tok.eos_ids()),
-        stop: Some(job.stop.clone()),
-        halt_after_step: None,
-        write_merged: job.write_merged,
-        kernels: config.compute.kernels,
-    };
+    let opts = train_options(job, tok, config);
     let outcome = ::train::train(
         &model,
         &train_set.examples,
@@ -115,8 +111,23 @@ pub fn train_adapter(
     Ok(outcome?)
 }
 
+/// The trainer's options for `job`.
+pub(crate) fn train_options(job: &TrainJob, tok: &Tokenizer, config: &Config) -> TrainOptions {
+    TrainOptions {
+        config: config.training.clone(),
+        out_dir: job.out.to_path_buf(),
+        base_model_name: job.model.to_string(),
+        resume: job.resume,
+        pad_id: ::train::batch::choose_pad_id(tok.pad_id(), tok.eos_ids()),
+        stop: Some(job.stop.clone()),
+        halt_after_step: None,
+        write_merged: job.write_merged,
+        kernels: config.compute.kernels,
+    }
+}
+
 /// The base model with fresh LoRA layers of `[lora]`, seeded by `training.seed`.
-fn lora_model(
+pub(crate) fn lora_model(
     path: &Path,
     spec: &str,
     config: &Config,
@@ -171,6 +182,8 @@ pub struct TrainRequest {
     pub out: PathBuf,
     pub resume: bool,
     pub write_merged: bool,
+    /// Train a classifier head with this pooling instead of generation.
+    pub classifier: Option<config::Pooling>,
 }
 
 /// `icdtune train`: load and split the dataset, plant canaries, train, and return the outcome.
@@ -204,6 +217,7 @@ pub fn train(
         resume: request.resume,
         write_merged: request.write_merged,
         stop,
+        classifier: request.classifier,
     };
     train_adapter(&job, &prepared, config, console)
 }

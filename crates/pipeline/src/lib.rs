@@ -9,6 +9,7 @@
 //! - [`predictor`]: the [`predictor::Predictor`] trait that joins baselines and language models;
 //! - [`evaluate`]: one predictor scored into a model folder, and the `eval` command's flow;
 //! - [`reporting`]: `results.json` and `report.html` rebuilt from a run directory;
+//! - [`classify`]: the classifier arm's training and its validation-chosen decision threshold;
 //! - [`finetune`]: LoRA fine-tuning setup (chat prompt, encoding, canaries) around `train::train`;
 //! - [`suggest`]: one dialogue to ranked codes (`predict`) and the server's suggester (`serve`);
 //! - [`privacy`]: the memorisation audit of an adapter;
@@ -18,6 +19,7 @@
 //! Errors are `anyhow` chains: at this layer they are reported to a person, never matched on, and
 //! every library below names its file, row, field or shape in its own typed error.
 
+pub mod classify;
 pub mod compute;
 pub mod console;
 pub mod evaluate;

@@ -1,6 +1,7 @@
 //! `icdtune audit`: what did an adapter memorise? Canary exposure, membership inference and
 //! verbatim extraction (the `audit` crate), written as `privacy.json` into the run directory, whose
 //! report is then rebuilt with a privacy section. Only numbers come out, never dialogue text.
+//! Generative adapters only: a classifier adapter is refused (`refuse_classifier` says why).
 
 use std::path::{Path, PathBuf};
 
@@ -56,6 +57,7 @@ pub fn audit(
     request: &AuditRequest,
     console: &dyn Console,
 ) -> anyhow::Result<Audited> {
+    refuse_classifier(&request.adapter)?;
     let config = &settings.config;
     let train_dir = training_dir(&request.adapter);
     let table = CodeTable::icd10cm();
@@ -101,6 +103,21 @@ pub fn audit(
     )?;
     console.finish_progress();
     write(settings, request, &train_dir, result)
+}
+
+/// Every measurement here reads the language-model head: membership inference compares answer
+/// and text token losses, canaries and extraction are token likelihoods and greedy text. A
+/// classifier adapter (`method = "classifier"`) never trains on answer tokens and answers with
+/// label probabilities, not text, so those numbers would describe the base model's head, not what
+/// the classifier learned or exposes; refusing beats a privacy report that reassures wrongly.
+fn refuse_classifier(adapter: &Path) -> anyhow::Result<()> {
+    if lm::adapter::is_classifier(adapter) {
+        anyhow::bail!(
+            "{} is a classifier adapter (PEFT SEQ_CLS with labels.json); the audit measures memorisation through the language-model head (answer-token losses for membership inference, canary likelihoods, verbatim continuation), which a classifier neither trains nor exposes\nhint: audit the adapter of a method = \"generate\" model (icdtune train without --method classifier)",
+            adapter.display()
+        );
+    }
+    Ok(())
 }
 
 /// `privacy.json` into the output folder, and the report there rebuilt when it is a run directory.

@@ -17,6 +17,8 @@ pub struct ColumnFlags {
     pub codes_column: Option<String>,
     pub id_column: Option<String>,
     pub codes_separator: Option<String>,
+    /// `--split-column` (data.split.column): the parts are read from this column.
+    pub split_column: Option<String>,
 }
 
 /// Flags that override config values; `None` / empty leaves the config's value.
@@ -137,6 +139,7 @@ fn apply_columns(config: &mut Config, columns: &ColumnFlags) {
     set(&mut data.codes_column, &columns.codes_column);
     set(&mut data.id_column, &columns.id_column);
     set(&mut data.codes_separator, &columns.codes_separator);
+    set(&mut data.split.column, &columns.split_column);
 }
 
 fn models_from_flags(flags: &[String]) -> anyhow::Result<Vec<config::ModelConfig>> {
@@ -205,5 +208,15 @@ mod tests {
         apply(&mut config, &flags).unwrap();
         assert_eq!(config.data.text_column.as_deref(), Some("Note"));
         assert_eq!(config.data.codes_column.as_deref(), Some("codes"));
+        assert_eq!(config.data.split.column, None);
+        let flags = Flags {
+            columns: ColumnFlags {
+                split_column: Some("split".into()),
+                ..ColumnFlags::default()
+            },
+            ..Flags::default()
+        };
+        apply(&mut config, &flags).unwrap();
+        assert_eq!(config.data.split.column.as_deref(), Some("split"));
     }
 }

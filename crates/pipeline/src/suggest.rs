@@ -1,6 +1,7 @@
 //! One dialogue to ranked codes: `icdtune predict` (one dialogue from stdin) and `icdtune serve`
 //! (the HTTP server, which knows only the `Suggester` trait; [`EngineSuggester`] is where the model
-//! runtime and the server meet). The dialogue is never logged or echoed.
+//! runtime and the server meet, [`RemoteSuggester`] where a model on an OpenAI-compatible server
+//! does). The dialogue is never logged or echoed.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -8,14 +9,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
+use config::ModelConfig;
 use engine::{Engine, EngineError, TriePlan};
 use icd::{Code, CodeTable};
 use infer::CodeTrie;
+use remote::{ChatRequest, OpenAiClient, RemoteError};
 use serde::Serialize;
 use serve::{ServeConfig, SuggestError, Suggested, Suggester};
 use types::Candidate;
 
-use crate::predictor::{load_engine, read_labels};
+use crate::predictor::{load_engine, read_labels, Retrieval};
 use crate::settings::Settings;
 
 /// What `predict` prints as JSON.
@@ -34,6 +37,9 @@ pub struct PredictOutput {
     pub truncated_chars: usize,
     pub load_ms: f64,
     pub trie_ms: Option<f64>,
+    /// Retrieval-narrowed decoding (`[eval] candidates`): the retriever and k, e.g. `tfidf@50`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub narrowed_by: Option<String>,
 }
 
 /// A model to suggest with, beyond the resolved settings.
@@ -68,8 +74,15 @@ pub fn predict(
     if dialogue.trim().is_empty() {
         bail!("no dialogue on stdin\nhint: icdtune predict --model SPEC < dialogue.txt");
     }
+    if let Some(dir) = classifier_adapter(request) {
+        return crate::predictor::predict_classified(settings, request, dir, dialogue, top_k);
+    }
     let config = &settings.config;
     let table = CodeTable::icd10cm();
+    if !options.constrained && config.eval.candidates.is_some() {
+        bail!("[eval] candidates narrows constrained decoding; --no-constrain cannot use it\nhint: drop --no-constrain, or use a config without [eval] candidates");
+    }
+    let retrieval = retrieval(config, &table)?;
     let (engine, load_ms) = load_engine(&request.model, request.adapter.as_deref(), config, None)?;
     if !options.constrained {
         return generate(&engine, request, dialogue, top_k, load_ms, &table, config);
@@ -78,7 +91,8 @@ pub fn predict(
     let trie = engine.build_trie(&trie_plan(request.labels.as_deref(), &table)?, &table)?;
     let trie_ms = start.elapsed().as_secs_f64() * 1000.0;
     let start = Instant::now();
-    let suggested = engine.suggest_fitted(&trie, dialogue, top_k, &table, None)?;
+    let mask = retrieval.as_ref().map(|r| narrowing(r, &trie, dialogue));
+    let suggested = engine.suggest_within(&trie, mask.as_ref(), dialogue, top_k, &table, None)?;
     Ok(PredictOutput {
         model: request.model.clone(),
         suggestions: suggested.suggestions,
@@ -88,7 +102,26 @@ pub fn predict(
         truncated_chars: suggested.fit.removed_chars,
         load_ms,
         trie_ms: Some(trie_ms),
+        narrowed_by: retrieval.as_ref().map(Retrieval::label),
     })
+}
+
+/// The retriever of `[eval] candidates`, fitted on the training split of the config's `[data]`
+/// (see [`crate::predictor::NarrowedPredictor`] for why it is fitted, not loaded); `None` without
+/// candidates.
+fn retrieval(config: &config::Config, table: &CodeTable) -> anyhow::Result<Option<Retrieval>> {
+    let Some(candidates) = config.eval.candidates else {
+        return Ok(None);
+    };
+    let retrieval = Retrieval::fit_from_config(candidates, config, table)?;
+    tracing::info!(retriever = %retrieval.label(), "decoding narrowed to the retriever's candidates");
+    Ok(Some(retrieval))
+}
+
+/// The per-dialogue view of `trie` holding only the retriever's candidates.
+fn narrowing(retrieval: &Retrieval, trie: &CodeTrie, dialogue: &str) -> infer::TrieMask {
+    let lists = retrieval.lists(&[dialogue]);
+    trie.mask(lists.first().into_iter().flatten())
 }
 
 /// Unconstrained `predict`: greedy generation, codes parsed from the text.
@@ -120,6 +153,7 @@ fn generate(
         truncated_chars: fit.removed_chars,
         load_ms,
         trie_ms: None,
+        narrowed_by: None,
     })
 }
 
@@ -134,6 +168,8 @@ fn trie_plan(labels: Option<&Path>, table: &CodeTable) -> anyhow::Result<TriePla
 pub struct EngineSuggester {
     engine: Engine,
     trie: CodeTrie,
+    /// `[eval] candidates`: each request decodes over its retriever candidates only.
+    retrieval: Option<Retrieval>,
     table: Arc<CodeTable>,
     name: String,
 }
@@ -142,6 +178,7 @@ impl EngineSuggester {
     /// Loads the model of `request` and builds its trie.
     pub fn load(settings: &Settings, request: &SuggestRequest) -> anyhow::Result<EngineSuggester> {
         let table = Arc::new(CodeTable::icd10cm());
+        let retrieval = retrieval(&settings.config, &table)?;
         let (engine, load_ms) = load_engine(
             &request.model,
             request.adapter.as_deref(),
@@ -153,6 +190,7 @@ impl EngineSuggester {
         Ok(EngineSuggester {
             engine,
             trie,
+            retrieval,
             table,
             name: request.model.clone(),
         })
@@ -173,9 +211,20 @@ impl Suggester for EngineSuggester {
         top_k: usize,
         cancel: &AtomicBool,
     ) -> Result<Suggested, SuggestError> {
+        let mask = self
+            .retrieval
+            .as_ref()
+            .map(|r| narrowing(r, &self.trie, text));
         let suggested = self
             .engine
-            .suggest_fitted(&self.trie, text, top_k, &self.table, Some(cancel))
+            .suggest_within(
+                &self.trie,
+                mask.as_ref(),
+                text,
+                top_k,
+                &self.table,
+                Some(cancel),
+            )
             .map_err(|e| match e {
                 EngineError::Cancelled => SuggestError::cancelled(),
                 // The error chain names tokens, shapes and codes, never the request text.
@@ -192,12 +241,109 @@ impl Suggester for EngineSuggester {
                 .collect(),
             prompt_tokens: Some(suggested.fit.prompt_tokens),
             truncated_chars: suggested.fit.removed_chars,
+            unscored: false,
         })
     }
 
     fn model_name(&self) -> &str {
         &self.name
     }
+}
+
+/// A model on an OpenAI-compatible server behind icdtune's page, auth and limits: the same chat
+/// messages and answer parsing as `eval` (see [`crate::predictor::RemotePredictor`]); the server
+/// checks every returned code against the code table as for any suggester.
+pub struct RemoteSuggester {
+    client: OpenAiClient,
+    system: Option<String>,
+    instruction: String,
+    max_tokens: usize,
+    name: String,
+}
+
+impl RemoteSuggester {
+    /// A client for `model` (`backend = "openai"`, checked as a config entry is) with the
+    /// settings' prompt and answer length.
+    pub fn new(settings: &Settings, model: &ModelConfig) -> anyhow::Result<RemoteSuggester> {
+        model
+            .check_backend()
+            .map_err(|message| anyhow::anyhow!("{message}"))?;
+        let remote = model.openai().with_context(|| {
+            format!(
+                "model {:?} is not served (backend = \"openai\")",
+                model.name
+            )
+        })?;
+        let config = &settings.config;
+        Ok(RemoteSuggester {
+            client: OpenAiClient::new(&remote)?,
+            system: engine::system_prompt(&config.prompt.system),
+            instruction: config.prompt.instruction.clone(),
+            max_tokens: config.eval.max_new_tokens,
+            name: format!("{} @ {}", remote.model, remote.base_url),
+        })
+    }
+}
+
+impl Suggester for RemoteSuggester {
+    fn suggest(&self, text: &str, top_k: usize) -> Result<Vec<Candidate>, SuggestError> {
+        Ok(self
+            .suggest_cancellable(text, top_k, &AtomicBool::new(false))?
+            .candidates)
+    }
+
+    /// The flag is checked before each attempt: an HTTP call in flight runs to its answer or to
+    /// the entry's timeout.
+    fn suggest_cancellable(
+        &self,
+        text: &str,
+        top_k: usize,
+        cancel: &AtomicBool,
+    ) -> Result<Suggested, SuggestError> {
+        let messages = prompt::chat::build_prompt(self.system.as_deref(), &self.instruction, text);
+        let request = ChatRequest {
+            messages: &messages,
+            max_tokens: self.max_tokens,
+        };
+        let answer = self
+            .client
+            .chat(&request, Some(cancel))
+            .map_err(|e| match e {
+                RemoteError::Cancelled { .. } => SuggestError::cancelled(),
+                // Names the model entry, endpoint and status, never the text.
+                e => SuggestError::new(format!("model server failed: {e}")),
+            })?;
+        let codes = prompt::extract::classify(&answer.text).codes;
+        Ok(Suggested {
+            candidates: codes
+                .iter()
+                .take(top_k)
+                .map(|c| Candidate {
+                    code: c.as_str().to_string(),
+                    logprob: answer.logprob.unwrap_or(0.0),
+                })
+                .collect(),
+            prompt_tokens: answer.prompt_tokens.map(|n| n as usize),
+            truncated_chars: 0,
+            unscored: answer.logprob.is_none(),
+        })
+    }
+
+    fn model_name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// `icdtune serve --backend openai`: serves `model` (its server must be up; nothing is loaded
+/// here) until Ctrl-C.
+pub fn serve_remote(
+    settings: &Settings,
+    model: &ModelConfig,
+    serve_config: ServeConfig,
+    on_listening: &dyn Fn(std::net::SocketAddr),
+) -> anyhow::Result<()> {
+    let suggester = RemoteSuggester::new(settings, model)?;
+    run_server(Arc::new(suggester), serve_config, on_listening)
 }
 
 /// `icdtune serve`: loads the model, then serves until Ctrl-C. `on_listening` is told the bound
@@ -208,7 +354,29 @@ pub fn serve(
     serve_config: ServeConfig,
     on_listening: &dyn Fn(std::net::SocketAddr),
 ) -> anyhow::Result<()> {
-    let suggester = EngineSuggester::load(settings, request)?;
+    let suggester: Arc<dyn Suggester> = match classifier_adapter(request) {
+        Some(dir) => Arc::new(crate::predictor::ClassifierSuggester::load(
+            settings, request, dir,
+        )?),
+        None => Arc::new(EngineSuggester::load(settings, request)?),
+    };
+    run_server(suggester, serve_config, on_listening)
+}
+
+/// The request's adapter when it is a classifier (`SEQ_CLS`): ranked by its head, not decoded.
+fn classifier_adapter(request: &SuggestRequest) -> Option<&Path> {
+    request
+        .adapter
+        .as_deref()
+        .filter(|d| lm::adapter::is_classifier(d))
+}
+
+/// Serves `suggester` until Ctrl-C.
+fn run_server(
+    suggester: Arc<dyn Suggester>,
+    serve_config: ServeConfig,
+    on_listening: &dyn Fn(std::net::SocketAddr),
+) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -219,7 +387,10 @@ pub fn serve(
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        serve::serve(listener, serve_config, Arc::new(suggester), shutdown).await?;
+        serve::serve(listener, serve_config, suggester, shutdown).await?;
         anyhow::Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests;

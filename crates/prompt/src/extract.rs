@@ -39,6 +39,21 @@
 //!
 //! Strings that start with a digit never match, so times (`10:30`), blood pressure (`120/80`), doses and
 //! dates are not codes by construction.
+//!
+//! # Each code once
+//!
+//! An answer lists a code at most once, and the same rule holds wherever an answer is made or read:
+//!
+//! - **Training targets** ([`crate::chat::answer_text`]) list each gold code once, in the order given,
+//!   so a model never learns to repeat itself.
+//! - **Free generation** (`infer::generate`) ends the answer when the model has written a code list
+//!   and then completes a code it already listed: [`repeat_start`] finds that code once a separator
+//!   follows it, and the answer is cut before it. A small finetuned model that falls into a loop
+//!   (`R50.9, R50.9, R50.9, ...`) thus stops after the first repeat instead of at `max_new_tokens`.
+//!   Text that is not a code list (an explanation) is left alone: there the next point applies.
+//! - **Extraction** (every mode here) keeps the first occurrence of each code and drops the rest.
+//! - **Constrained decoding** (`infer::beam_search`) cannot repeat: each trie path is one code's
+//!   complete answer, and the ranked alternatives are distinct codes.
 
 use std::sync::LazyLock;
 
@@ -134,9 +149,7 @@ pub fn extract_strict_list(answer: &str) -> Result<Vec<Code>, ExtractError> {
         return Err(ExtractError::Empty);
     }
     let mut codes = Vec::new();
-    let items = trimmed
-        .split(|c: char| c == ',' || c == ';' || c.is_whitespace())
-        .filter(|s| !s.is_empty());
+    let items = trimmed.split(is_separator).filter(|s| !s.is_empty());
     for (idx, item) in items.enumerate() {
         let code = parse_item(item).ok_or(ExtractError::NotCodeList { item: idx + 1 })?;
         push_unique(&mut codes, code);
@@ -202,6 +215,40 @@ pub fn classify(answer: &str) -> Extraction {
             outcome: Outcome::NoCode,
         },
     }
+}
+
+/// Whether `c` separates the items of a code list (strict list mode).
+fn is_separator(c: char) -> bool {
+    c == ',' || c == ';' || c.is_whitespace()
+}
+
+/// The byte offset where a code list starts to repeat itself: the start of the first complete
+/// item (one a separator follows) that names a code listed before it. `None` while the text is
+/// not a code list (an item before that point is not a code) or lists every code once. See
+/// "Each code once" in the module documentation.
+pub fn repeat_start(text: &str) -> Option<usize> {
+    let mut listed: Vec<Code> = Vec::new();
+    let mut start = None;
+    for (at, c) in text.char_indices() {
+        match (is_separator(c), start) {
+            (false, None) => start = Some(at),
+            (true, Some(from)) => {
+                let code = parse_item(&text[from..at])?;
+                if listed.contains(&code) {
+                    return Some(from);
+                }
+                listed.push(code);
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// `text` without the repeat that [`repeat_start`] found at `at`, nor the separators before it.
+pub fn cut_before_repeat(text: &str, at: usize) -> &str {
+    text[..at].trim_end_matches(is_separator)
 }
 
 /// One strict item: a code with at most one trailing period.
@@ -378,6 +425,36 @@ mod tests {
             assert_eq!(got.outcome, *outcome, "answer {answer:?}");
             assert_eq!(strs(&got.codes), codes(want), "answer {answer:?}");
         }
+    }
+
+    #[test]
+    fn a_code_list_repeats_where_a_complete_item_names_a_listed_code() {
+        // (text so far, where the repeat starts)
+        let table: &[(&str, Option<usize>)] = &[
+            ("R50.9, R50.9, R50.9, R5", Some(7)),
+            ("R50.9, R50.9,", Some(7)),
+            ("R50.9, R50.9", None), // the last item may still grow into R50.91
+            ("R50.9, R509;", Some(7)), // spelling does not matter, the code does
+            ("J06.9, I10, E11.9, I10 ", Some(19)),
+            ("J06.9\nI10\nJ06.9.\n", Some(10)),
+            ("J06.9, I10, E11.9", None),
+            ("J06.9, J06.91, ", None),
+            ("", None),
+            (" , ;", None),
+            // Free text keeps its repeats; extraction drops them.
+            ("The code is I10. I10 is hypertension, I10 ", None),
+            ("I10, because I10 ", None),
+        ];
+        for (text, want) in table {
+            assert_eq!(repeat_start(text), *want, "text {text:?}");
+        }
+        let text = "R50.9, R50.9, R5";
+        let at = repeat_start(text).unwrap();
+        assert_eq!(cut_before_repeat(text, at), "R50.9");
+        assert_eq!(
+            classify(text).codes,
+            classify(cut_before_repeat(text, at)).codes
+        );
     }
 
     #[test]

@@ -241,6 +241,11 @@ fn answer_text_is_dotted_codes_joined_by_comma_space() {
         "J06.9, R05.1, T84.50XA"
     );
     assert_eq!(answer_text(&[]), "");
+    // Each code once, first occurrence first: a target never teaches a repeat.
+    assert_eq!(
+        answer_text(&codes(&["R509", "I10", "R50.9", "J069", "I10"])),
+        "R50.9, I10, J06.9"
+    );
     let parsed =
         prompt::extract::extract_strict_list(&answer_text(&codes(&["J069", "I10"]))).unwrap();
     assert_eq!(parsed, codes(&["J06.9", "I10"]));

@@ -16,6 +16,38 @@ pub const PLOT_IDS: [&str; 5] = [
     "plot-coverage",
 ];
 
+/// Draws one plot as an SVG document.
+type Draw = fn(&Results) -> Result<String, ReportError>;
+
+/// Title, note under the plot, and how to draw it, for each of [`PLOT_IDS`] in turn.
+const PLOTS: [(&str, &str, Draw); 5] = [
+    (
+        "Metrics per model",
+        "Bars are point estimates on all examples; whiskers are percentile bootstrap intervals.",
+        plots::metric_bars,
+    ),
+    (
+        "Quality vs latency",
+        "Primary metric against the median per-example latency.",
+        plots::accuracy_latency,
+    ),
+    (
+        "Per-chapter heatmap",
+        "F1 over the exact codes of each true ICD-10 chapter; '-' where the model saw no gold code of the chapter.",
+        plots::chapter_heatmap,
+    ),
+    (
+        "Frequency buckets",
+        "Recall of gold codes grouped by how often they occur in the training split.",
+        plots::frequency_bars,
+    ),
+    (
+        "Coverage curve",
+        "Top-1 accuracy among answered examples when abstaining below a top-1 score threshold; dots mark the largest coverage reaching the target precision (grey line).",
+        plots::coverage_curve,
+    ),
+];
+
 const TEMPLATE: &str = include_str!("../templates/report.html");
 
 #[derive(Serialize)]
@@ -37,45 +69,18 @@ struct Row {
 
 /// Renders the report page.
 pub fn render_html(results: &Results) -> Result<String, ReportError> {
-    let plots = vec![
-        Plot {
-            id: PLOT_IDS[0],
-            title: "Metrics per model",
-            note: "Bars are point estimates on all examples; whiskers are percentile bootstrap intervals.",
-            svg: plots::metric_bars(results)?,
-        },
-        Plot {
-            id: PLOT_IDS[1],
-            title: "Quality vs latency",
-            note: "Primary metric against the median per-example latency.",
-            svg: plots::accuracy_latency(results)?,
-        },
-        Plot {
-            id: PLOT_IDS[2],
-            title: "Per-chapter heatmap",
-            note: "F1 over the exact codes of each true ICD-10 chapter; '-' where the model saw no gold code of the chapter.",
-            svg: plots::chapter_heatmap(results)?,
-        },
-        Plot {
-            id: PLOT_IDS[3],
-            title: "Frequency buckets",
-            note: "Recall of gold codes grouped by how often they occur in the training split.",
-            svg: plots::frequency_bars(results)?,
-        },
-        Plot {
-            id: PLOT_IDS[4],
-            title: "Coverage curve",
-            note: "Top-1 accuracy among answered examples when abstaining below a top-1 score threshold; dots mark the largest coverage reaching the target precision (grey line).",
-            svg: plots::coverage_curve(results)?,
-        },
-    ];
-    let plots: Vec<Plot> = plots
+    let plots = PLOT_IDS
         .into_iter()
-        .map(|mut p| {
-            p.svg = tag_svg(&p.svg, p.id);
-            p
+        .zip(PLOTS)
+        .map(|(id, (title, note, draw))| {
+            Ok(Plot {
+                id,
+                title,
+                note,
+                svg: tag_svg(&draw(results)?, id),
+            })
         })
-        .collect();
+        .collect::<Result<Vec<Plot>, ReportError>>()?;
     let (columns, rows) = table(results);
     let comparisons: Vec<Vec<String>> = results
         .comparisons
@@ -211,6 +216,11 @@ fn table(results: &Results) -> (Vec<String>, Vec<Row>) {
     }
     let mut columns: Vec<String> = keys.iter().map(|k| metric_label(k)).collect();
     columns[0] = format!("{} (CI)", columns[0]);
+    // Only when an arm was narrowed by a retriever: its recall@k caps that arm's recall.
+    let narrowed = results.models.iter().any(|m| m.metrics.retrieval.is_some());
+    if narrowed {
+        columns.push("retriever recall@k".into());
+    }
     columns.push("latency p50 ms".into());
     columns.push("examples/s".into());
     let rows = results
@@ -229,6 +239,9 @@ fn table(results: &Results) -> (Vec<String>, Vec<Row>) {
                     None => "-".into(),
                 })
                 .collect();
+            if narrowed {
+                cells.push(retrieval_cell(m.metrics.retrieval.as_ref()));
+            }
             let perf = &m.metrics.performance;
             cells.push(
                 perf.latency_ms_p50
@@ -248,6 +261,18 @@ fn table(results: &Results) -> (Vec<String>, Vec<Row>) {
         })
         .collect();
     (columns, rows)
+}
+
+/// `0.812 (tfidf@50)`: the retriever's recall@k with what produced it; `-` for an arm that
+/// was not narrowed or whose examples have no gold code.
+fn retrieval_cell(r: Option<&metrics::RetrievalRecall>) -> String {
+    match r {
+        Some(r) => match r.recall {
+            Some(v) => format!("{v:.3} ({}@{})", r.retriever, r.k),
+            None => format!("- ({}@{})", r.retriever, r.k),
+        },
+        None => "-".into(),
+    }
 }
 
 #[cfg(test)]

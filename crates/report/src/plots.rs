@@ -10,6 +10,15 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use crate::answer::metric_label;
 use crate::{ReportError, Results};
 
+/// Black sans-serif text of `size` pixels anchored at its `h` / `v` side: every label drawn
+/// beside a mark.
+fn label_style(size: u32, h: HPos, v: VPos) -> TextStyle<'static> {
+    ("sans-serif", size)
+        .into_font()
+        .color(&BLACK)
+        .pos(Pos::new(h, v))
+}
+
 const PALETTE: [RGBColor; 8] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
@@ -55,10 +64,7 @@ fn no_data(root: &Area, plot: &str, what: &str) -> Result<(), ReportError> {
     root.draw(&Text::new(
         format!("no data: {what}"),
         (w as i32 / 2, h as i32 / 2),
-        ("sans-serif", 16)
-            .into_font()
-            .color(&BLACK)
-            .pos(Pos::new(HPos::Center, VPos::Center)),
+        label_style(16, HPos::Center, VPos::Center),
     ))
     .map_err(plot_err(plot))
 }
@@ -134,10 +140,7 @@ fn grouped_bars(
         root.draw(&Text::new(
             label.clone(),
             (x, y + 8),
-            ("sans-serif", 13)
-                .into_font()
-                .color(&BLACK)
-                .pos(Pos::new(HPos::Center, VPos::Top)),
+            label_style(13, HPos::Center, VPos::Top),
         ))
         .map_err(&e)?;
     }
@@ -240,10 +243,7 @@ pub fn accuracy_latency(results: &Results) -> Result<String, ReportError> {
                 .draw_series(std::iter::once(Text::new(
                     name.to_string(),
                     (*lat, *v),
-                    ("sans-serif", 13)
-                        .into_font()
-                        .color(&BLACK)
-                        .pos(Pos::new(HPos::Left, VPos::Bottom)),
+                    label_style(13, HPos::Left, VPos::Bottom),
                 )))
                 .map_err(&e)?;
         }
@@ -310,10 +310,7 @@ pub fn chapter_heatmap(results: &Results) -> Result<String, ReportError> {
                     .draw_series(std::iter::once(Text::new(
                         text,
                         (x + 0.5, y + 0.5),
-                        ("sans-serif", 11)
-                            .into_font()
-                            .color(&BLACK)
-                            .pos(Pos::new(HPos::Center, VPos::Center)),
+                        label_style(11, HPos::Center, VPos::Center),
                     )))
                     .map_err(&e)?;
             }
@@ -321,10 +318,7 @@ pub fn chapter_heatmap(results: &Results) -> Result<String, ReportError> {
             root.draw(&Text::new(
                 m.name.clone(),
                 (px - 6, py),
-                ("sans-serif", 13)
-                    .into_font()
-                    .color(&BLACK)
-                    .pos(Pos::new(HPos::Right, VPos::Center)),
+                label_style(13, HPos::Right, VPos::Center),
             ))
             .map_err(&e)?;
         }
@@ -333,10 +327,7 @@ pub fn chapter_heatmap(results: &Results) -> Result<String, ReportError> {
             root.draw(&Text::new(
                 group.clone(),
                 (px, py + 6),
-                ("sans-serif", 12)
-                    .into_font()
-                    .color(&BLACK)
-                    .pos(Pos::new(HPos::Center, VPos::Top)),
+                label_style(12, HPos::Center, VPos::Top),
             ))
             .map_err(&e)?;
         }

@@ -63,10 +63,11 @@ pub struct Suggestion {
     /// Undotted form, e.g. `J069`.
     pub code_undotted: String,
     pub description: String,
-    /// Natural-log score of the model (sequence log-probability).
-    pub score: f64,
-    /// `exp(score)`.
-    pub probability: f64,
+    /// Natural-log score of the model (sequence log-probability); null when the model gives no
+    /// score (a served model whose server returned no log-probabilities).
+    pub score: Option<f64>,
+    /// `exp(score)`; null with `score`.
+    pub probability: Option<f64>,
     /// Whether the code is billable (a leaf with nothing more specific below it).
     pub billable: bool,
     pub chapter: Option<ChapterInfo>,
@@ -185,7 +186,8 @@ async fn suggest(
     let suggested = model_call::run(&state, text, top_k).await?;
 
     let returned = suggested.candidates.len();
-    let (suggestions, dropped_invalid) = resolve(&state.table, suggested.candidates, top_k);
+    let scored = !suggested.unscored;
+    let (suggestions, dropped_invalid) = resolve(&state.table, suggested.candidates, top_k, scored);
     if dropped_invalid > 0 {
         tracing::warn!(
             dropped_invalid,
@@ -301,11 +303,12 @@ fn kind(value: &serde_json::Value) -> &'static str {
 }
 
 /// Keeps the candidates that are codes of the table (at most `top_k`, in the model's order) with
-/// their descriptions and chapters, and counts the rest.
+/// their descriptions, chapters and, when `scored`, their scores, and counts the rest.
 fn resolve(
     table: &CodeTable,
     candidates: Vec<Candidate>,
     top_k: usize,
+    scored: bool,
 ) -> (Vec<Suggestion>, usize) {
     let mut suggestions = Vec::with_capacity(top_k);
     let mut dropped = 0;
@@ -325,8 +328,8 @@ fn resolve(
             code: code.dotted(),
             code_undotted: code.as_str().to_string(),
             description: table.description(&code).unwrap_or_default().to_string(),
-            score: candidate.logprob,
-            probability: candidate.logprob.exp(),
+            score: scored.then_some(candidate.logprob),
+            probability: scored.then(|| candidate.logprob.exp()),
             billable: table.is_leaf(&code),
             chapter: table.chapter(&code).map(|c| ChapterInfo {
                 number: c.number,

@@ -31,8 +31,7 @@ pub trait Suggester: Send + Sync + 'static {
         let _ = cancel;
         Ok(Suggested {
             candidates: self.suggest(text, top_k)?,
-            prompt_tokens: None,
-            truncated_chars: 0,
+            ..Suggested::default()
         })
     }
 
@@ -49,6 +48,10 @@ pub struct Suggested {
     pub prompt_tokens: Option<usize>,
     /// Characters of the text removed to fit the model's context (0: the text was used whole).
     pub truncated_chars: usize,
+    /// The candidates carry no score (a served model whose server returned no
+    /// log-probabilities): their order is the model's, their `logprob` means nothing, and the
+    /// response says so with a null `score` and `probability`.
+    pub unscored: bool,
 }
 
 /// Why a suggester could not answer. The message is returned to the client and logged, so it must

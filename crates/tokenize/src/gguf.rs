@@ -359,29 +359,32 @@ impl GgufMetadata {
 
     /// An array of integers of any width (`tokenizer.ggml.token_type`).
     pub fn get_int_array(&self, key: &str) -> Result<Option<Vec<i64>>, TokenizeError> {
-        match self.entries.get(key) {
-            None => Ok(None),
-            Some(value @ GgufValue::Array(_, values)) => values
-                .iter()
-                .map(|v| v.as_integer().and_then(|i| i64::try_from(i).ok()))
-                .collect::<Option<Vec<_>>>()
-                .map(Some)
-                .ok_or_else(|| self.wrong_type(key, value, "array of integer")),
-            Some(other) => Err(self.wrong_type(key, other, "array of integer")),
-        }
+        self.get_array(key, "array of integer", |v| {
+            v.as_integer().and_then(|i| i64::try_from(i).ok())
+        })
     }
 
     /// An array of numbers as `f32` (`tokenizer.ggml.scores`).
     pub fn get_f32_array(&self, key: &str) -> Result<Option<Vec<f32>>, TokenizeError> {
+        self.get_array(key, "array of number", |v| v.as_f64().map(|x| x as f32))
+    }
+
+    /// An array whose every element `convert` accepts; `expected` names the type in the error.
+    fn get_array<T>(
+        &self,
+        key: &str,
+        expected: &str,
+        convert: impl Fn(&GgufValue) -> Option<T>,
+    ) -> Result<Option<Vec<T>>, TokenizeError> {
         match self.entries.get(key) {
             None => Ok(None),
             Some(value @ GgufValue::Array(_, values)) => values
                 .iter()
-                .map(|v| v.as_f64().map(|x| x as f32))
+                .map(convert)
                 .collect::<Option<Vec<_>>>()
                 .map(Some)
-                .ok_or_else(|| self.wrong_type(key, value, "array of number")),
-            Some(other) => Err(self.wrong_type(key, other, "array of number")),
+                .ok_or_else(|| self.wrong_type(key, value, expected)),
+            Some(other) => Err(self.wrong_type(key, other, expected)),
         }
     }
 

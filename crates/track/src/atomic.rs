@@ -13,12 +13,14 @@ use crate::error::{io_err, Result, TrackError};
 
 /// Writes `bytes` to `path` atomically (see [`persist::write_atomic`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    persist::write_atomic(path, bytes).map_err(io_err("write", path))
+    persist::write_atomic(path, bytes).map_err(io_err("write", path))?;
+    Ok(())
 }
 
 /// Writes `value` as pretty JSON with a trailing newline, atomically.
 pub fn write_json_atomic<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
-    persist::write_json_atomic(path, value).map_err(io_err("write", path))
+    persist::write_json_atomic(path, value).map_err(io_err("write", path))?;
+    Ok(())
 }
 
 /// Writes every record as one JSON line, atomically (the whole file at once).
@@ -69,10 +71,10 @@ mod tests {
         assert!(
             matches!(
                 err,
-                TrackError::Io {
+                TrackError::Io(persist::PathIoError {
                     action: "write",
                     ..
-                }
+                })
             ),
             "{err:?}"
         );

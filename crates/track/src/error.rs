@@ -3,16 +3,14 @@
 
 use std::path::PathBuf;
 
+/// Every file operation in the crate attaches its action and path through this.
+pub(crate) use persist::io_err;
+
 /// Everything that can go wrong while recording a run.
 #[derive(Debug, thiserror::Error)]
 pub enum TrackError {
-    #[error("{action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] persist::PathIoError),
 
     #[error("{path}: invalid JSON{line}: {source}", line = line.map(|l| format!(" at line {l}")).unwrap_or_default())]
     Json {
@@ -87,31 +85,10 @@ pub type Result<T, E = TrackError> = std::result::Result<T, E>;
 impl From<persist::JsonlError> for TrackError {
     fn from(e: persist::JsonlError) -> Self {
         match e {
-            persist::JsonlError::Io {
-                action,
-                path,
-                source,
-            } => TrackError::Io {
-                action,
-                path,
-                source,
-            },
+            persist::JsonlError::Io(e) => TrackError::Io(e),
             persist::JsonlError::Json { path, line, source } => {
                 TrackError::Json { path, line, source }
             }
         }
-    }
-}
-
-/// Attaches the path to an I/O error; every file operation in the crate goes through this.
-pub(crate) fn io_err(
-    action: &'static str,
-    path: impl Into<PathBuf>,
-) -> impl FnOnce(std::io::Error) -> TrackError {
-    let path = path.into();
-    move |source| TrackError::Io {
-        action,
-        path,
-        source,
     }
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::error::{io_err, Result, TrackError};
+use crate::error::{io_err, Result};
 
 /// Hex sha256 of a byte slice.
 pub fn sha256_bytes(bytes: &[u8]) -> String {
@@ -98,13 +98,8 @@ fn collect_files(
     out: &mut Vec<(String, PathBuf)>,
 ) -> Result<()> {
     if depth > MAX_TREE_DEPTH {
-        return Err(TrackError::Io {
-            action: "walk",
-            path: dir.to_path_buf(),
-            source: std::io::Error::other(format!(
-                "deeper than {MAX_TREE_DEPTH} levels (symlink cycle?)"
-            )),
-        });
+        let why = format!("deeper than {MAX_TREE_DEPTH} levels (symlink cycle?)");
+        return Err(io_err("walk", dir)(std::io::Error::other(why)).into());
     }
     let entries = std::fs::read_dir(dir).map_err(io_err("list", dir))?;
     for entry in entries {

@@ -132,7 +132,9 @@ impl ModelDir {
     pub fn clear_stage(&self, stage: &str) -> Result<()> {
         let path = self.marker_path(stage)?;
         match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err("remove", path)(e)),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(io_err("remove", path)(e).into())
+            }
             _ => Ok(()),
         }
     }

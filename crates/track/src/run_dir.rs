@@ -54,14 +54,11 @@ impl RunDir {
                     return Ok(RunDir { path, run_id });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(io_err("create", &path)(e)),
+                Err(e) => return Err(io_err("create", &path)(e).into()),
             }
         }
-        Err(TrackError::Io {
-            action: "create",
-            path: output_dir.join(base),
-            source: std::io::Error::other("999 runs with this id already exist"),
-        })
+        let taken = std::io::Error::other("999 runs with this id already exist");
+        Err(io_err("create", output_dir.join(base))(taken).into())
     }
 
     /// Opens an existing run directory (to resume it, or to report on it).
@@ -91,7 +88,7 @@ impl RunDir {
         let entries = match std::fs::read_dir(output_dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io_err("list", output_dir)(e)),
+            Err(e) => return Err(io_err("list", output_dir)(e).into()),
         };
         let mut runs = Vec::new();
         for entry in entries {
@@ -127,10 +124,14 @@ impl RunDir {
     /// and validation sets as `split` (`--skip-training`: found by hashes, not by a shared path). The
     /// adapter folder must still hash to what that run recorded. Training hyperparameters are not
     /// compared; the found run's [`RunDir::resolved_config`] is there for a caller that wants to.
+    /// `accept` sees each candidate folder and passes over the ones of another kind (a classifier
+    /// adapter and a generative one can share weights and split, and neither may stand in for the
+    /// other).
     pub fn find_adapter(
         output_dir: &Path,
         weights_sha256: &str,
         split: &SplitRecord,
+        accept: &dyn Fn(&Path) -> bool,
     ) -> Result<Option<FoundAdapter>> {
         for run in RunDir::list(output_dir)?.into_iter().rev() {
             let manifest = match run.read_manifest() {
@@ -157,6 +158,9 @@ impl RunDir {
                     continue;
                 }
                 let path = run.path.join(&model.name).join(ADAPTER_DIR);
+                if path.is_dir() && !accept(&path) {
+                    continue;
+                }
                 if path.is_dir() && sha256_tree(&path)? == *adapter_sha256 {
                     return Ok(Some(FoundAdapter {
                         run,
@@ -182,7 +186,7 @@ impl RunDir {
     /// The resolved config the run was created with.
     pub fn resolved_config(&self) -> Result<String> {
         let path = self.path.join(CONFIG_FILE);
-        std::fs::read_to_string(&path).map_err(io_err("read", path))
+        Ok(std::fs::read_to_string(&path).map_err(io_err("read", path))?)
     }
 
     pub fn write_manifest(&self, manifest: &Manifest) -> Result<()> {
@@ -510,7 +514,7 @@ mod tests {
         RunDir::create(out.path(), "c = 5\n").unwrap();
 
         assert_eq!(RunDir::list(out.path()).unwrap().len(), 5);
-        let found = RunDir::find_adapter(out.path(), "w1", &split)
+        let found = RunDir::find_adapter(out.path(), "w1", &split, &|_| true)
             .unwrap()
             .unwrap();
         assert_eq!(found.run.run_id(), newer.run_id());
@@ -522,10 +526,12 @@ mod tests {
 
         // The test set does not matter for a trained adapter; train and validation do.
         let same_train = SplitRecord::from_ids(["b", "a"], ["c"], ["zzz"]);
-        assert!(RunDir::find_adapter(out.path(), "w1", &same_train)
-            .unwrap()
-            .is_some());
-        assert!(RunDir::find_adapter(out.path(), "w3", &split)
+        assert!(
+            RunDir::find_adapter(out.path(), "w1", &same_train, &|_| true)
+                .unwrap()
+                .is_some()
+        );
+        assert!(RunDir::find_adapter(out.path(), "w3", &split, &|_| true)
             .unwrap()
             .is_none());
 
@@ -539,12 +545,12 @@ mod tests {
             b"x",
         )
         .unwrap();
-        let found = RunDir::find_adapter(out.path(), "w1", &split)
+        let found = RunDir::find_adapter(out.path(), "w1", &split, &|_| true)
             .unwrap()
             .unwrap();
         assert_eq!(found.run.run_id(), older.run_id());
         assert!(
-            RunDir::find_adapter(&out.path().join("missing"), "w1", &split)
+            RunDir::find_adapter(&out.path().join("missing"), "w1", &split, &|_| true)
                 .unwrap()
                 .is_none()
         );

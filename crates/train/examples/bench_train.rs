@@ -47,6 +47,7 @@ fn batch(vocab: usize, seed: u64) -> candle_core::Result<Batch> {
         real_tokens: ROWS * WIDTH,
         rows: ROWS,
         width: WIDTH,
+        classes: None,
     })
 }
 

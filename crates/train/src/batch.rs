@@ -10,6 +10,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::classify::ClassTargets;
 use crate::encode::EncodedExample;
 use crate::error::{Result, TrainError};
 
@@ -63,21 +64,37 @@ pub struct Batch {
     pub real_tokens: usize,
     pub rows: usize,
     pub width: usize,
+    /// A classifier batch's label targets (`predict_at` and `targets` are then empty).
+    pub classes: Option<ClassTargets>,
 }
 
 impl Batch {
-    /// Tokens carrying loss.
+    /// Units carrying loss: supervised tokens, or examples of a classifier batch. Losses are
+    /// normalised per unit over the accumulated batch.
     pub fn loss_tokens(&self) -> usize {
-        self.targets.len()
+        match &self.classes {
+            Some(c) => c.labels.len(),
+            None => self.targets.len(),
+        }
     }
 }
 
-/// Builds the tensors of one batch.
+/// Builds the tensors of one batch: a token-loss batch, or a classifier batch when the examples
+/// carry labels (all of them or none).
 pub fn collate(examples: &[&EncodedExample], pad_id: u32, device: &Device) -> Result<Batch> {
     let b = examples.len();
     let t = examples.iter().map(|e| e.ids.len()).max().unwrap_or(0);
     if b == 0 || t == 0 {
         return Err(TrainError::Setup("empty batch".into()));
+    }
+    let classified = examples.iter().filter(|e| !e.labels.is_empty()).count();
+    if classified == b {
+        return collate_classified(examples, pad_id, t, device);
+    }
+    if classified > 0 {
+        return Err(TrainError::Setup(
+            "a batch mixes classifier and generation examples".into(),
+        ));
     }
     let mut ids = vec![pad_id; b * t];
     let mut mask = vec![0u32; b * t];
@@ -113,6 +130,37 @@ pub fn collate(examples: &[&EncodedExample], pad_id: u32, device: &Device) -> Re
         real_tokens: real,
         rows: b,
         width: t,
+        classes: None,
+    })
+}
+
+/// A classifier batch: right-padded ids, their lengths and label indices.
+fn collate_classified(
+    examples: &[&EncodedExample],
+    pad_id: u32,
+    t: usize,
+    device: &Device,
+) -> Result<Batch> {
+    let b = examples.len();
+    let mut ids = vec![pad_id; b * t];
+    let mut mask = vec![0u32; b * t];
+    for (row, ex) in examples.iter().enumerate() {
+        ids[row * t..row * t + ex.ids.len()].copy_from_slice(&ex.ids);
+        mask[row * t..row * t + ex.ids.len()].fill(1);
+    }
+    let lengths: Vec<usize> = examples.iter().map(|e| e.ids.len()).collect();
+    Ok(Batch {
+        ids: Tensor::from_vec(ids, (b, t), device)?,
+        mask: Tensor::from_vec(mask, (b, t), device)?,
+        predict_at: Vec::new(),
+        targets: Vec::new(),
+        real_tokens: lengths.iter().sum(),
+        rows: b,
+        width: t,
+        classes: Some(ClassTargets {
+            lengths,
+            labels: examples.iter().map(|e| e.labels.clone()).collect(),
+        }),
     })
 }
 

@@ -27,6 +27,9 @@ pub struct EncodedExample {
     pub loss_start: usize,
     /// Whether the dialogue was shortened to fit `max_seq_len`.
     pub truncated: bool,
+    /// Classifier examples (`crate::classify`): indices of the example's labels, and
+    /// `loss_start == ids.len()` (no token carries loss). Empty for generation.
+    pub labels: Vec<u32>,
 }
 
 impl EncodedExample {
@@ -96,11 +99,21 @@ fn encode_text(
 
 /// A failure inside prompt fitting: rendering or tokenizing.
 #[derive(Debug, thiserror::Error)]
-enum FitStep {
+pub(crate) enum FitStep {
     #[error("rendering the chat template: {0}")]
     Chat(#[from] ChatError),
     #[error("tokenizing: {0}")]
     Tokenize(#[from] tokenize::TokenizeError),
+}
+
+/// What a failed fit says about an example.
+pub(crate) fn fit_error_message(e: FitError<FitStep>, opts: &EncodeOptions) -> String {
+    match e {
+        FitError::TooLong { .. } | FitError::NoRoom { .. } => {
+            format!("{e} (max_seq_len {})", opts.max_seq_len)
+        }
+        FitError::Encode(step) => step.to_string(),
+    }
 }
 
 /// Encodes one example, its dialogue fitted so that prompt and answer fit `max_seq_len` tokens.
@@ -121,15 +134,7 @@ pub fn encode_example(
     let fitted = prompt::fit::fit_prompt(chat, &ex.text, budget, &policy, |text, bos| {
         tok.encode(text, bos).map_err(FitStep::from)
     })
-    .map_err(|e| {
-        let message = match e {
-            FitError::TooLong { .. } | FitError::NoRoom { .. } => {
-                format!("{e} (max_seq_len {})", opts.max_seq_len)
-            }
-            FitError::Encode(step) => step.to_string(),
-        };
-        example_err(&ex.id, message)
-    })?;
+    .map_err(|e| example_err(&ex.id, fit_error_message(e, opts)))?;
     let (ids, split) = encode_text(tok, chat, &ex.id, &fitted.dialogue, ex)?;
     if ids.len() > opts.max_seq_len {
         return Err(example_err(
@@ -154,6 +159,7 @@ pub fn encode_example(
         ids,
         loss_start: split,
         truncated: fitted.fit.truncated(),
+        labels: Vec::new(),
     })
 }
 

@@ -13,13 +13,8 @@ pub enum TrainError {
     Candle(#[from] candle_core::Error),
     #[error("checkpoint {path}: {message}")]
     Checkpoint { path: PathBuf, message: String },
-    #[error("{action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] persist::PathIoError),
     #[error("training log: {0}")]
     Log(#[from] persist::JsonlError),
     #[error("training setup: {0}")]
@@ -30,14 +25,5 @@ pub enum TrainError {
 
 pub type Result<T> = std::result::Result<T, TrainError>;
 
-pub(crate) fn io_err(
-    action: &'static str,
-    path: &std::path::Path,
-) -> impl FnOnce(std::io::Error) -> TrainError {
-    let path = path.to_path_buf();
-    move |source| TrainError::Io {
-        action,
-        path,
-        source,
-    }
-}
+/// Every file operation in the crate attaches its action and path through this.
+pub(crate) use persist::io_err;

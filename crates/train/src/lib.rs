@@ -3,6 +3,8 @@
 //! - [`encode`]: examples rendered by the inference chat template, loss span = answer + end-of-turn
 //!   token, over-long dialogues shortened with a marker (the answer is never cut);
 //! - [`batch`]: seeded length-grouped batches, right padding hidden from attention and loss;
+//! - [`classify`]: the classifier task (a head over the pooled final hidden state): label set,
+//!   encoding, softmax CE or sigmoid BCE;
 //! - [`loss`]: masked next-token NLL scored only at answer positions (reference forward);
 //! - [`forward`]: the fast training forward from the `kernels` ops (CPU kernels, or portable tensor
 //!   ops on any device) with a hand-chained backward, seeded LoRA dropout, optional activation
@@ -20,6 +22,7 @@
 
 pub mod batch;
 pub mod checkpoint;
+pub mod classify;
 pub mod encode;
 pub mod error;
 pub mod forward;

@@ -1,12 +1,23 @@
 //! Masked next-token loss from differentiable candle ops (candle's `cross_entropy` has no ignore
 //! index): hidden states are gathered at the supervised positions before the LM head, so only
-//! answer tokens are scored, then `log_softmax` + `gather`.
+//! answer tokens are scored, then `log_softmax` + `gather`. Classifier batches take the
+//! classifier loss instead ([`batch_loss_sum`]).
 
 use candle_core::{DType, Tensor, D};
 use lm::Model;
 
 use crate::batch::Batch;
 use crate::error::Result;
+
+/// Sum of the batch's losses from the reference forward: the supervised tokens' NLL, or the
+/// classifier loss of a classifier batch ([`crate::classify::class_loss_sum`]).
+pub fn batch_loss_sum(model: &Model, batch: &Batch, train: bool) -> Result<Tensor> {
+    if batch.classes.is_some() {
+        crate::classify::class_loss_sum(model, batch, train)
+    } else {
+        batch_nll_sum(model, batch, train)
+    }
+}
 
 /// Sum of the negative log-likelihoods of the batch's supervised tokens (a scalar in the model's
 /// dtype) from the reference forward. `train` enables LoRA dropout.

@@ -12,7 +12,7 @@ use crate::batch::{collate, epoch_batches, Batch};
 use crate::encode::EncodedExample;
 use crate::error::{Result, TrainError};
 use crate::forward::{self, DropoutSite, FastPass};
-use crate::loss::{batch_nll_sum, scalar};
+use crate::loss::{batch_loss_sum, scalar};
 use crate::optim::{clip_global_norm, learning_rate, warmup_steps, AdamW};
 use crate::trainer::TrainOptions;
 
@@ -241,7 +241,7 @@ pub fn accumulate_gradients(
                 grads
             }
             TrainForward::Reference => {
-                let nll = batch_nll_sum(model, batch, pass.dropout.is_some())?;
+                let nll = batch_loss_sum(model, batch, pass.dropout.is_some())?;
                 loss_sum += scalar(&nll)?;
                 let store = (nll / n_tok as f64)?.backward()?;
                 let mut grads = Vec::with_capacity(vars.len());

@@ -10,7 +10,7 @@ use crate::checkpoint::TrainState;
 use crate::encode::EncodedExample;
 use crate::error::Result;
 use crate::forward;
-use crate::loss::{batch_nll_sum, scalar};
+use crate::loss::{batch_loss_sum, scalar};
 use crate::trainer::TrainOptions;
 use crate::values::{snapshot, LoraValues};
 
@@ -32,7 +32,7 @@ pub fn evaluate(
         let batch = collate(&rows, pad_id, model.device())?;
         sum += match forward {
             TrainForward::Fast => forward::nll_sum(model, &batch, kernels)?,
-            TrainForward::Reference => scalar(&batch_nll_sum(model, &batch, false)?.detach())?,
+            TrainForward::Reference => scalar(&batch_loss_sum(model, &batch, false)?.detach())?,
         };
         n += batch.loss_tokens();
     }

@@ -1,4 +1,4 @@
-//! The cell rules the structured formats (JSONL, Parquet) share: what a text, codes, id or meta cell
+//! The cell rules the structured formats (JSONL, Parquet) share: what a text, codes, id, meta or split cell
 //! may hold, and the error naming the field when it holds something else. Each format only says how
 //! its values look, so both formats accept and refuse the same things.
 
@@ -72,13 +72,31 @@ pub(super) fn raw_row<C: Cell>(
             }
         })
         .collect();
+    let split = match cols.split {
+        None => None,
+        Some(c) => Some(split(cells[c]).map_err(|message| field_err(c, message))?),
+    };
     Ok(RawRow {
         row,
         id,
         text,
         codes,
         meta,
+        split,
     })
+}
+
+/// The part named by a split cell: a string (judged later, with the other formats' cells), or
+/// null, which is an empty name.
+fn split<C: Cell>(cell: &C) -> Result<String, String> {
+    match cell.as_str() {
+        Some(s) => Ok(s.to_string()),
+        None if cell.is_null() => Ok(String::new()),
+        None => Err(format!(
+            "the split must be a string (train, validation or dev, test), found {}",
+            cell.kind()
+        )),
+    }
 }
 
 /// The codes of a codes cell: a string split by the separator, or a list of code strings; the

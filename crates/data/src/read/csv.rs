@@ -57,6 +57,7 @@ pub(super) fn read(path: &Path, map: &ColumnMap) -> Result<RawTable, DataError> 
             text: cell(cols.text).to_string(),
             codes: split_codes(cell(cols.codes), map.separator.as_deref()),
             meta,
+            split: cols.split.map(|i| cell(i).to_string()),
         });
     }
     if rows.is_empty() {

@@ -26,6 +26,8 @@ pub(crate) struct RawRow {
     /// Trimmed, non-empty code strings, unparsed.
     pub codes: Vec<String>,
     pub meta: BTreeMap<String, String>,
+    /// The split column's cell as written (empty when empty or null), when a split column is read.
+    pub split: Option<String>,
 }
 
 /// Everything a reader found.

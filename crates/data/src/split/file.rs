@@ -1,5 +1,6 @@
 //! The split as written to `split.json`: id lists with everything needed to reproduce them (method,
-//! seed, ratios) and to refuse reusing them on other data (dataset sha256, exact id set).
+//! seed, ratios; or the column they were read from) and to refuse reusing them on other data
+//! (dataset sha256, exact id set).
 //!
 //! Reading checks the format version and that no id is listed in two parts, so a hand-edited file
 //! cannot leak a test example into training; `verify` ties the file to the loaded dataset.
@@ -12,7 +13,9 @@ use icd::Code;
 use serde::{Deserialize, Serialize};
 use types::Example;
 
-use super::{Assignment, Part, Ratios, Unsatisfied, SPLIT_FORMAT_VERSION, SPLIT_METHOD};
+use super::{
+    Assignment, Part, Ratios, Unsatisfied, SPLIT_FORMAT_VERSION, SPLIT_METHOD, SPLIT_METHOD_COLUMN,
+};
 use crate::{DataError, Dataset};
 
 /// The dataset a split belongs to.
@@ -33,13 +36,20 @@ pub struct PartCount {
 }
 
 /// A split as written to `split.json`: id lists plus everything needed to check it is reused on the
-/// same data (dataset sha256) and to reproduce it (method, seed, ratios).
+/// same data (dataset sha256) and to reproduce it (method, seed, ratios; or the column).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Split {
     pub format_version: u32,
+    /// [`SPLIT_METHOD`] for a drawn split, [`SPLIT_METHOD_COLUMN`] for one read from a column.
     pub method: String,
-    pub seed: u64,
-    pub ratios: Ratios,
+    /// The column the parts were read from (method [`SPLIT_METHOD_COLUMN`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    /// Seed and target ratios of a drawn split; absent when the split came from a column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratios: Option<Ratios>,
     pub dataset: SplitSource,
     pub counts: BTreeMap<Part, PartCount>,
     pub unsatisfied: Vec<Unsatisfied>,
@@ -48,12 +58,42 @@ pub struct Split {
     pub test: Vec<String>,
 }
 
+/// How a split was made, as its file records it.
+enum Origin {
+    Drawn { seed: u64, ratios: Ratios },
+    Column(String),
+}
+
 impl Split {
-    /// Builds the id lists (in input order) from an assignment.
+    /// Builds the id lists (in input order) from an assignment drawn with `cfg`.
     pub fn from_assignment(
         examples: &[Example],
         assignment: &Assignment,
         cfg: &SplitConfig,
+        dataset: SplitSource,
+    ) -> Split {
+        let origin = Origin::Drawn {
+            seed: cfg.seed,
+            ratios: Ratios::from(cfg),
+        };
+        Split::build(examples, assignment, origin, dataset)
+    }
+
+    /// Builds the id lists (in input order) from the parts a dataset's split column names.
+    pub(super) fn from_column(
+        examples: &[Example],
+        assignment: &Assignment,
+        column: &str,
+        dataset: SplitSource,
+    ) -> Split {
+        let origin = Origin::Column(column.to_string());
+        Split::build(examples, assignment, origin, dataset)
+    }
+
+    fn build(
+        examples: &[Example],
+        assignment: &Assignment,
+        origin: Origin,
         dataset: SplitSource,
     ) -> Split {
         let mut lists: [Vec<String>; 3] = Default::default();
@@ -78,17 +118,31 @@ impl Split {
             })
             .collect();
         let [train, validation, test] = lists;
+        let (method, column, seed, ratios) = match origin {
+            Origin::Drawn { seed, ratios } => (SPLIT_METHOD, None, Some(seed), Some(ratios)),
+            Origin::Column(column) => (SPLIT_METHOD_COLUMN, Some(column), None, None),
+        };
         Split {
             format_version: SPLIT_FORMAT_VERSION,
-            method: SPLIT_METHOD.to_string(),
-            seed: cfg.seed,
-            ratios: Ratios::from(cfg),
+            method: method.to_string(),
+            column,
+            seed,
+            ratios,
             dataset,
             counts,
             unsatisfied: assignment.unsatisfied.clone(),
             train,
             validation,
             test,
+        }
+    }
+
+    /// The name of a part as reports show it: `test`, or `test (column "split")` when the parts
+    /// were read from a column, so that no one takes an official split for a drawn one.
+    pub fn part_label(&self, part: Part) -> String {
+        match &self.column {
+            Some(column) => format!("{} (column {column:?})", part.name()),
+            None => part.name().to_string(),
         }
     }
 

@@ -33,10 +33,13 @@
 //! - [`groups`]: steps 1 and 2, groups of identical texts (the leakage guard) and their shuffle;
 //! - [`assign`]: the whole assignment in order, steps 3 and 4, and the per-example result;
 //! - [`repair`]: steps 5 and 6;
-//! - [`file`]: the `split.json` record, its reading, verification against a dataset and selection.
+//! - [`file`]: the `split.json` record, its reading, verification against a dataset and selection;
+//! - [`given`]: the other way, a split read from a column of the dataset (`[data.split] column`),
+//!   which replaces all of the above.
 
 mod assign;
 mod file;
+mod given;
 mod groups;
 mod part;
 mod repair;
@@ -45,28 +48,58 @@ use config::SplitConfig;
 
 pub use assign::{assign, Assignment, Unsatisfied};
 pub use file::{PartCount, Split, SplitSource};
+pub(crate) use given::parts_by_row;
+pub use given::GivenSplit;
 pub use part::{Part, Ratios};
 
 use crate::{DataError, Dataset};
 
 /// Name of the method recorded in split files.
 pub const SPLIT_METHOD: &str = "iterative-stratification-rarest-code-v1";
+/// Name of the method recorded in split files whose parts were read from a column.
+pub const SPLIT_METHOD_COLUMN: &str = "column";
 /// Version of the split file layout.
 pub const SPLIT_FORMAT_VERSION: u32 = 1;
 /// A code with at least this many examples is guaranteed in train and test.
 pub const MIN_EXAMPLES_TRAIN_AND_TEST: usize = 3;
 
-/// Splits a loaded dataset with the ratios and seed of `cfg`.
+/// Splits a loaded dataset: by its split column when `cfg.column` names one (the dataset must
+/// have been loaded with the same `[data.split]`, which reads the column), else drawn with the
+/// ratios and seed of `cfg`.
 pub fn split(dataset: &Dataset, cfg: &SplitConfig) -> Result<Split, DataError> {
-    let assignment = assign(&dataset.examples, cfg)?;
-    Ok(Split::from_assignment(
+    let source = SplitSource {
+        path: dataset.source.path.display().to_string(),
+        sha256: dataset.source.sha256.clone(),
+        examples: dataset.examples.len() as u64,
+    };
+    let Some(column) = cfg.column.as_deref().map(str::trim) else {
+        let assignment = assign(&dataset.examples, cfg)?;
+        return Ok(Split::from_assignment(
+            &dataset.examples,
+            &assignment,
+            cfg,
+            source,
+        ));
+    };
+    let given = dataset
+        .given_split
+        .as_ref()
+        .filter(|g| g.column == column && g.parts.len() == dataset.examples.len())
+        .ok_or_else(|| DataError::GivenSplitNotLoaded {
+            path: dataset.source.path.clone(),
+            column: column.to_string(),
+        })?;
+    if cfg.sets_ratios_or_seed() {
+        tracing::warn!(
+            column,
+            "[data.split] ratios and seed are ignored: the split is read from the column"
+        );
+    }
+    let assignment = given::assignment(&dataset.examples, given, &dataset.source.path)?;
+    Ok(Split::from_column(
         &dataset.examples,
         &assignment,
-        cfg,
-        SplitSource {
-            path: dataset.source.path.display().to_string(),
-            sha256: dataset.source.sha256.clone(),
-            examples: dataset.examples.len() as u64,
-        },
+        column,
+        source,
     ))
 }

@@ -3,8 +3,10 @@
 
 mod fixtures;
 mod fuzz;
+mod given_split;
 mod load;
 mod malformed;
+mod marked_dialogues;
 mod parquet;
 mod redaction;
 mod split;

@@ -9,6 +9,16 @@ fn jsonl_cfg() -> DataConfig {
     columns("text", "codes", None)
 }
 
+/// Each file (name, bytes) fails to load with a message that contains the expected text.
+fn assert_load_errors(cases: &[(&str, &[u8], &str)]) {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, bytes, expected) in cases {
+        let spec = write(dir.path(), name, bytes);
+        let err = load(&spec, &jsonl_cfg()).unwrap_err().to_string();
+        assert!(err.contains(expected), "{name}: {err}");
+    }
+}
+
 #[test]
 fn truncated_gzip_names_file_and_row() {
     let dir = tempfile::tempdir().unwrap();
@@ -35,25 +45,18 @@ fn truncated_gzip_names_file_and_row() {
 
 #[test]
 fn bad_utf8_names_file_and_row() {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = write(
-        dir.path(),
-        "bad.jsonl",
-        b"{\"text\": \"ok\", \"codes\": \"I10\"}\n{\"text\": \"caf\xe9\", \"codes\": \"I10\"}\n",
-    );
-    let err = load(&spec, &jsonl_cfg()).unwrap_err().to_string();
-    assert!(err.contains("bad.jsonl: row 2: not valid UTF-8"), "{err}");
-
-    let spec = write(
-        dir.path(),
-        "bad.csv",
-        b"text,codes\nfine,I10\nalso fine,I10\ncaf\xe9,I10\n",
-    );
-    let err = load(&spec, &jsonl_cfg()).unwrap_err().to_string();
-    assert!(
-        err.contains("bad.csv: row 3 (line 4): not valid UTF-8"),
-        "{err}"
-    );
+    assert_load_errors(&[
+        (
+            "bad.jsonl",
+            b"{\"text\": \"ok\", \"codes\": \"I10\"}\n{\"text\": \"caf\xe9\", \"codes\": \"I10\"}\n",
+            "bad.jsonl: row 2: not valid UTF-8",
+        ),
+        (
+            "bad.csv",
+            b"text,codes\nfine,I10\nalso fine,I10\ncaf\xe9,I10\n",
+            "bad.csv: row 3 (line 4): not valid UTF-8",
+        ),
+    ]);
 }
 
 #[test]
@@ -70,71 +73,46 @@ fn missing_column_lists_the_columns_present() {
         "{err}"
     );
 
-    let spec = write(
-        dir.path(),
+    assert_load_errors(&[(
         "m.jsonl",
         b"{\"text\": \"a\", \"codes\": \"I10\"}\n{\"txt\": \"b\", \"codes\": \"I10\"}\n",
-    );
-    let err = load(&spec, &jsonl_cfg()).unwrap_err().to_string();
-    assert!(
-        err.contains(
-            "m.jsonl: row 2: no column \"text\" for the text; columns present: \"codes\", \"txt\""
-        ),
-        "{err}"
-    );
+        "m.jsonl: row 2: no column \"text\" for the text; columns present: \"codes\", \"txt\"",
+    )]);
 }
 
 #[test]
 fn ragged_csv_names_row_and_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = write(
-        dir.path(),
+    assert_load_errors(&[(
         "r.csv",
         b"text,codes\n\"two\nlines\",I10\nshort\n",
-    );
-    let err = load(&spec, &jsonl_cfg()).unwrap_err().to_string();
-    assert!(
-        err.contains("r.csv: row 2 (line 4): ragged row: 1 fields where the header has 2"),
-        "{err}"
-    );
+        "r.csv: row 2 (line 4): ragged row: 1 fields where the header has 2",
+    )]);
 }
 
 #[test]
 fn bad_json_lines_and_wrong_types_name_the_row() {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = write(
-        dir.path(),
-        "j.jsonl",
-        b"{\"text\": \"a\", \"codes\": \"I10\"}\n\n{\"text\": \"b\", \"codes\": \n",
-    );
-    let err = load(&spec, &jsonl_cfg()).unwrap_err().to_string();
-    assert!(err.contains("j.jsonl: row 3: invalid JSON"), "{err}");
-
-    let spec = write(
-        dir.path(),
-        "t.jsonl",
-        b"{\"text\": 5, \"codes\": \"I10\"}\n",
-    );
-    let err = load(&spec, &jsonl_cfg()).unwrap_err().to_string();
-    assert!(
-        err.contains("t.jsonl: row 1: field \"text\": text must be a string, found a number"),
-        "{err}"
-    );
-
-    let spec = write(
-        dir.path(),
-        "c.jsonl",
-        b"{\"text\": \"x\", \"codes\": [\"I10\", 3]}\n",
-    );
-    let err = load(&spec, &jsonl_cfg()).unwrap_err().to_string();
-    assert!(err.contains("list item 2 must be a code string"), "{err}");
-
-    let spec = write(dir.path(), "a.jsonl", b"[1, 2]\n");
-    let err = load(&spec, &jsonl_cfg()).unwrap_err().to_string();
-    assert!(
-        err.contains("a.jsonl: row 1: invalid JSON: expected a JSON object"),
-        "{err}"
-    );
+    assert_load_errors(&[
+        (
+            "j.jsonl",
+            b"{\"text\": \"a\", \"codes\": \"I10\"}\n\n{\"text\": \"b\", \"codes\": \n",
+            "j.jsonl: row 3: invalid JSON",
+        ),
+        (
+            "t.jsonl",
+            b"{\"text\": 5, \"codes\": \"I10\"}\n",
+            "t.jsonl: row 1: field \"text\": text must be a string, found a number",
+        ),
+        (
+            "c.jsonl",
+            b"{\"text\": \"x\", \"codes\": [\"I10\", 3]}\n",
+            "list item 2 must be a code string",
+        ),
+        (
+            "a.jsonl",
+            b"[1, 2]\n",
+            "a.jsonl: row 1: invalid JSON: expected a JSON object",
+        ),
+    ]);
 }
 
 #[test]
@@ -149,10 +127,11 @@ fn missing_files_and_unknown_formats_are_named() {
 
 #[test]
 fn garbage_parquet_is_an_error_not_a_panic() {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = write(dir.path(), "g.parquet", b"PAR1 this is not parquet");
-    let err = load(&spec, &jsonl_cfg()).unwrap_err().to_string();
-    assert!(err.contains("g.parquet: parquet:"), "{err}");
+    assert_load_errors(&[(
+        "g.parquet",
+        b"PAR1 this is not parquet",
+        "g.parquet: parquet:",
+    )]);
 }
 
 #[test]

@@ -7,24 +7,9 @@ use config::{DataConfig, Policy, PolicyConfig};
 use data::DataError;
 
 use crate::fixtures::{columns, load, write};
-
-const MARKER: &str = "ZQXMARKER7731";
-
-fn dialogue(i: usize) -> String {
-    format!("Doctor: what brings you in today? Patient {MARKER} number {i}: a sore throat for three days, no fever.")
-}
-
-/// A MedSynth-shaped CSV body (no header) with `n` rows.
-fn rows(n: usize) -> String {
-    (0..n)
-        .map(|i| {
-            format!(
-                "\"id{i}\",\"{}\",J06.9,\"Acute upper respiratory infection\"\n",
-                dialogue(i)
-            )
-        })
-        .collect()
-}
+use crate::marked_dialogues::{
+    dialogue, dialogue_as_json_key, headerless_rows, swapped_columns, MARKER,
+};
 
 /// Everything a user could see of a load: the error or the report, in every form.
 fn seen(result: Result<data::Dataset, DataError>) -> String {
@@ -89,7 +74,7 @@ fn every_policy(policy: Policy) -> DataConfig {
 #[test]
 fn headerless_csv_names_no_dialogue_and_says_the_header_is_missing() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = write(dir.path(), "noheader.csv", rows(3).as_bytes());
+    let spec = write(dir.path(), "noheader.csv", headerless_rows(3).as_bytes());
     let shown = seen(load(&format!("medsynth:{spec}"), &DataConfig::default()));
     assert_no_marker("a headerless CSV", &shown);
     assert!(shown.contains("characters, not shown"), "{shown}");
@@ -101,11 +86,7 @@ fn headerless_csv_names_no_dialogue_and_says_the_header_is_missing() {
 #[test]
 fn swapped_text_and_code_columns_report_rows_not_dialogues() {
     let dir = tempfile::tempdir().unwrap();
-    let mut body = String::from("ID,Dialogue,ICD10\n");
-    for i in 0..4 {
-        body.push_str(&format!("id{i},J06.9,\"{}\"\n", dialogue(i)));
-    }
-    let spec = write(dir.path(), "swapped.csv", body.as_bytes());
+    let spec = write(dir.path(), "swapped.csv", swapped_columns(4).as_bytes());
     for policy in [Policy::Error, Policy::Drop, Policy::Flag] {
         let mut cfg = every_policy(policy);
         cfg.preset = Some("medsynth".into());
@@ -195,8 +176,7 @@ fn an_id_column_holding_text_is_refused_without_echo() {
 #[test]
 fn json_keys_holding_text_are_not_listed() {
     let dir = tempfile::tempdir().unwrap();
-    let body = format!("{{\"{}\": \"x\", \"codes\": \"I10\"}}\n", dialogue(0));
-    let spec = write(dir.path(), "keys.jsonl", body.as_bytes());
+    let spec = write(dir.path(), "keys.jsonl", dialogue_as_json_key().as_bytes());
     let err = load(&spec, &columns("text", "codes", None))
         .unwrap_err()
         .to_string();

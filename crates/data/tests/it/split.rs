@@ -229,6 +229,7 @@ fn zero_validation_ratio_leaves_validation_empty_and_bad_ratios_fail() {
         validation: 0.0,
         test: 0.2,
         seed: 3,
+        column: None,
     };
     let a = assign(&examples(&spec), &c).unwrap();
     assert!(a.parts.iter().all(|p| *p != Part::Validation));

@@ -1,4 +1,5 @@
 mod context;
 mod engine;
+mod prefix;
 mod resolve;
 pub mod tiny;

@@ -287,11 +287,15 @@ fn report_summary(r: &ValidationReport, limit: usize) -> String {
 
 fn split_summary(s: &Split) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "\nsplit      {} seed {}, target {:.2}/{:.2}/{:.2}",
-        s.method, s.seed, s.ratios.train, s.ratios.validation, s.ratios.test
-    );
+    let how = match (&s.column, s.seed, &s.ratios) {
+        (Some(column), _, _) => format!("from column {column:?}, as given"),
+        (None, Some(seed), Some(r)) => format!(
+            "{} seed {seed}, target {:.2}/{:.2}/{:.2}",
+            s.method, r.train, r.validation, r.test
+        ),
+        _ => s.method.clone(),
+    };
+    let _ = writeln!(out, "\nsplit      {how}");
     let _ = writeln!(out, "part        examples  share  distinct codes");
     for part in Part::ALL {
         if let Some(c) = s.counts.get(&part) {

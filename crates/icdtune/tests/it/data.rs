@@ -216,3 +216,46 @@ fn medsynth_spec_reads_the_hub_cache_or_hints_at_fetch() {
     );
     assert!(stdout.contains("examples 10"), "{stdout}");
 }
+
+#[test]
+fn split_column_flag_takes_the_parts_as_given_and_says_so() {
+    let t = TestCommand::new();
+    t.write(
+        "notes.csv",
+        "id,text,codes,part\na,fever,R50.9,train\nb,cough,R05.1,dev\nc,throat,J02.9,test\n",
+    );
+    let out = t.ok(&[
+        "data",
+        "split",
+        "--dataset",
+        "notes.csv",
+        "--split-column",
+        "part",
+        "--out",
+        "o",
+    ]);
+    assert!(
+        out.contains("split      from column \"part\", as given"),
+        "{out}"
+    );
+    let split = read_json(t.path("o/split.json"));
+    assert_eq!(split["method"], "column");
+    assert_eq!(split["column"], "part");
+    assert_eq!(split["validation"], serde_json::json!(["b"]));
+    t.write(
+        "bad.csv",
+        "id,text,codes,part\na,fever,R50.9,train\nb,cough,R05.1,holdout\n",
+    );
+    let err = t.fails(&[
+        "data",
+        "split",
+        "--dataset",
+        "bad.csv",
+        "--split-column",
+        "part",
+    ]);
+    assert!(
+        err.contains("bad.csv: row 2: field \"part\": unknown split \"holdout\""),
+        "{err}"
+    );
+}

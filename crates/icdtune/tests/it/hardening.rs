@@ -14,11 +14,9 @@ use crate::fixtures::{contains_marker, MARKER};
 #[allow(dead_code, clippy::duplicate_mod, clippy::manual_is_multiple_of)]
 mod tiny;
 
-fn dialogue(i: usize) -> String {
-    format!(
-        "Doctor: what brings you in today? Patient {MARKER} number {i}: a sore throat for three days, no fever."
-    )
-}
+#[path = "../../../data/tests/it/marked_dialogues.rs"]
+mod marked_dialogues;
+use marked_dialogues::{dialogue, dialogue_as_json_key, headerless_rows, swapped_columns};
 
 /// Runs `icdtune -vv ARGS`, whatever its exit status, and collects leaks of the marker.
 fn run_collecting(t: &TestCommand, args: &[&str], leaks: &mut Vec<String>) -> Output {
@@ -37,32 +35,15 @@ fn run_collecting(t: &TestCommand, args: &[&str], leaks: &mut Vec<String>) -> Ou
 #[test]
 fn patient_text_stays_out_of_outputs_for_malformed_datasets() {
     let t = TestCommand::new();
-    let rows = |n: usize| -> String {
-        (0..n)
-            .map(|i| {
-                format!(
-                    "\"id{i}\",\"{}\",J06.9,\"Acute upper respiratory infection\"\n",
-                    dialogue(i)
-                )
-            })
-            .collect()
-    };
-    t.write("in/headerless.csv", rows(4));
-    let mut swapped = String::from("ID,Dialogue,ICD10\n");
-    for i in 0..4 {
-        swapped.push_str(&format!("id{i},J06.9,\"{}\"\n", dialogue(i)));
-    }
-    t.write("in/swapped.csv", swapped);
+    t.write("in/headerless.csv", headerless_rows(4));
+    t.write("in/swapped.csv", swapped_columns(4));
     let long_code = format!("J06{}{MARKER}", "9".repeat(10_000));
     let mut codes = String::from("text,codes\n");
     codes.push_str(&format!("\"{}\",\"{long_code}\"\n", dialogue(0)));
     codes.push_str(&format!("\"{}\",\"J06 {MARKER} x y\"\n", dialogue(1)));
     codes.push_str(&format!("\"{}\",I10\n", dialogue(2)));
     t.write("in/codes.csv", codes);
-    t.write(
-        "in/keys.jsonl",
-        format!("{{\"{}\": \"x\", \"codes\": \"I10\"}}\n", dialogue(0)),
-    );
+    t.write("in/keys.jsonl", dialogue_as_json_key());
     let mut leaks = Vec::new();
     let specs = [
         "medsynth:in/headerless.csv",

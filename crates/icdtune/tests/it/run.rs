@@ -550,3 +550,170 @@ fn quantize_of_a_zero_shot_model_is_applied_at_load() {
     let message = failure["error"].as_str().unwrap();
     assert!(message.contains("block size"), "{message}");
 }
+
+/// A `method = "classifier"` entry: trained by `run` (no untrained arm), scored through the same
+/// metrics and report, its adapter saved as PEFT `SEQ_CLS` with `labels.json`, and reloaded by
+/// `--adapter` in `eval` and `predict`.
+#[test]
+fn a_classifier_arm_trains_is_scored_and_reloads_through_adapter() {
+    let extra = "[[models.slm]]\nname = \"tiny-cls\"\nmodel = \"slm\"\nmethod = \"classifier\"\npooling = \"mean\"\n";
+    let t = setup(4, extra);
+    t.ok(&experiment_args("training", &[]));
+    let run = only_run(&t);
+    assert!(!run.join("tiny-cls-untrained").exists());
+    let adapter = run.join("tiny-cls/adapter");
+    let cfg = read_json(adapter.join("adapter_config.json"));
+    assert_eq!(cfg["task_type"], "SEQ_CLS");
+    assert_eq!(cfg["modules_to_save"], serde_json::json!(["score"]));
+    let labels = read_json(adapter.join("labels.json"));
+    assert_eq!(labels["pooling"], "mean");
+    assert!(!labels["labels"].as_array().unwrap().is_empty());
+    let info = read_json(run.join("tiny-cls/model.json"));
+    assert!(
+        info.to_string().contains("\"decoding\":\"classifier\""),
+        "{info}"
+    );
+    let results = read_json(run.join("results.json"));
+    assert!(model_names(&results).contains(&"tiny-cls".to_string()));
+    let metrics = read_json(run.join("tiny-cls/metrics.json"));
+    assert_eq!(metrics["n"], 3);
+
+    let adapter = adapter.to_str().unwrap();
+    let out = t.ok(&[
+        "eval",
+        "--model",
+        "slm",
+        "--adapter",
+        adapter,
+        "--dataset",
+        "medsynth:data.csv",
+        "--config",
+        "cfg.toml",
+        "--out",
+        "ev",
+    ]);
+    assert!(
+        out.contains("micro-F1") || out.contains("micro_f1"),
+        "{out}"
+    );
+    let predicted = t.run_with_stdin(
+        &[
+            "predict",
+            "--model",
+            "slm",
+            "--adapter",
+            adapter,
+            "--config",
+            "cfg.toml",
+            "--top-k",
+            "2",
+        ],
+        b"Doctor: what brings you in? Patient: a sore throat.",
+        &[],
+    );
+    assert!(
+        predicted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&predicted.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&predicted.stdout).unwrap();
+    let suggestions = json["suggestions"].as_array().unwrap();
+    assert_eq!(suggestions.len(), 2);
+    assert!(suggestions[0]["probability"].as_f64().unwrap() > 0.0);
+
+    // The generator and the classifier share weights and split: `--skip-training` must hand each
+    // entry an adapter of its own kind, not the newest of either.
+    t.ok(&experiment_args(
+        "training",
+        &["--skip-training", "--limit", "2"],
+    ));
+    let reused = runs(&t).pop().unwrap();
+    assert_ne!(reused, run);
+    for (name, task) in [("tiny-slm", "CAUSAL_LM"), ("tiny-cls", "SEQ_CLS")] {
+        let source = read_json(reused.join(name).join("adapter_source.json"));
+        assert_eq!(source["model"], name);
+        let cfg = read_json(reused.join(name).join("adapter/adapter_config.json"));
+        assert_eq!(cfg["task_type"], task, "{name}");
+    }
+}
+
+/// A second entry that differs from the first only by `candidates` trains nothing: it takes the
+/// first entry's adapter (copied, and named in `adapter_source.json` and `model.json`), a re-run
+/// skips both, a deleted copy is taken again, and `--skip-training` still trains nothing.
+#[test]
+fn an_entry_differing_only_in_candidates_reuses_the_earlier_adapter() {
+    let extra = "[[models.slm]]\nname = \"tiny-narrow\"\nmodel = \"slm\"\ncandidates = { retriever = \"tfidf\", k = 2 }\n";
+    let t = setup(2, extra);
+    // Without an adapter to reuse, both entries fail, each saying why.
+    let err = t.fails(&experiment_args("training", &["--skip-training"]));
+    assert!(err.contains("2 of 4 models failed"), "{err}");
+    let failure = read_json(only_run(&t).join("tiny-narrow/failure.json"));
+    let message = failure["error"].as_str().unwrap();
+    assert!(
+        message.contains("reuses the adapter of tiny-slm"),
+        "{message}"
+    );
+    std::fs::remove_dir_all(t.path("outputs")).unwrap();
+
+    let args = experiment_args("training", &[]);
+    let out = t.ok(&args);
+    let run = only_run(&t);
+    assert_eq!(out.matches("training finished").count(), 1, "{out}");
+    assert!(
+        out.contains("tiny-narrow: same model and training as tiny-slm; reusing its adapter"),
+        "{out}"
+    );
+    assert_eq!(
+        train_steps(&run.join("tiny-slm/train_log.jsonl")),
+        vec![1, 2]
+    );
+    assert!(
+        !run.join("tiny-narrow/train_log.jsonl").exists(),
+        "trained twice"
+    );
+    let source = read_json(run.join("tiny-narrow/adapter_source.json"));
+    assert_eq!(source["model"], "tiny-slm");
+    let info = read_json(run.join("tiny-narrow/model.json"));
+    assert_eq!(info["details"]["adapter_trained_by"], "tiny-slm");
+    assert_eq!(info["details"]["decoding"], "retrieval-narrowed-beam");
+    let manifest = read_json(run.join("manifest.json"));
+    let adapter_sha = |name: &str| model_entry(&manifest, name)["adapter_sha256"].clone();
+    assert!(adapter_sha("tiny-slm").is_string());
+    assert_eq!(adapter_sha("tiny-narrow"), adapter_sha("tiny-slm"));
+    let results = read_json(run.join("results.json"));
+    assert_eq!(
+        model_names(&results),
+        [
+            "tiny-narrow",
+            "tiny-narrow-untrained",
+            "tiny-slm",
+            "tiny-slm-untrained"
+        ]
+    );
+
+    let again = t.ok(&args);
+    assert_eq!(again.matches("skipped").count(), 4, "{again}");
+    std::fs::remove_dir_all(run.join("tiny-narrow/adapter")).unwrap();
+    let third = t.ok(&args);
+    assert_eq!(third.matches("skipped").count(), 3, "{third}");
+    assert!(third.contains("reusing its adapter"), "{third}");
+    assert!(!third.contains("training finished"), "{third}");
+    assert!(run
+        .join("tiny-narrow/adapter/adapter_config.json")
+        .is_file());
+
+    t.ok(&experiment_args(
+        "training",
+        &["--skip-training", "--limit", "2"],
+    ));
+    let reused = runs(&t).pop().unwrap();
+    assert_ne!(reused, run);
+    let source = read_json(reused.join("tiny-narrow/adapter_source.json"));
+    assert_eq!(source["model"], "tiny-slm");
+    for name in ["tiny-slm", "tiny-narrow"] {
+        assert!(
+            !reused.join(name).join("train_log.jsonl").exists(),
+            "{name}"
+        );
+    }
+}

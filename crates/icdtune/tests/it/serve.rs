@@ -172,3 +172,80 @@ fn serve_over_the_engine_meets_the_acceptance_list() {
     assert_eq!(health.status, 200, "{}", health.raw);
     server.stop();
 }
+
+/// `serve --backend openai` through the binary: the flags become a model entry that the config's
+/// rules check before anything starts, and a served model answers behind icdtune's server.
+#[test]
+fn serve_backend_openai_checks_its_flags_and_fronts_the_server() {
+    let t = TestCommand::new();
+    let err = t.fails(&["serve", "--backend", "openai", "--model", "m"]);
+    assert!(err.contains("--base-url"), "{err}");
+    let err = t.fails(&[
+        "serve",
+        "--backend",
+        "openai",
+        "--model",
+        "m",
+        "--base-url",
+        "http://10.0.0.5:8000/v1",
+    ]);
+    assert!(
+        err.contains("not loopback") && err.contains("hint:"),
+        "{err}"
+    );
+    let err = t.fails(&[
+        "serve",
+        "--model",
+        "m.gguf",
+        "--base-url",
+        "http://127.0.0.1:8000/v1",
+    ]);
+    assert!(err.contains("apply to --backend openai"), "{err}");
+    let err = t.fails(&[
+        "serve",
+        "--backend",
+        "openai",
+        "--model",
+        "m",
+        "--base-url",
+        "http://127.0.0.1:9/v1",
+        "--adapter",
+        "adapter",
+    ]);
+    assert!(err.contains("--adapter"), "{err}");
+
+    let fake = remote::fake::FakeServer::start(|_, _| remote::fake::Reply::answer("J06.9"));
+    let base_url = fake.base_url();
+    let server = Server::start(
+        &t,
+        &[],
+        &[
+            "--backend",
+            "openai",
+            "--base-url",
+            &base_url,
+            "--model",
+            "smollm2",
+            "--constrain",
+            "grammar",
+        ],
+    );
+    let ok = server.request(
+        "POST",
+        "/v1/suggest",
+        &[],
+        r#"{"text": "cough and a runny nose"}"#,
+    );
+    assert_eq!(ok.status, 200, "{}", ok.raw);
+    let body = ok.json();
+    assert_eq!(body["suggestions"][0]["code"], "J06.9", "{body}");
+    assert!(body["suggestions"][0]["probability"].is_null(), "{body}");
+    let health = server.request("GET", "/healthz", &[], "").json();
+    assert_eq!(health["max_running"], 4, "the default max_concurrency");
+    let (_, log) = server.stop();
+    assert!(!String::from_utf8_lossy(&log).contains("runny nose"));
+    let seen = fake.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].body["model"], "smollm2");
+    assert!(seen[0].body["grammar"].is_string());
+}

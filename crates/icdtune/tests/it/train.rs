@@ -91,6 +91,74 @@ fn train_writes_a_peft_adapter_log_and_checkpoints_and_resumes() {
     assert_eq!(steps, vec![1, 2, 3, 4], "{log}");
 }
 
+/// `--method classifier`: the adapter is PEFT `SEQ_CLS` with the `score` head in its weights and
+/// the label set in `labels.json`; flags that would be ignored are refused, and `audit` refuses the
+/// classifier adapter naming what it does audit.
+#[test]
+fn train_method_classifier_writes_a_seq_cls_adapter_with_labels() {
+    let t = TestCommand::new();
+    tiny::write_tiny_model(&t.path("tiny"), 3);
+    let data = write_dataset(&t);
+    let cfg = t.write("cfg.toml", CONFIG).display().to_string();
+    let args = |extra: &[&str]| {
+        let mut a = train_args(&data, &cfg, "cls", "2", false);
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let refused = |extra: &[&str]| {
+        let a = args(extra);
+        t.fails(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let err = refused(&["--pooling", "mean"]);
+    assert!(
+        err.contains("--pooling applies to --method classifier"),
+        "{err}"
+    );
+    let err = refused(&["--method", "classifier", "--merged"]);
+    assert!(err.contains("--merged"), "{err}");
+    let err = refused(&["--method", "regress"]);
+    assert!(
+        err.contains("generate") && err.contains("classifier"),
+        "{err}"
+    );
+    assert!(!t.path("cls").exists(), "a refused command wrote output");
+
+    let a = args(&["--method", "classifier", "--pooling", "mean"]);
+    t.ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let adapter = t.path("cls/adapter");
+    let cfg_json = crate::fixtures::read_json(adapter.join("adapter_config.json"));
+    assert_eq!(cfg_json["task_type"], "SEQ_CLS");
+    assert_eq!(cfg_json["modules_to_save"], serde_json::json!(["score"]));
+    let weights = std::fs::read(adapter.join("adapter_model.safetensors")).unwrap();
+    let key = b"base_model.model.score.weight";
+    assert!(
+        weights.windows(key.len()).any(|w| w == key),
+        "no score head in the adapter weights"
+    );
+    let labels = crate::fixtures::read_json(adapter.join("labels.json"));
+    assert_eq!(labels["pooling"], "mean");
+    assert_eq!(labels["problem_type"], "single_label_classification");
+    assert_eq!(labels["labels"].as_array().unwrap().len(), 3, "{labels}");
+    let log = std::fs::read_to_string(t.path("cls/train_log.jsonl")).unwrap();
+    assert_eq!(log.lines().filter(|l| l.contains("train_loss")).count(), 2);
+
+    // Membership inference scores answer tokens, which a classifier never learned from.
+    let err = t.fails(&[
+        "audit",
+        "--model",
+        "tiny",
+        "--adapter",
+        adapter.to_str().unwrap(),
+        "--dataset",
+        &data,
+        "--config",
+        &cfg,
+    ]);
+    assert!(err.contains("classifier adapter"), "{err}");
+    assert!(err.contains("hint:"), "{err}");
+    assert!(!t.path("cls/privacy.json").exists());
+}
+
 /// Steps at which the killed run is stopped: after the first checkpoint that reaches this step.
 /// Seeded (`ICDTUNE_TEST_SEED`, default 5) so a failure can be replayed.
 fn kill_after_checkpoint_step() -> u64 {

@@ -10,26 +10,26 @@ use proptest::prelude::*;
 use crate::fake::{Guide, HashModel, TinyTokenizer};
 use crate::trie::{codes, spec};
 
-const POOL: &[&str] = &[
+pub const POOL: &[&str] = &[
     "J06.9", "J06.0", "J02.9", "J02.0", "J45.909", "I10", "I11.0", "I11.9", "E11.9", "E11.65",
     "E78.5", "K21.9", "M54.5", "R05.1", "R51.9", "S72.001A", "Z00.00", "A09", "B34.9", "N39.0",
 ];
 
-fn tokenizer() -> TinyTokenizer {
+pub fn tokenizer() -> TinyTokenizer {
     TinyTokenizer::new(&["J0", "06", ".9", "11", "E1", "I1", "00", ".0", "54"])
 }
 
-fn trie_of(list: &[&str]) -> CodeTrie {
+pub fn trie_of(list: &[&str]) -> CodeTrie {
     CodeTrie::build(codes(list), &tokenizer(), &spec()).unwrap()
 }
 
-fn prompt(tok: &TinyTokenizer, text: &str) -> Vec<u32> {
+pub fn prompt(tok: &TinyTokenizer, text: &str) -> Vec<u32> {
     tok.encode(&format!("<bos><user>{text}<eot>\n<asst>\n"))
         .unwrap()
 }
 
 /// Every code of the trie with its oracle score, best first (ties by code).
-fn brute_force(model: &mut HashModel, trie: &CodeTrie, prompt: &[u32]) -> Vec<(Code, f64)> {
+pub fn brute_force(model: &mut HashModel, trie: &CodeTrie, prompt: &[u32]) -> Vec<(Code, f64)> {
     let mut all: Vec<(Code, f64)> = trie
         .paths()
         .into_iter()
@@ -45,7 +45,7 @@ fn brute_force(model: &mut HashModel, trie: &CodeTrie, prompt: &[u32]) -> Vec<(C
 }
 
 /// Most nodes at any one depth: a beam this wide never prunes, so the search is exhaustive.
-fn widest_level(trie: &CodeTrie) -> usize {
+pub fn widest_level(trie: &CodeTrie) -> usize {
     let mut level = vec![CodeTrie::ROOT];
     let mut widest = 1;
     while !level.is_empty() {
@@ -124,6 +124,52 @@ fn constrained_greedy_follows_the_best_allowed_token_at_each_step() {
     }
     assert_eq!(out[0].hypotheses.len(), 1);
     assert_eq!(out[0].hypotheses[0].tokens, path);
+}
+
+/// Constrained decoding never answers a code twice ("Each code once" in `prompt::extract`): a
+/// path is one code's whole answer, and a code reachable by two paths (two spellings) is ranked
+/// once, by its better path.
+#[test]
+fn constrained_decoding_never_yields_a_code_twice() {
+    let code = |s: &str| Code::parse(s).unwrap();
+    let eot = crate::fake::EOT;
+    let trie = CodeTrie::from_paths([
+        (code("J06.9"), vec![10, 11, eot]),
+        (code("J06.9"), vec![12, eot]),
+        (code("I10"), vec![13, eot]),
+        (code("E11.9"), vec![14, 15, eot]),
+    ])
+    .unwrap();
+    let prompt = vec![4, 5, 6];
+    for seed in 0..20 {
+        let mut model = HashModel::new(20, seed);
+        // k as large as the number of paths: without the ranking's de-duplication J06.9 would
+        // come back twice.
+        let out = beam_search(
+            &mut model,
+            &trie,
+            std::slice::from_ref(&prompt),
+            &BeamOptions::top_k(4),
+        )
+        .unwrap();
+        let hyps = &out[0].hypotheses;
+        let mut listed: Vec<&Code> = hyps.iter().map(|h| &h.code).collect();
+        listed.sort();
+        listed.dedup();
+        assert_eq!(listed.len(), hyps.len(), "seed {seed}: {hyps:?}");
+        assert_eq!(hyps.len(), 3, "seed {seed}");
+        let best_j069 = [vec![10, 11, eot], vec![12, eot]]
+            .iter()
+            .map(|path| -> f64 {
+                score_sequence(&mut model, &prompt, path)
+                    .unwrap()
+                    .iter()
+                    .sum()
+            })
+            .fold(f64::NEG_INFINITY, f64::max);
+        let j069 = hyps.iter().find(|h| h.code == code("J06.9")).unwrap();
+        assert!((j069.logprob - best_j069).abs() < 1e-9, "seed {seed}");
+    }
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! A tiny tokenizer and a deterministic fake model for the search tests.
+//! A tiny tokenizer and deterministic fake models for the search tests.
 
 use std::collections::HashMap;
 
@@ -237,6 +237,51 @@ impl StepModel for HashModel {
             logits = Logits::from_rows(vocab, rows)?;
         }
         Ok(logits)
+    }
+}
+
+/// A model that writes a fixed answer: after a prompt of `prompt_len` ids, the next token of
+/// `script` is certain (logit 30 against 0), and end-of-turn once the script is spent. It stands
+/// for a finetuned model stuck in a loop, whatever the search around it does.
+#[derive(Debug, Clone)]
+pub struct Scripted {
+    pub vocab: usize,
+    pub prompt_len: usize,
+    pub script: Vec<u32>,
+}
+
+impl Scripted {
+    fn row(&self, history: &[u32]) -> Vec<f32> {
+        let at = history.len().saturating_sub(self.prompt_len);
+        let next = self.script.get(at).copied().unwrap_or(EOT);
+        let mut row = vec![0.0; self.vocab];
+        row[next as usize] = 30.0;
+        row
+    }
+}
+
+impl StepModel for Scripted {
+    type Cache = Vec<Vec<u32>>;
+
+    fn vocab_size(&self) -> usize {
+        self.vocab
+    }
+
+    fn prefill(&mut self, prompts: &[Vec<u32>]) -> Result<(Self::Cache, Logits)> {
+        let rows = prompts.iter().map(|p| self.row(p)).collect();
+        Ok((prompts.to_vec(), Logits::from_rows(self.vocab, rows)?))
+    }
+
+    fn select(&mut self, cache: Self::Cache, rows: &[usize]) -> Result<Self::Cache> {
+        Ok(rows.iter().map(|&r| cache[r].clone()).collect())
+    }
+
+    fn step(&mut self, cache: &mut Self::Cache, tokens: &[u32]) -> Result<Logits> {
+        for (row, &t) in cache.iter_mut().zip(tokens) {
+            row.push(t);
+        }
+        let rows = cache.iter().map(|h| self.row(h)).collect();
+        Logits::from_rows(self.vocab, rows)
     }
 }
 

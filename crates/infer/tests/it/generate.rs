@@ -5,7 +5,7 @@ use infer::{
     StopReason, TextCodec,
 };
 
-use crate::fake::{HashModel, TinyTokenizer, EOT};
+use crate::fake::{HashModel, Scripted, TinyTokenizer, EOT};
 
 fn setup() -> (TinyTokenizer, Vec<Vec<u32>>) {
     let tok = TinyTokenizer::new(&["J0", "06", ".9"]);
@@ -191,4 +191,76 @@ fn generative_evaluation_parses_codes_from_the_raw_text() {
     assert_eq!(preds[0].generated_tokens, answer.len() as u64 + 1);
     assert_eq!(preds[0].prompt_tokens, prompt.len() as u64);
     assert_eq!(preds[0].set_size, None);
+}
+
+/// A prompt of the tiny tokenizer and a model that answers `answer` after it.
+fn scripted(tok: &TinyTokenizer, answer: &str) -> (Vec<u32>, Scripted) {
+    let prompt = tok.encode("<bos><user>x<eot>\n<asst>\n").unwrap();
+    let model = Scripted {
+        vocab: tok.vocab_size(),
+        prompt_len: prompt.len(),
+        script: tok.encode(answer).unwrap(),
+    };
+    (prompt, model)
+}
+
+#[test]
+fn a_model_that_repeats_a_code_ends_its_answer_at_the_repeat() {
+    let tok = TinyTokenizer::new(&["R5", "0.", "I1"]);
+    let looping = "R50.9, I10, R50.9, R50.9, R50.9, R50.9, R50.9, R50.9, R50.9, R50.9";
+    let (prompt, mut model) = scripted(&tok, looping);
+    for decoding in [Decoding::Greedy, sampled(3)] {
+        let out = generate(
+            &mut model,
+            &tok,
+            std::slice::from_ref(&prompt),
+            &opts(decoding, 200),
+        )
+        .unwrap();
+        let g = &out[0];
+        assert_eq!(g.stop, StopReason::RepeatedCode);
+        assert_eq!(g.text, "R50.9, I10");
+        // It stopped at the separator after the repeat, not at the budget.
+        assert_eq!(tok.decode(&g.tokens).unwrap(), "R50.9, I10, R50.9,");
+    }
+    let items = vec![EvalItem {
+        id: "d1".into(),
+        gold: vec!["R509".into()],
+        prompt_ids: prompt,
+    }];
+    let preds =
+        evaluate_generative(&mut model, &tok, &items, &opts(Decoding::Greedy, 200), 1).unwrap();
+    let codes: Vec<&str> = preds[0]
+        .candidates
+        .iter()
+        .map(|c| c.code.as_str())
+        .collect();
+    assert_eq!(codes, ["R509", "I10"]);
+    assert_eq!(preds[0].raw_text.as_deref(), Some("R50.9, I10"));
+    assert_eq!(
+        preds[0].generated_tokens,
+        tok.encode("R50.9, I10, R50.9,").unwrap().len() as u64
+    );
+}
+
+#[test]
+fn a_repeat_at_the_very_end_or_in_free_text_is_dropped_by_extraction_not_cut() {
+    let tok = TinyTokenizer::new(&[]);
+    for answer in ["I10, J06.9, I10", "I10 is likely; I10 fits the fever"] {
+        let (prompt, mut model) = scripted(&tok, answer);
+        let items = vec![EvalItem {
+            id: "d1".into(),
+            gold: vec!["I10".into()],
+            prompt_ids: prompt,
+        }];
+        let preds =
+            evaluate_generative(&mut model, &tok, &items, &opts(Decoding::Greedy, 200), 1).unwrap();
+        assert_eq!(preds[0].raw_text.as_deref(), Some(answer));
+        let codes: Vec<&str> = preds[0]
+            .candidates
+            .iter()
+            .map(|c| c.code.as_str())
+            .collect();
+        assert_eq!(codes.iter().filter(|c| **c == "I10").count(), 1, "{answer}");
+    }
 }

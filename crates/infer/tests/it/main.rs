@@ -4,5 +4,6 @@
 mod beam;
 mod fake;
 mod generate;
+mod narrow;
 mod smollm2;
 mod trie;

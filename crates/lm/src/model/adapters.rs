@@ -7,6 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use candle_core::{Tensor, Var};
 
 use super::Model;
+use crate::classifier::SCORE_KEY;
 use crate::error::{LmError, Result};
 use crate::linear::{BaseWeight, Linear, LoraPair};
 use crate::lora::{self, LoraSpec, LORA_TARGETS};
@@ -54,7 +55,8 @@ impl Model {
     }
 
     /// Every trainable variable with its PEFT tensor name (`...q_proj.lora_A.weight`), layer by
-    /// layer. These are the only `Var`s in the model; hand exactly these to the optimiser.
+    /// layer, then the classification head when one is attached ([`SCORE_KEY`]). These are the
+    /// only `Var`s in the model; hand exactly these to the optimiser.
     pub fn lora_vars(&self) -> Vec<(String, Var)> {
         let mut out = Vec::new();
         for (i, layer) in self.layers.iter().enumerate() {
@@ -65,6 +67,9 @@ impl Model {
                     out.push((format!("{m}.lora_B.weight"), l.b.clone()));
                 }
             }
+        }
+        if let Some(head) = &self.score {
+            out.push((SCORE_KEY.to_string(), head.weight.clone()));
         }
         out
     }
@@ -88,9 +93,13 @@ impl Model {
             .as_ref()
             .ok_or_else(|| LmError::Lora("no adapters attached".into()))?;
         let targets = spec.validate()?;
-        Ok(lora::peft_keys(self.config.num_layers, &targets)
+        let mut keys: BTreeSet<String> = lora::peft_keys(self.config.num_layers, &targets)
             .into_iter()
-            .collect())
+            .collect();
+        if self.score.is_some() {
+            keys.insert(SCORE_KEY.to_string());
+        }
+        Ok(keys)
     }
 
     /// Every frozen base tensor (embedding, norms, projections, biases, LM head), for checks

@@ -36,6 +36,14 @@ impl Model {
         self.logits(&hidden, &real, positions, true)
     }
 
+    /// Final-norm hidden states `[B, T, H]` of unpadded sequences by the inference forward, with
+    /// a cache of their own (for heads that read hidden states, not logits).
+    pub fn hidden_inference(&self, input_ids: &Tensor) -> Result<Tensor> {
+        let real = self.real_tokens(input_ids, None)?;
+        let mut cache = self.new_cache();
+        self.run_cached(input_ids, &real, &mut cache)
+    }
+
     /// The inference layers, keys and values appended to `cache` in place. The cache's length
     /// and masks advance only after every layer succeeded ([`KvCache::commit`]), so an error
     /// leaves it as it was (slots past its length may have been written; they are never read).

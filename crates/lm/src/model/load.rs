@@ -94,6 +94,7 @@ impl Model {
             dtype: dt,
             device: dev.clone(),
             lora: None,
+            score: None,
         })
     }
 }

@@ -1,9 +1,11 @@
 //! PEFT adapter directories: layout, names, config keys, round trip.
 
 use candle_core::Device;
-use lm::{adapter, LogitPositions, LoraSpec, Model};
+use lm::{adapter, LoraSpec, Model};
 
-use crate::common::{all_targets, ids, load, max_diff, randomise_lora, tiny_model_dir};
+use crate::common::{
+    all_targets, ids, load, max_diff, randomise_lora, reference_logits, tiny_model_dir,
+};
 
 #[test]
 fn save_load_round_trip_and_layout() {
@@ -18,9 +20,7 @@ fn save_load_round_trip_and_layout() {
     model.add_lora(&spec, 9).unwrap();
     randomise_lora(&model, 10);
     let x = ids(&[&[1, 2, 3, 4, 5, 6]]);
-    let want = model
-        .forward_reference(&x, None, &LogitPositions::All, false)
-        .unwrap();
+    let want = reference_logits(&model, &x);
 
     let out = tempfile::tempdir().unwrap();
     let adir = out.path().join("adapter");
@@ -97,9 +97,7 @@ fn save_load_round_trip_and_layout() {
     assert_eq!(loaded.spec, spec);
     let mut fresh = load(dir.path());
     adapter::apply(&mut fresh, &loaded).unwrap();
-    let got = fresh
-        .forward_reference(&x, None, &LogitPositions::All, false)
-        .unwrap();
+    let got = reference_logits(&fresh, &x);
     assert_eq!(max_diff(&got, &want), 0.0);
 }
 

@@ -4,10 +4,13 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
-use lm::{LoadOptions, Model};
-use rand::{Rng, SeedableRng};
+use lm::{LoadOptions, LogitPositions, Model};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
+
+pub use crate::random_model::write_model_dir;
+use crate::random_model::{randn, random_weights_spread};
 
 /// A config of the given family with tiny dimensions.
 pub fn tiny_config(kind: &str) -> Value {
@@ -66,82 +69,14 @@ pub fn tiny_config(kind: &str) -> Value {
     v
 }
 
-fn randn(rng: &mut ChaCha8Rng, shape: &[usize], std: f32, mean: f32) -> Tensor {
-    let n: usize = shape.iter().product();
-    // Sum of uniforms: close enough to normal for test weights, and fully seeded.
-    let data: Vec<f32> = (0..n)
-        .map(|_| {
-            let s: f32 = (0..4).map(|_| rng.random_range(-1.0f32..1.0)).sum();
-            mean + std * s * 0.866
-        })
-        .collect();
-    Tensor::from_vec(data, shape, &Device::Cpu).expect("tensor")
-}
-
 /// Random weights under Hugging Face names for `cfg`.
 pub fn random_weights(cfg: &Value, seed: u64) -> HashMap<String, Tensor> {
     random_weights_scaled(cfg, seed, 0.15)
 }
 
-/// Random weights whose projections have standard deviation `proj_std`.
+/// Random weights whose projections (and untied `lm_head`) have standard deviation `proj_std`.
 pub fn random_weights_scaled(cfg: &Value, seed: u64, proj_std: f32) -> HashMap<String, Tensor> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let g = |k: &str| cfg[k].as_u64().expect(k) as usize;
-    let h = g("hidden_size");
-    let heads = g("num_attention_heads");
-    let kvh = g("num_key_value_heads");
-    let hd = cfg
-        .get("head_dim")
-        .and_then(|v| v.as_u64())
-        .map_or(h / heads, |v| v as usize);
-    let inter = g("intermediate_size");
-    let vocab = g("vocab_size");
-    let bias = cfg["model_type"] == "qwen2";
-    let mut w = HashMap::new();
-    w.insert(
-        "model.embed_tokens.weight".into(),
-        randn(&mut rng, &[vocab, h], 0.5, 0.0),
-    );
-    for l in 0..g("num_hidden_layers") {
-        let p = format!("model.layers.{l}");
-        let mut put = |name: &str, shape: &[usize], std: f32, mean: f32| {
-            w.insert(format!("{p}.{name}"), randn(&mut rng, shape, std, mean));
-        };
-        put("input_layernorm.weight", &[h], 0.1, 1.0);
-        put("post_attention_layernorm.weight", &[h], 0.1, 1.0);
-        let s = proj_std;
-        put("self_attn.q_proj.weight", &[heads * hd, h], s, 0.0);
-        put("self_attn.k_proj.weight", &[kvh * hd, h], s, 0.0);
-        put("self_attn.v_proj.weight", &[kvh * hd, h], s, 0.0);
-        put("self_attn.o_proj.weight", &[h, heads * hd], s, 0.0);
-        put("mlp.gate_proj.weight", &[inter, h], s, 0.0);
-        put("mlp.up_proj.weight", &[inter, h], s, 0.0);
-        put("mlp.down_proj.weight", &[h, inter], s, 0.0);
-        if bias {
-            put("self_attn.q_proj.bias", &[heads * hd], 0.1, 0.0);
-            put("self_attn.k_proj.bias", &[kvh * hd], 0.1, 0.0);
-            put("self_attn.v_proj.bias", &[kvh * hd], 0.1, 0.0);
-        }
-    }
-    w.insert("model.norm.weight".into(), randn(&mut rng, &[h], 0.1, 1.0));
-    if !cfg["tie_word_embeddings"].as_bool().unwrap_or(false) {
-        w.insert(
-            "lm_head.weight".into(),
-            randn(&mut rng, &[vocab, h], proj_std, 0.0),
-        );
-    }
-    w
-}
-
-/// Writes `config.json` + `model.safetensors` into `dir`.
-pub fn write_model_dir(dir: &Path, cfg: &Value, weights: &HashMap<String, Tensor>) {
-    std::fs::create_dir_all(dir).expect("mkdir");
-    std::fs::write(
-        dir.join("config.json"),
-        serde_json::to_string_pretty(cfg).expect("json"),
-    )
-    .expect("write config");
-    candle_core::safetensors::save(weights, dir.join("model.safetensors")).expect("save");
+    random_weights_spread(cfg, seed, proj_std, proj_std)
 }
 
 /// A temp folder holding a tiny random model of `kind`.
@@ -160,6 +95,21 @@ pub fn ids(rows: &[&[u32]]) -> Tensor {
     let t = rows[0].len();
     let flat: Vec<u32> = rows.iter().flat_map(|r| r.iter().copied()).collect();
     Tensor::from_vec(flat, (rows.len(), t), &Device::Cpu).expect("ids")
+}
+
+/// Logits at every position from the reference forward (the training oracle), LoRA dropout off.
+pub fn reference_logits(model: &Model, x: &Tensor) -> Tensor {
+    model
+        .forward_reference(x, None, &LogitPositions::All, false)
+        .expect("reference forward")
+}
+
+/// Logits at every position from the inference forward on a fresh cache.
+pub fn cached_logits(model: &Model, x: &Tensor) -> Tensor {
+    let mut cache = model.new_cache();
+    model
+        .forward(x, None, &mut cache, &LogitPositions::All)
+        .expect("cached forward")
 }
 
 /// Max absolute difference of two tensors of equal shape.

@@ -8,12 +8,13 @@ use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{DType, Device, IndexOp, Tensor};
 use lm::export::gguf::{self, GgufQuant, GgufVocab, TokenType, TokenizerKeys};
 use lm::export::hf;
-use lm::rope::Rope;
-use lm::{LoadOptions, LogitPositions, LoraSpec, Model, ModelConfig, RopeScaling, WeightStore};
+use lm::rope::{rope_freq_factors, Rope};
+use lm::weights::gguf_name;
+use lm::{LoadOptions, LoraSpec, Model, ModelConfig, RopeScaling, WeightStore};
 
 use crate::common::{
     all_targets, ids, load, max_abs, max_diff, random_weights, random_weights_scaled,
-    randomise_lora, tiny_config, tiny_model_dir, write_model_dir,
+    randomise_lora, reference_logits, tiny_config, tiny_model_dir, write_model_dir,
 };
 
 const KINDS: [&str; 4] = ["llama", "llama3", "qwen2", "mistral"];
@@ -40,9 +41,7 @@ fn spec() -> LoraSpec {
 }
 
 fn logits(model: &Model) -> Tensor {
-    model
-        .forward_reference(&ids(&[&PROMPT]), None, &LogitPositions::All, false)
-        .unwrap()
+    reference_logits(model, &ids(&[&PROMPT]))
 }
 
 /// A tiny model of `kind` with a random adapter merged in, and the base model's logits.
@@ -95,32 +94,6 @@ fn write_gguf(model: &Model, path: &Path, quant: GgufQuant) -> gguf::GgufExport 
 
 fn read_content(path: &Path) -> gguf_file::Content {
     gguf_file::Content::read(&mut std::fs::File::open(path).unwrap()).unwrap()
-}
-
-/// llama.cpp's tensor name for a Hugging Face name of the decoder.
-fn llama_cpp_name(hf: &str) -> String {
-    match hf {
-        "model.embed_tokens.weight" => return "token_embd.weight".into(),
-        "model.norm.weight" => return "output_norm.weight".into(),
-        "lm_head.weight" => return "output.weight".into(),
-        _ => {}
-    }
-    let rest = hf.strip_prefix("model.layers.").expect("a layer tensor");
-    let (layer, tail) = rest.split_once('.').unwrap();
-    let (module, kind) = tail.rsplit_once('.').unwrap();
-    let short = match module {
-        "input_layernorm" => "attn_norm",
-        "post_attention_layernorm" => "ffn_norm",
-        "self_attn.q_proj" => "attn_q",
-        "self_attn.k_proj" => "attn_k",
-        "self_attn.v_proj" => "attn_v",
-        "self_attn.o_proj" => "attn_output",
-        "mlp.gate_proj" => "ffn_gate",
-        "mlp.up_proj" => "ffn_up",
-        "mlp.down_proj" => "ffn_down",
-        other => panic!("unexpected module {other}"),
-    };
-    format!("blk.{layer}.{short}.{kind}")
 }
 
 /// The merged model's base tensors a checkpoint stores (the LM head only when not tied).
@@ -190,7 +163,7 @@ fn hf_export_holds_the_merged_weights_bit_for_bit() {
 fn through_file_types(model: &Model, content: &gguf_file::Content, cfg: &ModelConfig) -> Model {
     let mut tensors = HashMap::new();
     for (name, t) in stored_tensors(model) {
-        let info = &content.tensor_infos[&llama_cpp_name(&name)];
+        let info = &content.tensor_infos[&gguf_name(&name).unwrap()];
         let q = QTensor::quantize(&t, info.ggml_dtype).unwrap();
         tensors.insert(name, q.dequantize(&Device::Cpu).unwrap());
     }
@@ -334,7 +307,7 @@ fn gguf_keys_tensor_names_and_types_are_llama_cpp_s() {
     // Tied: no output.weight; Llama 3 scaling: rope_freqs.weight.
     let mut want: BTreeSet<String> = stored_tensors(&model)
         .keys()
-        .map(|n| llama_cpp_name(n))
+        .map(|n| gguf_name(n).unwrap())
         .collect();
     want.insert("rope_freqs.weight".into());
     let names: BTreeSet<String> = c.tensor_infos.keys().cloned().collect();
@@ -390,16 +363,21 @@ fn qk_permutation_interleaves_halves_and_the_loader_undoes_it() {
     assert_eq!(max_diff(&back, &w), 0.0);
 }
 
-/// The frequency factors written for Llama 3 scaling give the frequencies of the scaling
-/// itself, so a reloaded file rotates as the original model does.
+/// The frequency factors written for Llama 3 scaling follow the ramp of Hugging Face's
+/// `_compute_llama3_parameters` (head_dim 16, theta 1e4, factor 8, low / high 1 / 4, original
+/// context 32: pair 0 is unscaled, pair 1 on the ramp, the rest divided by 8), and a reloaded
+/// file rotates as the original model does.
 #[test]
 fn rope_freq_factors_reproduce_llama3_scaling() {
     let (dir, _) = tiny_model_dir("llama3", 90);
     let cfg = load(dir.path()).config().clone();
     assert!(matches!(cfg.rope_scaling, Some(RopeScaling::Llama3 { .. })));
-    let factors = gguf::rope_freq_factors(&cfg).unwrap();
-    assert_eq!(factors.len(), cfg.head_dim / 2);
-    assert!(factors.contains(&1.0) && factors.contains(&8.0));
+    let factors = rope_freq_factors(&cfg).unwrap();
+    let want = [1.0, 3.299_539, 8.0, 8.0, 8.0, 8.0, 8.0, 8.0];
+    assert_eq!(factors.len(), want.len());
+    for (i, (got, want)) in factors.iter().zip(want).enumerate() {
+        assert!((got - want).abs() < 1e-4, "pair {i}: {got} vs {want}");
+    }
     let mut from_file = cfg.clone();
     from_file.rope_scaling = Some(RopeScaling::FreqFactors(factors));
     let positions = vec![(0..120).collect::<Vec<u32>>()];

@@ -7,7 +7,10 @@ use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{Device, IndexOp, Tensor};
 use lm::{LogitPositions, Model, ModelConfig, RopeScaling};
 
-use crate::common::{ids, load, max_diff, random_weights, tiny_config, write_model_dir};
+use crate::common::{
+    cached_logits, ids, load, max_diff, random_weights, reference_logits, tiny_config,
+    write_model_dir,
+};
 
 #[test]
 fn config_fields_and_unknown_architecture() {
@@ -45,48 +48,40 @@ fn config_fields_and_unknown_architecture() {
 fn strict_loader_names_missing_unexpected_and_misshapen_tensors() {
     let cfg = tiny_config("llama");
     let weights = random_weights(&cfg, 41);
-
-    let mut missing = weights.clone();
-    missing.remove("model.layers.1.mlp.up_proj.weight");
-    let d = tempfile::tempdir().unwrap();
-    write_model_dir(d.path(), &cfg, &missing);
-    let err = Model::load(d.path(), &Default::default())
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("missing tensor model.layers.1.mlp.up_proj.weight"),
-        "{err}"
-    );
-
-    let mut extra = weights.clone();
-    extra.insert(
-        "model.layers.0.self_attn.q_proj.bias".into(),
-        Tensor::zeros(64, candle_core::DType::F32, &Device::Cpu).unwrap(),
-    );
-    let d = tempfile::tempdir().unwrap();
-    write_model_dir(d.path(), &cfg, &extra);
-    let err = Model::load(d.path(), &Default::default())
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("model.layers.0.self_attn.q_proj.bias"),
-        "{err}"
-    );
-
-    let mut shaped = weights.clone();
-    shaped.insert(
-        "model.norm.weight".into(),
-        Tensor::ones(63, candle_core::DType::F32, &Device::Cpu).unwrap(),
-    );
-    let d = tempfile::tempdir().unwrap();
-    write_model_dir(d.path(), &cfg, &shaped);
-    let err = Model::load(d.path(), &Default::default())
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("model.norm.weight") && err.contains("[63]"),
-        "{err}"
-    );
+    let f32s = |n: usize, value: f64| {
+        (Tensor::ones(n, candle_core::DType::F32, &Device::Cpu).unwrap() * value).unwrap()
+    };
+    // (tensor, replacement or `None` to drop it, what the error must name)
+    let cases: [(&str, Option<Tensor>, &[&str]); 3] = [
+        (
+            "model.layers.1.mlp.up_proj.weight",
+            None,
+            &["missing tensor model.layers.1.mlp.up_proj.weight"],
+        ),
+        (
+            "model.layers.0.self_attn.q_proj.bias",
+            Some(f32s(64, 0.0)),
+            &["model.layers.0.self_attn.q_proj.bias"],
+        ),
+        (
+            "model.norm.weight",
+            Some(f32s(63, 1.0)),
+            &["model.norm.weight", "[63]"],
+        ),
+    ];
+    for (name, replacement, named) in cases {
+        let mut w = weights.clone();
+        match replacement {
+            None => w.remove(name),
+            Some(t) => w.insert(name.to_string(), t),
+        };
+        let d = tempfile::tempdir().unwrap();
+        write_model_dir(d.path(), &cfg, &w);
+        let err = Model::load(d.path(), &Default::default())
+            .unwrap_err()
+            .to_string();
+        assert!(named.iter().all(|n| err.contains(n)), "{name}: {err}");
+    }
 
     let d = tempfile::tempdir().unwrap();
     let err = Model::load(d.path(), &Default::default())
@@ -231,12 +226,8 @@ fn gguf_unpermutes_qk_and_matches_quantized_llama() {
     assert!(!gg.config().tie_word_embeddings);
     let prompt = [1u32, 17, 42, 5, 88, 23];
     let x = ids(&[&prompt]);
-    let a = hf
-        .forward_reference(&x, None, &LogitPositions::All, false)
-        .unwrap();
-    let b = gg
-        .forward_reference(&x, None, &LogitPositions::All, false)
-        .unwrap();
+    let a = reference_logits(&hf, &x);
+    let b = reference_logits(&gg, &x);
     assert!(max_diff(&a, &b) < 1e-5, "hf vs gguf: {}", max_diff(&a, &b));
 
     let mut file = std::fs::File::open(&gguf).unwrap();
@@ -276,13 +267,8 @@ fn bf16_close_to_f32() {
         },
     )
     .unwrap();
-    let want = f32m
-        .forward_reference(&x, None, &LogitPositions::All, false)
-        .unwrap();
-    let mut cache = bf.new_cache();
-    let got = bf
-        .forward(&x, None, &mut cache, &LogitPositions::All)
-        .unwrap();
+    let want = reference_logits(&f32m, &x);
+    let got = cached_logits(&bf, &x);
     let rel = max_diff(&got, &want) / crate::common::max_abs(&want);
     assert!(rel < 0.05, "bf16 relative error {rel}");
 }

@@ -6,7 +6,10 @@ use std::collections::BTreeSet;
 use candle_core::{DType, Device, Tensor, D};
 use lm::{LogitPositions, LoraSpec};
 
-use crate::common::{all_targets, ids, load, max_abs, max_diff, randomise_lora, tiny_model_dir};
+use crate::common::{
+    all_targets, cached_logits, ids, load, max_abs, max_diff, randomise_lora, reference_logits,
+    tiny_model_dir,
+};
 
 fn spec(targets: Vec<String>) -> LoraSpec {
     LoraSpec {
@@ -22,9 +25,7 @@ fn fresh_lora_equals_base_and_names_are_peft() {
     let (dir, _) = tiny_model_dir("llama", 21);
     let mut model = load(dir.path());
     let x = ids(&[&[3, 4, 5, 6, 7, 8]]);
-    let base = model
-        .forward_reference(&x, None, &LogitPositions::All, false)
-        .unwrap();
+    let base = reference_logits(&model, &x);
     model.add_lora(&spec(all_targets()), 1).unwrap();
     let vars = model.lora_vars();
     assert_eq!(vars.len(), 2 * 7 * 2);
@@ -43,14 +44,9 @@ fn fresh_lora_equals_base_and_names_are_peft() {
             assert_eq!(m, 0.0, "{name} is not zero");
         }
     }
-    let adapted = model
-        .forward_reference(&x, None, &LogitPositions::All, false)
-        .unwrap();
+    let adapted = reference_logits(&model, &x);
     assert_eq!(max_diff(&base, &adapted), 0.0);
-    let mut cache = model.new_cache();
-    let fused = model
-        .forward(&x, None, &mut cache, &LogitPositions::All)
-        .unwrap();
+    let fused = cached_logits(&model, &x);
     assert!(max_diff(&base, &fused) < 1e-4);
 }
 
@@ -85,34 +81,23 @@ fn merged_equals_unmerged_and_unmerge_restores_base() {
         let (dir, _) = tiny_model_dir(kind, 23);
         let mut model = load(dir.path());
         let x = ids(&[&[9, 8, 7, 6, 5, 4, 3]]);
-        let base = model
-            .forward_reference(&x, None, &LogitPositions::All, false)
-            .unwrap();
+        let base = reference_logits(&model, &x);
         model.add_lora(&spec(all_targets()), 2).unwrap();
         randomise_lora(&model, 3);
-        let unmerged = model
-            .forward_reference(&x, None, &LogitPositions::All, false)
-            .unwrap();
+        let unmerged = reference_logits(&model, &x);
         assert!(
             max_diff(&base, &unmerged) > 1e-2,
             "{kind}: adapter has no effect"
         );
         model.merge_lora().unwrap();
         assert!(model.merge_lora().is_err(), "double merge must fail");
-        let merged = model
-            .forward_reference(&x, None, &LogitPositions::All, false)
-            .unwrap();
+        let merged = reference_logits(&model, &x);
         let d = max_diff(&merged, &unmerged);
         assert!(d < 1e-4, "{kind}: merged vs unmerged differ by {d}");
-        let mut cache = model.new_cache();
-        let fused = model
-            .forward(&x, None, &mut cache, &LogitPositions::All)
-            .unwrap();
+        let fused = cached_logits(&model, &x);
         assert!(max_diff(&fused, &unmerged) < 1e-4);
         model.unmerge_lora().unwrap();
-        let again = model
-            .forward_reference(&x, None, &LogitPositions::All, false)
-            .unwrap();
+        let again = reference_logits(&model, &x);
         assert!(max_diff(&again, &unmerged) < 1e-4);
     }
 }

@@ -9,6 +9,7 @@ mod loading;
 mod lora;
 mod parity;
 mod quant;
+mod random_model;
 mod smollm2;
 
 #[global_allocator]

@@ -6,7 +6,7 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::{llama, mistral, qwen2};
 use lm::{LogitPositions, Model};
 
-use crate::common::{ids, load, max_diff, tiny_model_dir};
+use crate::common::{ids, load, max_diff, reference_logits, tiny_model_dir};
 
 const TOL: f32 = 1e-4;
 const PROMPT: [u32; 7] = [1, 17, 42, 5, 88, 23, 60];
@@ -257,9 +257,7 @@ fn selected_positions_match_all_positions() {
     let (dir, _) = tiny_model_dir("llama", 3);
     let model = load(dir.path());
     let batch = ids(&[&[1, 2, 3, 4, 5], &[6, 7, 8, 9, 10]]);
-    let all = model
-        .forward_reference(&batch, None, &LogitPositions::All, false)
-        .unwrap();
+    let all = reference_logits(&model, &batch);
     let sel = Tensor::new(&[[4u32, 1], [0, 3]], &Device::Cpu).unwrap();
     let got = model
         .forward_reference(&batch, None, &LogitPositions::Select(sel), false)

@@ -3,9 +3,12 @@
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
-use lm::{LoadOptions, LogitPositions, Model, Quantization};
+use lm::{LoadOptions, Model, Quantization};
 
-use crate::common::{ids, max_abs, max_diff, random_weights_scaled, tiny_config, write_model_dir};
+use crate::common::{
+    cached_logits, ids, max_abs, max_diff, random_weights_scaled, reference_logits, tiny_config,
+    write_model_dir,
+};
 
 /// Max abs logit error relative to the largest dense logit, quantised inference forward
 /// against the dense reference forward.
@@ -20,13 +23,8 @@ pub fn relative_error(dir: &Path, q: Quantization) -> f32 {
         },
     )
     .unwrap();
-    let want = dense
-        .forward_reference(&x, None, &LogitPositions::All, false)
-        .unwrap();
-    let mut cache = quant.new_cache();
-    let got = quant
-        .forward(&x, None, &mut cache, &LogitPositions::All)
-        .unwrap();
+    let want = reference_logits(&dense, &x);
+    let got = cached_logits(&quant, &x);
     max_diff(&got, &want) / max_abs(&want)
 }
 

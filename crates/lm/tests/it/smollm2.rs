@@ -5,7 +5,7 @@ use candle_core::{Device, IndexOp};
 use candle_transformers::models::quantized_llama::ModelWeights;
 use lm::{LogitPositions, Model};
 
-use crate::common::{ids, max_abs, max_diff};
+use crate::common::{cached_logits, ids, max_abs, max_diff, reference_logits};
 
 /// The GGUF with every tensor dequantised to F32, in memory, so quantized_llama computes with
 /// plain f32 matmuls on exactly the weights we dequantise (candle dequantises F32 tensors in
@@ -61,13 +61,8 @@ fn smollm2_gguf_matches_quantized_llama() {
         1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 3365, 28, 2, 198,
     ];
     let x = ids(&[&prompt]);
-    let reference = ours
-        .forward_reference(&x, None, &LogitPositions::All, false)
-        .unwrap();
-    let mut cache = ours.new_cache();
-    let fused = ours
-        .forward(&x, None, &mut cache, &LogitPositions::All)
-        .unwrap();
+    let reference = reference_logits(&ours, &x);
+    let fused = cached_logits(&ours, &x);
     for t in [1, 5, prompt.len()] {
         let want = oracle
             .forward(&ids(&[&prompt[..t]]), 0)

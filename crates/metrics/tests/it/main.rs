@@ -6,4 +6,5 @@ mod compare;
 mod intervals;
 mod predictions_file;
 mod reference;
+mod retrieval;
 mod scorers;

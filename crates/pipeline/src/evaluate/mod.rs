@@ -95,6 +95,7 @@ pub fn evaluate_into(
         &mcfg,
     )?;
     m.set_run_measurements(Some(wall), metrics::peak_rss_bytes());
+    m.retrieval = built.predictor.retrieval();
     data::write_json_atomic(&folder.join("metrics.json"), &m)?;
     let info = ModelInfo {
         name: built.name.clone(),

@@ -13,7 +13,7 @@ use types::Example;
 use super::{evaluate_into, EvalSetup, Scored};
 use crate::console::Console;
 use crate::examples::{load_dataset, part, split_of};
-use crate::predictor::{build_baseline, is_baseline, load_lm, Built};
+use crate::predictor::{build_baseline, is_baseline, load_lm, load_narrowed, Built};
 use crate::reporting::{excerpts, rebuild_report};
 use crate::settings::Settings;
 
@@ -74,6 +74,24 @@ pub fn eval(
     }
     let built = if baseline {
         build_baseline(&request.model, &train, config.eval.seed)?
+    } else if let Some(c) = config.eval.candidates {
+        // `[eval] candidates`: narrowed by a retriever fitted on this command's training part.
+        let name = format!(
+            "{}-{}{}",
+            lm_folder_name(request, true),
+            c.retriever.as_str(),
+            c.k
+        );
+        let entry = config::ModelConfig::local(name.clone(), request.model.clone());
+        load_narrowed(
+            &entry,
+            request.adapter.as_deref(),
+            config,
+            &table,
+            name,
+            None,
+            &train,
+        )?
     } else {
         load_lm(
             &request.model,
@@ -160,6 +178,11 @@ fn examples(
     table: &CodeTable,
 ) -> anyhow::Result<Examples> {
     let config = &settings.config;
+    if let (Some(_), Some(column)) = (&request.train_dataset, &config.data.split.column) {
+        bail!(
+            "--train-dataset evaluates on all of --dataset, so no split is read; drop the split column {column:?} ([data.split] column or --split-column)"
+        );
+    }
     let dataset = load_dataset(&config.data.dataset, config, table)?;
     if let Some(train_spec) = &request.train_dataset {
         if request.split.as_deref().is_some_and(|s| s != "all") || request.split_file.is_some() {
@@ -185,7 +208,7 @@ fn examples(
     Ok(Examples {
         train,
         eval,
-        split: eval_part.name().to_string(),
+        split: split.part_label(eval_part),
     })
 }
 

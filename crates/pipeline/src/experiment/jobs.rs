@@ -14,20 +14,21 @@ use track::{Manifest, ModelDir, RunDir, RunStatus};
 
 use super::plan::{Arm, Job};
 use super::record;
+use super::shared::{self, SharedAdapter};
 use super::tracking::Mlflow;
 use super::Splits;
 use crate::console::Console;
 use crate::evaluate::{evaluate_into, EvalSetup};
 use crate::finetune::{prepare, train_adapter, with_canaries, TrainJob};
-use crate::predictor::{build_baseline, load_lm, quantization};
+use crate::predictor::{build_baseline, load_lm, load_narrowed, load_zero_shot, quantization};
 use crate::settings::largest_k;
 
-const STAGE_TRAIN: &str = "train";
-const STAGE_EVAL: &str = "eval";
+pub(super) const STAGE_TRAIN: &str = "train";
+pub(super) const STAGE_EVAL: &str = "eval";
 /// Files the evaluation stage writes into a model folder.
 const EVAL_OUTPUTS: [&str; 3] = ["predictions.jsonl", "metrics.json", "model.json"];
-/// Where a reused adapter came from (`--skip-training`).
-const ADAPTER_SOURCE: &str = "adapter_source.json";
+/// Where a reused adapter came from (`--skip-training`, or an entry that trains the same one).
+pub(super) const ADAPTER_SOURCE: &str = "adapter_source.json";
 
 /// What every job shares.
 pub struct JobContext<'a> {
@@ -74,7 +75,8 @@ pub fn run_job(
         .map(|s| model.stage_done(s))
         .collect::<track::Result<Vec<bool>>>()?
         .into_iter()
-        .all(|done| done);
+        .all(|done| done)
+        && shared::is_current(ctx, job, &model)?;
     if finished && (mlflow.has_child(&job.folder) || !tracking_on(ctx.config)) {
         ctx.console.say(&format!(
             "{}: finished in an earlier attempt; skipped",
@@ -82,8 +84,12 @@ pub fn run_job(
         ));
         return Ok(JobOutcome::Done);
     }
+    let reuse = match &job.adapter_from {
+        Some(source) => format!(", adapter of {source}"),
+        None => String::new(),
+    };
     ctx.console.say(&format!(
-        "{} ({}): {}",
+        "{} ({}{reuse}): {}",
         job.folder,
         job.arm.as_str(),
         job.model.model
@@ -151,6 +157,8 @@ fn execute(
 ) -> anyhow::Result<Option<(ModelMetrics, bool)>> {
     let weights = match job.arm {
         Arm::Baseline => None,
+        // A served model's weights are on its server.
+        Arm::ZeroShot if !job.model.backend.is_local() => None,
         _ => {
             let path = engine::resolve_model(&job.model.model)?;
             Some(track::model_weights_sha256(&path)?)
@@ -176,15 +184,19 @@ fn execute(
     Ok(Some((metrics, adapter.is_some())))
 }
 
-/// The job's adapter in `<model>/adapter`: already trained, copied from an earlier run
-/// (`--skip-training`), or trained now (continuing from checkpoints a killed attempt left).
-/// `None` when Ctrl-C interrupted the training.
+/// The job's adapter in `<model>/adapter`: already trained, taken from the earlier job that trains
+/// the same one ([`Job::adapter_from`]), copied from an earlier run (`--skip-training`), or trained
+/// now (continuing from checkpoints a killed attempt left). `None` when Ctrl-C interrupted the
+/// training.
 fn ensure_adapter(
     ctx: &JobContext,
     job: &Job,
     model: &ModelDir,
     weights_sha256: &str,
 ) -> anyhow::Result<Option<PathBuf>> {
+    if let Some(source) = &job.adapter_from {
+        return shared::take_adapter(ctx, job, model, source).map(Some);
+    }
     let adapter = model.adapter_path();
     if model.stage_done(STAGE_TRAIN)? {
         return Ok(Some(adapter));
@@ -218,6 +230,8 @@ fn ensure_adapter(
             resume,
             write_merged: false,
             stop: ctx.stop.clone(),
+            classifier: (job.model.method == config::Method::Classifier)
+                .then(|| job.model.pooling.unwrap_or_default()),
         };
         let outcome = train_adapter(&train_job, &prepared, ctx.config, ctx.console)?;
         if outcome.interrupted {
@@ -261,12 +275,14 @@ fn reuse_adapter(
     model: &ModelDir,
     weights_sha256: &str,
 ) -> anyhow::Result<()> {
+    let accept = |dir: &Path| adapter_fits(job, dir);
     let Some(found) =
-        track::RunDir::find_adapter(ctx.output_dir, weights_sha256, &ctx.splits.record)?
+        track::RunDir::find_adapter(ctx.output_dir, weights_sha256, &ctx.splits.record, &accept)?
     else {
         bail!(
-            "--skip-training: no adapter of {} trained on this split under {}\nhint: run without --skip-training to train one",
+            "--skip-training: no adapter of {} (method = {:?}) trained on this split under {}\nhint: run without --skip-training to train one",
             job.model.model,
+            job.model.method.as_str(),
             ctx.output_dir.display()
         );
     };
@@ -302,8 +318,23 @@ fn reuse_adapter(
     Ok(())
 }
 
+/// Whether the adapter folder `dir` is of the kind `job` trains: a generator for `generate`, a
+/// classifier with the same pooling for `classifier` (they share weights and split, so only this
+/// tells them apart).
+fn adapter_fits(job: &Job, dir: &Path) -> bool {
+    match job.model.method {
+        config::Method::Generate => !lm::adapter::is_classifier(dir),
+        config::Method::Classifier => {
+            let wanted = job.model.pooling.unwrap_or_default();
+            lm::adapter::is_classifier(dir)
+                && lm::adapter::read_labels(dir)
+                    .is_ok_and(|meta| crate::classify::same_pooling(meta.pooling, wanted))
+        }
+    }
+}
+
 /// Copies a folder of regular files (and sub-folders) file by file.
-fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+pub(super) fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
     for entry in std::fs::read_dir(from).with_context(|| format!("listing {}", from.display()))? {
         let entry = entry?;
@@ -329,20 +360,28 @@ fn evaluate(
     if model.stage_done(STAGE_EVAL)? {
         return Ok(track::read_json(&model.join("metrics.json")?)?);
     }
-    let built = match job.arm {
+    let mut built = match job.arm {
         Arm::Baseline => {
             let mut b = build_baseline(&job.model.model, &ctx.splits.train, ctx.config.eval.seed)?;
             b.name = job.folder.clone();
             b
         }
-        Arm::ZeroShot => load_lm(
-            &job.model.model,
-            None,
-            ctx.config,
-            ctx.table,
-            job.folder.clone(),
-            quantization(job.model.quantize),
-        )?,
+        // Retrieval-narrowed: the retriever is fitted on this run's training split.
+        Arm::ZeroShot | Arm::Untrained | Arm::Finetuned
+            if job.model.candidates_with(&ctx.config.eval).is_some() =>
+        {
+            let quantize = (job.arm == Arm::ZeroShot).then_some(job.model.quantize);
+            load_narrowed(
+                &job.model,
+                adapter,
+                ctx.config,
+                ctx.table,
+                job.folder.clone(),
+                quantize.and_then(quantization),
+                &ctx.splits.train,
+            )?
+        }
+        Arm::ZeroShot => load_zero_shot(&job.model, ctx.config, ctx.table, job.folder.clone())?,
         Arm::Untrained | Arm::Finetuned => load_lm(
             &job.model.model,
             adapter,
@@ -352,13 +391,19 @@ fn evaluate(
             None,
         )?,
     };
+    if let Some(source) = &job.adapter_from {
+        built.predictor = Box::new(SharedAdapter {
+            inner: built.predictor,
+            trained_by: source.clone(),
+        });
+    }
     let setup = EvalSetup {
         config: ctx.config,
         table: ctx.table,
         train: &ctx.splits.train,
         eval: &ctx.splits.test,
         dataset: &ctx.config.data.dataset,
-        split: "test",
+        split: &ctx.splits.test_label,
         train_dataset: None,
         k: largest_k(ctx.config),
     };

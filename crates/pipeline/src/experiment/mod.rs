@@ -10,6 +10,7 @@
 mod jobs;
 pub mod plan;
 mod record;
+mod shared;
 mod tracking;
 
 use std::path::{Path, PathBuf};
@@ -25,7 +26,7 @@ use track::{RunDir, RunStatus};
 use types::Example;
 
 use crate::console::Console;
-use crate::examples::{load_dataset, part};
+use crate::examples::{load_dataset, part, split_of};
 use crate::reporting::{excerpts, rebuild_report};
 use crate::settings::Settings;
 use jobs::{JobContext, JobOutcome};
@@ -122,6 +123,8 @@ pub(crate) struct Splits {
     pub train: Vec<Example>,
     pub validation: Vec<Example>,
     pub test: Vec<Example>,
+    /// The test part's name in reports: `test`, or `test (column "split")` for a given split.
+    pub test_label: String,
     pub record: track::SplitRecord,
 }
 
@@ -132,7 +135,7 @@ fn load_splits(
 ) -> anyhow::Result<(Splits, data::Dataset)> {
     let spec = &config.data.dataset;
     let dataset = load_dataset(spec, config, table)?;
-    let split = data::split(&dataset, &config.data.split)?;
+    let split = split_of(&dataset, None, config)?;
     split.write(&run.path().join("split.json"))?;
     let (train, validation, mut test) = (
         part(&split, &dataset, Part::Train),
@@ -159,6 +162,7 @@ fn load_splits(
             train,
             validation,
             test,
+            test_label: split.part_label(Part::Test),
             record,
         },
         dataset,

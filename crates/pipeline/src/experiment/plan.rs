@@ -69,6 +69,9 @@ pub struct Job {
     pub folder: String,
     pub arm: Arm,
     pub model: ModelConfig,
+    /// Finetuned only: the folder of an earlier job of this plan that trains the very same
+    /// adapter (see [`trains_like`]); this job reuses that adapter instead of training its own.
+    pub adapter_from: Option<String>,
 }
 
 /// Suffix of the folder that holds a small model's scores before finetuning.
@@ -86,39 +89,62 @@ pub fn plan(config: &Config, experiment: Experiment) -> anyhow::Result<Vec<Job>>
             jobs.push(Job {
                 folder: name.to_string(),
                 arm: Arm::Baseline,
-                model: ModelConfig {
-                    name: name.to_string(),
-                    model: name.to_string(),
-                    quantize: config::Quantize::None,
-                    dtype: "f32".into(),
-                },
+                model: ModelConfig::local(name, name),
+                adapter_from: None,
             });
         }
     }
     let llms: &[ModelConfig] = if with_llms { &config.models.llm } else { &[] };
+    if let Some(m) = llms.iter().find(|m| m.method == config::Method::Classifier) {
+        bail!(
+            "[[models.llm]] {:?} has method = \"classifier\"; zero-shot models generate\nhint: put classifier entries under [[models.slm]]",
+            m.name
+        );
+    }
     for m in llms {
         jobs.push(Job {
             folder: m.name.clone(),
             arm: Arm::ZeroShot,
             model: m.clone(),
+            adapter_from: None,
         });
     }
     let slms: &[ModelConfig] = if with_slms { &config.models.slm } else { &[] };
+    let mut trainers: Vec<&ModelConfig> = Vec::new();
     for m in slms {
-        if let Some(same) = llms.iter().find(|l| l.model == m.model) {
+        let adapter_from = trainers
+            .iter()
+            .find(|t| trains_like(t, m))
+            .map(|t| t.name.clone());
+        if adapter_from.is_none() {
+            trainers.push(m);
+        }
+        let finetuned = Job {
+            folder: m.name.clone(),
+            arm: Arm::Finetuned,
+            model: m.clone(),
+            adapter_from,
+        };
+        // An untrained classifier head is random: its before-training score is the generative
+        // arm's (or a zero-shot one) on the same model.
+        if m.method == config::Method::Classifier {
+            jobs.push(finetuned);
+            continue;
+        }
+        if let Some(same) = llms
+            .iter()
+            .find(|l| l.model == m.model && l.backend.is_local())
+        {
             tracing::info!(slm = %m.name, llm = %same.name, "untrained arm is the zero-shot run of the same model");
         } else {
             jobs.push(Job {
                 folder: format!("{}{UNTRAINED_SUFFIX}", m.name),
                 arm: Arm::Untrained,
                 model: m.clone(),
+                adapter_from: None,
             });
         }
-        jobs.push(Job {
-            folder: m.name.clone(),
-            arm: Arm::Finetuned,
-            model: m.clone(),
-        });
+        jobs.push(finetuned);
     }
     let mut seen = std::collections::BTreeSet::new();
     for job in &jobs {
@@ -138,6 +164,22 @@ pub fn plan(config: &Config, experiment: Experiment) -> anyhow::Result<Vec<Job>>
     Ok(jobs)
 }
 
+/// Whether two `[[models.slm]]` entries train the same adapter: same weights, load settings and
+/// method (and pooling, for a classifier). `[training]`, `[lora]` and the split are shared by every
+/// entry of a run, and `candidates` only narrows decoding after training, so entries that differ in
+/// nothing else would spend the same training twice.
+pub fn trains_like(a: &ModelConfig, b: &ModelConfig) -> bool {
+    let pooling = |m: &ModelConfig| {
+        (m.method == config::Method::Classifier).then(|| m.pooling.unwrap_or_default())
+    };
+    a.model == b.model
+        && a.quantize == b.quantize
+        && a.dtype == b.dtype
+        && a.backend == b.backend
+        && a.method == b.method
+        && pooling(a) == pooling(b)
+}
+
 /// A model given on the command line: `NAME=SPEC`, or `SPEC` named after its file or repository.
 pub fn model_from_flag(flag: &str) -> anyhow::Result<ModelConfig> {
     let (name, spec) = match flag.split_once('=') {
@@ -147,12 +189,7 @@ pub fn model_from_flag(flag: &str) -> anyhow::Result<ModelConfig> {
     if spec.is_empty() || name.is_empty() {
         bail!("--model-llm/--model-slm {flag:?}: expected SPEC or NAME=SPEC");
     }
-    Ok(ModelConfig {
-        name,
-        model: spec.to_string(),
-        quantize: config::Quantize::None,
-        dtype: "f32".into(),
-    })
+    Ok(ModelConfig::local(name, spec))
 }
 
 /// `models/SmolLM2.gguf` -> `SmolLM2`, `Qwen/Qwen2.5-0.5B-Instruct` -> `Qwen2.5-0.5B-Instruct`,
@@ -234,6 +271,59 @@ mod tests {
             folders(&plan(&config, Experiment::Training).unwrap())[0],
             ("smol-lora-untrained", Arm::Untrained)
         );
+    }
+
+    #[test]
+    fn an_entry_that_differs_only_in_candidates_reuses_the_earlier_adapter() {
+        let narrowed = |name: &str, spec: &str| ModelConfig {
+            candidates: Some(config::CandidatesConfig {
+                retriever: config::Retriever::Tfidf,
+                k: 5,
+            }),
+            ..model(name, spec)
+        };
+        let classifier = |name: &str, pooling| ModelConfig {
+            method: config::Method::Classifier,
+            pooling,
+            ..model(name, "smol.gguf")
+        };
+        let mut config = Config::default();
+        config.models.slm = vec![
+            model("plain", "smol.gguf"),
+            narrowed("narrow", "smol.gguf"),
+            narrowed("other", "other.gguf"),
+            classifier("cls", None),
+            classifier("cls-last", Some(config::Pooling::Last)),
+            classifier("cls-mean", Some(config::Pooling::Mean)),
+        ];
+        let jobs = plan(&config, Experiment::Training).unwrap();
+        let trained: Vec<(&str, Option<&str>)> = jobs
+            .iter()
+            .filter(|j| j.arm == Arm::Finetuned)
+            .map(|j| (j.folder.as_str(), j.adapter_from.as_deref()))
+            .collect();
+        assert_eq!(
+            trained,
+            [
+                ("plain", None),
+                ("narrow", Some("plain")),
+                ("other", None),
+                ("cls", None),
+                ("cls-last", Some("cls")),
+                ("cls-mean", None),
+            ]
+        );
+        // Each entry keeps its own untrained arm: narrowing changes what it scores.
+        assert!(jobs.iter().any(|j| j.folder == "narrow-untrained"));
+        assert!(jobs
+            .iter()
+            .filter(|j| j.arm != Arm::Finetuned)
+            .all(|j| j.adapter_from.is_none()));
+
+        config.models.slm[1].dtype = "bf16".into();
+        let jobs = plan(&config, Experiment::Training).unwrap();
+        let narrow = jobs.iter().find(|j| j.folder == "narrow").unwrap();
+        assert_eq!(narrow.adapter_from, None, "another dtype trains its own");
     }
 
     #[test]

@@ -131,6 +131,28 @@ impl LmPredictor {
     }
 }
 
+impl LmPredictor {
+    /// Constrained top-`k` where example `i` may only return codes of `lists[i]` (see
+    /// [`super::narrowed`]); also returns how many listed codes the leaf trie does not hold.
+    pub(super) fn evaluate_within(
+        &self,
+        examples: &[Example],
+        lists: &[Vec<Code>],
+        k: usize,
+    ) -> anyhow::Result<(Vec<Prediction>, usize)> {
+        let Some(trie) = self.trie.as_ref() else {
+            bail!("retrieval-narrowed decoding needs the code trie, which was not built");
+        };
+        let masks: Vec<infer::TrieMask> = lists.iter().map(|l| trie.mask(l)).collect();
+        let missing = masks.iter().map(|m| m.missing().len()).sum();
+        let evaluated = self.engine.evaluate_within(examples, trie, &masks, k)?;
+        if let Ok(mut fit) = self.fit.lock() {
+            *fit = evaluated.fit;
+        }
+        Ok((evaluated.predictions, missing))
+    }
+}
+
 impl Predictor for LmPredictor {
     fn predict(&self, examples: &[Example], k: usize) -> anyhow::Result<Vec<Prediction>> {
         let evaluated =
@@ -194,7 +216,8 @@ impl LmPredictor {
 }
 
 /// A language model (folder, .gguf or cached Hugging Face id), zero-shot or with an adapter, or
-/// quantised at load, as a predictor writing into folder `name`.
+/// quantised at load, as a predictor writing into folder `name`; a classifier adapter
+/// (`SEQ_CLS`) gives a [`super::ClassifierPredictor`].
 pub fn load_lm(
     spec: &str,
     adapter: Option<&Path>,
@@ -203,6 +226,10 @@ pub fn load_lm(
     name: String,
     quantization: Option<lm::Quantization>,
 ) -> anyhow::Result<Built> {
+    // A SEQ_CLS adapter carries a classification head: ranked by its probabilities, not decoded.
+    if let Some(dir) = adapter.filter(|d| lm::adapter::is_classifier(d)) {
+        return super::load_classifier(spec, dir, config, name);
+    }
     let lm = LmPredictor::load(spec, adapter, config, table, quantization)?;
     Ok(Built {
         name,

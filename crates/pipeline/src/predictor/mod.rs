@@ -1,15 +1,48 @@
-//! Anything that turns examples into ranked [`Prediction`]s: the built-in baselines and language
-//! models (zero-shot, quantised, or with a LoRA adapter). Evaluation, the experiment and the report
-//! see only the [`Predictor`] trait, so every arm is scored by the same code.
+//! Anything that turns examples into ranked [`Prediction`]s: the built-in baselines, language
+//! models run here (zero-shot, quantised, or with a LoRA adapter) and models on an
+//! OpenAI-compatible server. Evaluation, the experiment and the report see only the [`Predictor`]
+//! trait, so every arm is scored by the same code.
 
 mod baselines;
+mod classifier;
 mod lm;
+mod narrowed;
+mod remote;
 
+use config::{Config, ModelConfig};
+use icd::CodeTable;
 use report::ModelKind;
 use types::{Example, Prediction};
 
 pub use baselines::{build_baseline, is_baseline, BASELINES};
+pub use classifier::{
+    choose_threshold, load_classifier, predict_classified, threshold_grid, ClassifierPredictor,
+    ClassifierSuggester,
+};
 pub use lm::{load_engine, load_lm, quantization, read_labels, LmPredictor};
+pub use narrowed::{load_narrowed, NarrowedPredictor, Retrieval};
+pub use remote::{load_remote, RemotePredictor};
+
+/// A zero-shot model of `[[models.llm]]` writing into folder `name`: asked on its server
+/// (`backend = "openai"`), or loaded here, quantised when configured.
+pub fn load_zero_shot(
+    model: &ModelConfig,
+    config: &Config,
+    table: &CodeTable,
+    name: String,
+) -> anyhow::Result<Built> {
+    if model.openai().is_some() {
+        return load_remote(model, config, table, name);
+    }
+    load_lm(
+        &model.model,
+        None,
+        config,
+        table,
+        name,
+        quantization(model.quantize),
+    )
+}
 
 /// Something that yields ranked predictions for examples.
 pub trait Predictor {
@@ -17,6 +50,11 @@ pub trait Predictor {
     fn predict(&self, examples: &[Example], k: usize) -> anyhow::Result<Vec<Prediction>>;
     /// Settings worth recording next to the results (`model.json`).
     fn details(&self) -> serde_json::Value;
+    /// Recall@k of the retriever that narrowed the last `predict` (retrieval-narrowed arms
+    /// only), recorded in `metrics.json` beside the arm's scores.
+    fn retrieval(&self) -> Option<metrics::RetrievalRecall> {
+        None
+    }
 }
 
 /// A ready predictor, its output folder name and its arm of the comparison.

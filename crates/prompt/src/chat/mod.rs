@@ -256,11 +256,18 @@ fn describe(e: &Error) -> String {
     out
 }
 
-/// The answer a model is trained to give: canonical dotted codes joined by `", "`.
+/// The answer a model is trained to give: canonical dotted codes joined by `", "`, each code once,
+/// in the order given (the rule every answer follows: [`crate::extract`], "Each code once").
 pub fn answer_text(codes: &[Code]) -> String {
-    codes
+    let mut listed: Vec<&Code> = Vec::with_capacity(codes.len());
+    for code in codes {
+        if !listed.contains(&code) {
+            listed.push(code);
+        }
+    }
+    listed
         .iter()
-        .map(Code::dotted)
+        .map(|c| c.dotted())
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -214,3 +214,41 @@ fn an_empty_run_directory_is_a_clear_error() {
     assert!(err.contains("no model folder"), "{err}");
     assert!(err.contains("hint:"), "{err}");
 }
+
+/// A retrieval-narrowed arm shows its retriever's recall@k beside its scores; the others a dash.
+#[test]
+fn a_narrowed_arm_shows_its_retrievers_recall_in_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    write_run(dir.path());
+    let (_, before) = build(&[dir.path()]);
+    assert!(
+        !before.contains("retriever recall@k"),
+        "no column without a narrowed arm"
+    );
+    let path = dir.path().join("slm-lora").join("metrics.json");
+    let mut m: metrics::ModelMetrics =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let gold = ["I10".to_string(), "J069".to_string()];
+    let listed = ["I10".to_string()];
+    m.retrieval = Some(metrics::retrieval_recall(
+        "tfidf",
+        50,
+        [(&gold[..], &listed[..])],
+    ));
+    std::fs::write(&path, serde_json::to_string(&m).unwrap()).unwrap();
+    let (results, html) = build(&[dir.path()]);
+    let narrowed = results
+        .models
+        .iter()
+        .find(|m| m.name == "slm-lora")
+        .unwrap();
+    assert_eq!(
+        narrowed.metrics.retrieval.as_ref().unwrap().recall,
+        Some(0.5)
+    );
+    assert!(html.contains("retriever recall@k"), "column header");
+    assert!(
+        html.contains("0.500 (tfidf@50)"),
+        "cell of the narrowed arm"
+    );
+}

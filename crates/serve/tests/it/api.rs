@@ -6,7 +6,7 @@ use axum::http::{header, StatusCode};
 use serve::{Health, ServeConfig, SuggestResponse, Token};
 use tower::ServiceExt;
 
-use crate::fake::{self, Failing, Fixed};
+use crate::fake::{self, Failing, Fixed, Unscored};
 
 const TOKEN: &str = "s3cret-token-for-tests-0123456789";
 
@@ -14,6 +14,27 @@ fn with_token() -> ServeConfig {
     ServeConfig {
         token: Some(Token::new(TOKEN).unwrap()),
         ..ServeConfig::default()
+    }
+}
+
+/// A served model without scores keeps its order and its code validation, and the response says
+/// it has no scores rather than showing made-up ones.
+#[tokio::test]
+async fn unscored_candidates_are_validated_and_carry_null_scores() {
+    let app = fake::app(ServeConfig::default(), Arc::new(Unscored));
+    let (status, _, body) =
+        fake::send(&app, fake::post(r#"{"text": "a cough", "top_k": 5}"#)).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["dropped_invalid"], 2);
+    let suggestions = json["suggestions"].as_array().unwrap();
+    let codes: Vec<&str> = suggestions
+        .iter()
+        .map(|s| s["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, ["J06.9", "I10", "E11.9"]);
+    for s in suggestions {
+        assert!(s["score"].is_null() && s["probability"].is_null(), "{s}");
     }
 }
 
@@ -48,8 +69,8 @@ async fn healthy_request_returns_only_valid_codes_with_descriptions_and_chapters
         "Acute upper respiratory infection, unspecified"
     );
     assert!(first.valid && first.billable);
-    assert_eq!(first.score, -0.2);
-    assert!((first.probability - (-0.2f64).exp()).abs() < 1e-12);
+    assert_eq!(first.score, Some(-0.2));
+    assert!((first.probability.unwrap() - (-0.2f64).exp()).abs() < 1e-12);
     let chapter = first.chapter.as_ref().unwrap();
     assert_eq!(chapter.roman, "X");
     assert_eq!(chapter.range, "J00-J99");

@@ -120,6 +120,32 @@ impl Suggester for Gated {
     }
 }
 
+/// A served model whose server returns no scores: valid and invalid codes in the model's order.
+pub struct Unscored;
+
+impl Suggester for Unscored {
+    fn suggest(&self, _text: &str, _top_k: usize) -> Result<Vec<Candidate>, SuggestError> {
+        Ok(mixed_candidates())
+    }
+
+    fn suggest_cancellable(
+        &self,
+        text: &str,
+        top_k: usize,
+        _cancel: &std::sync::atomic::AtomicBool,
+    ) -> Result<serve::Suggested, SuggestError> {
+        Ok(serve::Suggested {
+            candidates: self.suggest(text, top_k)?,
+            unscored: true,
+            ..serve::Suggested::default()
+        })
+    }
+
+    fn model_name(&self) -> &str {
+        MODEL
+    }
+}
+
 /// Always fails.
 pub struct Failing;
 
@@ -266,6 +292,7 @@ impl Suggester for Stepper {
             }],
             prompt_tokens: Some(8192),
             truncated_chars: text.len() / 2,
+            unscored: false,
         })
     }
 

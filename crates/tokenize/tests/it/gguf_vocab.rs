@@ -282,76 +282,68 @@ fn replace(
 #[test]
 fn unsupported_or_inconsistent_metadata_is_a_clear_error() {
     let base = byte_level_kvs("smollm", &DIGIT_MERGES);
-
-    let err = build_err(&replace(
-        base.clone(),
-        "tokenizer.ggml.model",
-        Some(s("bert")),
-    ));
-    assert!(
-        err.contains("model.gguf") && err.contains("`bert`"),
-        "{err}"
-    );
-
-    let err = build_err(&replace(
-        base.clone(),
-        "tokenizer.ggml.pre",
-        Some(s("mystery")),
-    ));
-    assert!(err.contains("`mystery`") && err.contains("smollm"), "{err}");
-
-    let err = build_err(&replace(base.clone(), "tokenizer.ggml.merges", None));
-    assert!(err.contains("`tokenizer.ggml.merges` is missing"), "{err}");
-
-    let err = build_err(&replace(
-        base.clone(),
-        "tokenizer.ggml.merges",
-        Some(str_array(&["Ġ t", "nospace"])),
-    ));
-    assert!(err.contains("merge #1"), "{err}");
-
-    let err = build_err(&replace(
-        base.clone(),
-        "tokenizer.ggml.bos_token_id",
-        Some(GgufValue::U32(1_000_000)),
-    ));
-    assert!(
-        err.contains("`tokenizer.ggml.bos_token_id`") && err.contains("1000000"),
-        "{err}"
-    );
-
-    let err = build_err(&replace(
-        base.clone(),
-        "tokenizer.ggml.token_type",
-        Some(i32_array(&[1, 1])),
-    ));
-    assert!(
-        err.contains("`tokenizer.ggml.token_type`") && err.contains("2 types"),
-        "{err}"
-    );
-
-    let err = build_err(&replace(base.clone(), "tokenizer.ggml.tokens", None));
-    assert!(err.contains("`tokenizer.ggml.tokens` is missing"), "{err}");
-
-    let err = build_err(&replace(
-        sentencepiece_kvs(&PIECES),
-        "tokenizer.ggml.scores",
-        Some(f32_array(&[0.0])),
-    ));
-    assert!(
-        err.contains("`tokenizer.ggml.scores`") && err.contains("1 scores"),
-        "{err}"
-    );
-
-    let err = build_err(&replace(
-        base,
-        "tokenizer.ggml.pre",
-        Some(GgufValue::U32(3)),
-    ));
-    assert!(
-        err.contains("`tokenizer.ggml.pre`") && err.contains("expected string"),
-        "{err}"
-    );
+    let sentencepiece = sentencepiece_kvs(&PIECES);
+    // (vocabulary, key, its new value or `None` to drop it, what the error must name)
+    let cases: [(&Vec<_>, &'static str, Option<GgufValue>, &[&str]); 9] = [
+        (
+            &base,
+            "tokenizer.ggml.model",
+            Some(s("bert")),
+            &["model.gguf", "`bert`"],
+        ),
+        (
+            &base,
+            "tokenizer.ggml.pre",
+            Some(s("mystery")),
+            &["`mystery`", "smollm"],
+        ),
+        (
+            &base,
+            "tokenizer.ggml.merges",
+            None,
+            &["`tokenizer.ggml.merges` is missing"],
+        ),
+        (
+            &base,
+            "tokenizer.ggml.merges",
+            Some(str_array(&["Ġ t", "nospace"])),
+            &["merge #1"],
+        ),
+        (
+            &base,
+            "tokenizer.ggml.bos_token_id",
+            Some(GgufValue::U32(1_000_000)),
+            &["`tokenizer.ggml.bos_token_id`", "1000000"],
+        ),
+        (
+            &base,
+            "tokenizer.ggml.token_type",
+            Some(i32_array(&[1, 1])),
+            &["`tokenizer.ggml.token_type`", "2 types"],
+        ),
+        (
+            &base,
+            "tokenizer.ggml.tokens",
+            None,
+            &["`tokenizer.ggml.tokens` is missing"],
+        ),
+        (
+            &sentencepiece,
+            "tokenizer.ggml.scores",
+            Some(f32_array(&[0.0])),
+            &["`tokenizer.ggml.scores`", "1 scores"],
+        ),
+        (
+            &base,
+            "tokenizer.ggml.pre",
+            Some(GgufValue::U32(3)),
+            &["`tokenizer.ggml.pre`", "expected string"],
+        ),
+    ];
+    for (kvs, key, value, named) in cases {
+        let err = build_err(&replace(kvs.clone(), key, value));
+        assert!(named.iter().all(|n| err.contains(n)), "{key}: {err}");
+    }
 }
 
 #[test]

@@ -121,6 +121,12 @@ fn chat_template_jinja_file_and_config_json_fallbacks() {
     assert_eq!(tok.pad_id(), None);
 }
 
+/// Loading `dir` fails with a message that names every one of `named`.
+fn assert_refused(dir: &Path, named: &[&str]) {
+    let err = Tokenizer::from_hf_dir(dir).unwrap_err().to_string();
+    assert!(named.iter().all(|n| err.contains(n)), "{err}");
+}
+
 #[test]
 fn missing_or_invalid_files_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
@@ -134,12 +140,9 @@ fn missing_or_invalid_files_are_clear_errors() {
         "tokenizer_config.json",
         &json!({"eos_token": "<|end|>"}),
     );
-    let err = Tokenizer::from_hf_dir(dir.path()).unwrap_err().to_string();
-    assert!(
-        err.contains("tokenizer_config.json")
-            && err.contains("`eos_token`")
-            && err.contains("<|end|>"),
-        "{err}"
+    assert_refused(
+        dir.path(),
+        &["tokenizer_config.json", "`eos_token`", "<|end|>"],
     );
 
     write(
@@ -147,26 +150,17 @@ fn missing_or_invalid_files_are_clear_errors() {
         "tokenizer_config.json",
         &json!({"bos_token": 5}),
     );
-    let err = Tokenizer::from_hf_dir(dir.path()).unwrap_err().to_string();
-    assert!(err.contains("`bos_token`"), "{err}");
+    assert_refused(dir.path(), &["`bos_token`"]);
 
     write(
         dir.path(),
         "tokenizer_config.json",
         &json!({"chat_template": [{"name": "rag", "template": "x"}]}),
     );
-    let err = Tokenizer::from_hf_dir(dir.path()).unwrap_err().to_string();
-    assert!(
-        err.contains("`chat_template`") && err.contains("default"),
-        "{err}"
-    );
+    assert_refused(dir.path(), &["`chat_template`", "default"]);
 
     std::fs::write(dir.path().join("tokenizer_config.json"), "{not json").unwrap();
-    let err = Tokenizer::from_hf_dir(dir.path()).unwrap_err().to_string();
-    assert!(
-        err.contains("tokenizer_config.json") && err.contains("invalid JSON"),
-        "{err}"
-    );
+    assert_refused(dir.path(), &["tokenizer_config.json", "invalid JSON"]);
 
     std::fs::remove_file(dir.path().join("tokenizer_config.json")).unwrap();
     write(
@@ -174,16 +168,8 @@ fn missing_or_invalid_files_are_clear_errors() {
         "generation_config.json",
         &json!({"eos_token_id": "two"}),
     );
-    let err = Tokenizer::from_hf_dir(dir.path()).unwrap_err().to_string();
-    assert!(
-        err.contains("generation_config.json") && err.contains("`eos_token_id`"),
-        "{err}"
-    );
+    assert_refused(dir.path(), &["generation_config.json", "`eos_token_id`"]);
 
     std::fs::write(dir.path().join("tokenizer.json"), "{}").unwrap();
-    let err = Tokenizer::from_hf_dir(dir.path()).unwrap_err().to_string();
-    assert!(
-        err.contains("tokenizer.json") && err.contains("rejected"),
-        "{err}"
-    );
+    assert_refused(dir.path(), &["tokenizer.json", "rejected"]);
 }

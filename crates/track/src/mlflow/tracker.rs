@@ -151,11 +151,7 @@ impl Tracker {
         let Some((client, info)) = self.active(run) else {
             return Ok(());
         };
-        let params: Vec<KeyValue> = params
-            .into_iter()
-            .map(|(k, v)| KeyValue::new(k.as_ref(), v.as_ref()))
-            .collect();
-        client.log(&info.run_id, &[], &params, &[])
+        client.log(&info.run_id, &[], &key_values(params), &[])
     }
 
     /// Sets tags; batched 100 per call.
@@ -167,11 +163,7 @@ impl Tracker {
         let Some((client, info)) = self.active(run) else {
             return Ok(());
         };
-        let tags: Vec<KeyValue> = tags
-            .into_iter()
-            .map(|(k, v)| KeyValue::new(k.as_ref(), v.as_ref()))
-            .collect();
-        client.log(&info.run_id, &[], &[], &tags)
+        client.log(&info.run_id, &[], &[], &key_values(tags))
     }
 
     /// Logs metric values; batched 1000 per call.
@@ -311,7 +303,17 @@ fn with_source_tags(tags: &BTreeMap<String, String>, parent: Option<&str>) -> Ve
     if let Some(parent) = parent {
         all.insert("mlflow.parentRunId".into(), parent.into());
     }
-    all.into_iter().map(|(k, v)| KeyValue::new(k, v)).collect()
+    key_values(all)
+}
+
+/// Name / value pairs as MLflow params or tags.
+fn key_values<K: AsRef<str>, V: AsRef<str>>(
+    pairs: impl IntoIterator<Item = (K, V)>,
+) -> Vec<KeyValue> {
+    pairs
+        .into_iter()
+        .map(|(k, v)| KeyValue::new(k.as_ref(), v.as_ref()))
+        .collect()
 }
 
 #[cfg(test)]

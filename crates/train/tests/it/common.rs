@@ -1,9 +1,9 @@
 //! A tiny word-level tokenizer with a chat template and a tiny random Llama in one temp folder.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
+use config::TruncateSide;
 use icd::Code;
 use lm::{LoadOptions, LoraSpec, Model};
 use prompt::chat::{ChatPrompt, ChatTemplate};
@@ -11,7 +11,12 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 use tokenize::Tokenizer;
+use train::encode::{encode_all, EncodeOptions, EncodedExample};
 use types::Example;
+
+#[path = "../../../lm/tests/it/random_model.rs"]
+mod random_model;
+use random_model::{random_weights_spread, write_model_dir};
 
 pub const CODES: [&str; 10] = [
     "J06.9", "I10", "E11.9", "J02.9", "K21.9", "M54.5", "N39.0", "R51", "F41.1", "L70.0",
@@ -72,67 +77,10 @@ pub fn model_config(vocab: usize) -> Value {
     })
 }
 
-fn randn(rng: &mut ChaCha8Rng, shape: &[usize], std: f32, mean: f32) -> Tensor {
-    let n: usize = shape.iter().product();
-    let data: Vec<f32> = (0..n)
-        .map(|_| {
-            let s: f32 = (0..4).map(|_| rng.random_range(-1.0f32..1.0)).sum();
-            mean + std * s * 0.866
-        })
-        .collect();
-    Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
-}
-
-fn random_weights(cfg: &Value, seed: u64) -> HashMap<String, Tensor> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let g = |k: &str| cfg[k].as_u64().unwrap() as usize;
-    let (h, heads, kvh, inter, vocab) = (
-        g("hidden_size"),
-        g("num_attention_heads"),
-        g("num_key_value_heads"),
-        g("intermediate_size"),
-        g("vocab_size"),
-    );
-    let hd = h / heads;
-    let mut w = HashMap::new();
-    w.insert(
-        "model.embed_tokens.weight".into(),
-        randn(&mut rng, &[vocab, h], 0.5, 0.0),
-    );
-    for l in 0..g("num_hidden_layers") {
-        let p = format!("model.layers.{l}");
-        let mut put = |name: &str, shape: &[usize], std: f32, mean: f32| {
-            w.insert(format!("{p}.{name}"), randn(&mut rng, shape, std, mean));
-        };
-        put("input_layernorm.weight", &[h], 0.1, 1.0);
-        put("post_attention_layernorm.weight", &[h], 0.1, 1.0);
-        put("self_attn.q_proj.weight", &[heads * hd, h], 0.15, 0.0);
-        put("self_attn.k_proj.weight", &[kvh * hd, h], 0.15, 0.0);
-        put("self_attn.v_proj.weight", &[kvh * hd, h], 0.15, 0.0);
-        if cfg["model_type"] == "qwen2" {
-            put("self_attn.q_proj.bias", &[heads * hd], 0.1, 0.0);
-            put("self_attn.k_proj.bias", &[kvh * hd], 0.1, 0.0);
-            put("self_attn.v_proj.bias", &[kvh * hd], 0.1, 0.0);
-        }
-        put("self_attn.o_proj.weight", &[h, heads * hd], 0.15, 0.0);
-        put("mlp.gate_proj.weight", &[inter, h], 0.15, 0.0);
-        put("mlp.up_proj.weight", &[inter, h], 0.15, 0.0);
-        put("mlp.down_proj.weight", &[h, inter], 0.15, 0.0);
-    }
-    w.insert("model.norm.weight".into(), randn(&mut rng, &[h], 0.1, 1.0));
-    // Large enough that logits of a final-normed hidden state can reach a near-zero loss.
-    if cfg["tie_word_embeddings"] != true {
-        w.insert(
-            "lm_head.weight".into(),
-            randn(&mut rng, &[vocab, h], 1.0, 0.0),
-        );
-    }
-    w
-}
-
 /// Writes tokenizer files and a tiny random model with config `cfg` into `dir`.
 pub fn write_fixture_with(dir: &Path, seed: u64, cfg: Value) {
-    std::fs::create_dir_all(dir).unwrap();
+    // A large `lm_head` lets logits of a final-normed hidden state reach a near-zero loss.
+    write_model_dir(dir, &cfg, &random_weights_spread(&cfg, seed, 0.15, 1.0));
     let w = |name: &str, v: &Value| {
         std::fs::write(dir.join(name), serde_json::to_vec_pretty(v).unwrap()).unwrap()
     };
@@ -142,9 +90,6 @@ pub fn write_fixture_with(dir: &Path, seed: u64, cfg: Value) {
         &json!({"bos_token": "<s>", "eos_token": "<|end|>", "pad_token": null,
                 "unk_token": "<unk>", "chat_template": TEMPLATE}),
     );
-    w("config.json", &cfg);
-    candle_core::safetensors::save(&random_weights(&cfg, seed), dir.join("model.safetensors"))
-        .unwrap();
 }
 
 pub struct Fixture {
@@ -189,6 +134,33 @@ impl Fixture {
         let mut m = self.model(dtype);
         m.add_lora(&spec(r), 7).unwrap();
         m
+    }
+
+    /// The first `n` of [`examples`], encoded with this fixture's tokenizer and chat prompt.
+    pub fn encoded(&self, n: usize) -> Vec<EncodedExample> {
+        let o = EncodeOptions {
+            max_seq_len: 256,
+            truncate_side: TruncateSide::Left,
+        };
+        encode_all(&self.tok, &self.chat, &examples(n), &o)
+            .unwrap()
+            .examples
+    }
+}
+
+/// LoRA B starts at zero (so A's gradient is exactly zero); give both seeded values in
+/// [-0.3, 0.3).
+pub fn randomise_lora(model: &Model, seed: u64) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    for (_, v) in model.lora_vars() {
+        let data: Vec<f64> = (0..v.elem_count())
+            .map(|_| rng.random_range(-0.3..0.3))
+            .collect();
+        let t = Tensor::from_vec(data, v.dims(), &Device::Cpu)
+            .unwrap()
+            .to_dtype(v.dtype())
+            .unwrap();
+        v.set(&t).unwrap();
     }
 }
 

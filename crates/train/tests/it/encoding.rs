@@ -106,6 +106,25 @@ fn long_dialogues_are_shortened_on_the_configured_side_and_counted() {
     assert!(err.to_string().contains("ex0"), "{err}");
 }
 
+/// Training targets list each code once ("Each code once" in `prompt::extract`): an example whose
+/// codes repeat trains on exactly the answer of its codes listed once, in first-seen order.
+#[test]
+fn a_target_lists_each_code_once_in_first_seen_order() {
+    let fx = Fixture::new(1);
+    let code = |s: &str| icd::Code::parse(s).unwrap();
+    let mut repeated = examples(1);
+    repeated[0].codes = ["J06.9", "I10", "J06.9", "I10", "I10"].map(code).to_vec();
+    let mut once = examples(1);
+    once[0].codes = ["J06.9", "I10"].map(code).to_vec();
+    let mut swapped = examples(1);
+    swapped[0].codes = ["I10", "J06.9"].map(code).to_vec();
+    let enc = |exs| encode_all(&fx.tok, &fx.chat, exs, &opts(256, TruncateSide::Left)).unwrap();
+    let (a, b, c) = (enc(&repeated), enc(&once), enc(&swapped));
+    assert_eq!(a.examples[0].ids, b.examples[0].ids);
+    assert_eq!(a.examples[0].loss_start, b.examples[0].loss_start);
+    assert_ne!(a.examples[0].ids, c.examples[0].ids, "order is kept");
+}
+
 #[test]
 fn epoch_order_is_seeded_length_grouped_and_covers_every_example() {
     let lengths: Vec<usize> = (0..200).map(|i| 10 + (i * 37) % 90).collect();

@@ -15,24 +15,9 @@ use train::forward::{self, DropoutSite, FastPass};
 use train::loss::scalar;
 use train::trainer::{accumulate_gradients, StepPass};
 
-use crate::common::{spec, vocab, Fixture};
+use crate::common::{randomise_lora, spec, vocab, Fixture};
 
 const CHOICES: [KernelChoice; 2] = [KernelChoice::Auto, KernelChoice::Portable];
-
-/// LoRA B starts at zero (so A's gradient is exactly zero); give both random values.
-fn randomise(model: &Model, seed: u64) {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    for (_, v) in model.lora_vars() {
-        let data: Vec<f64> = (0..v.elem_count())
-            .map(|_| rng.random_range(-0.3..0.3))
-            .collect();
-        let t = Tensor::from_vec(data, v.dims(), &Device::Cpu)
-            .unwrap()
-            .to_dtype(v.dtype())
-            .unwrap();
-        v.set(&t).unwrap();
-    }
-}
 
 /// A right-padded batch of random tokens: rows of `lengths` real tokens padded to the longest,
 /// supervised at a random half of the positions of each row (at least one). Long rows span
@@ -65,6 +50,7 @@ fn random_batch(lengths: &[usize], seed: u64) -> Batch {
         real_tokens: lengths.iter().sum(),
         rows: b,
         width: t,
+        classes: None,
     }
 }
 
@@ -132,7 +118,7 @@ const F64_TOL: f64 = 1e-6;
 fn fast_forward_matches_the_reference_on_llama_f32() {
     let fx = Fixture::new(51);
     let model = fx.lora_model(DType::F32, 4);
-    randomise(&model, 1);
+    randomise_lora(&model, 1);
     for kernels in CHOICES {
         assert_parity(&model, &parity_batches(), kernels, F32_TOL);
     }
@@ -143,7 +129,7 @@ fn fast_forward_matches_the_reference_on_qwen2_with_bias_f32() {
     let fx = Fixture::qwen2(52);
     let model = fx.lora_model(DType::F32, 4);
     assert!(model.config().attention_bias && model.config().tie_word_embeddings);
-    randomise(&model, 2);
+    randomise_lora(&model, 2);
     for kernels in CHOICES {
         assert_parity(&model, &parity_batches(), kernels, F32_TOL);
     }
@@ -153,7 +139,7 @@ fn fast_forward_matches_the_reference_on_qwen2_with_bias_f32() {
 fn fast_forward_matches_the_reference_in_f64() {
     for fx in [Fixture::new(53), Fixture::qwen2(54)] {
         let model = fx.lora_model(DType::F64, 4);
-        randomise(&model, 3);
+        randomise_lora(&model, 3);
         for kernels in CHOICES {
             assert_parity(&model, &parity_batches(), kernels, F64_TOL);
         }
@@ -175,7 +161,7 @@ fn dropout_model_in(fx: &Fixture, p: f64, dtype: DType) -> Model {
             7,
         )
         .unwrap();
-    randomise(&model, 6);
+    randomise_lora(&model, 6);
     model
 }
 
@@ -330,7 +316,7 @@ fn recomputed_activations_give_the_plain_backward_gradients() {
 fn fast_evaluation_equals_the_reference_loss() {
     let fx = Fixture::qwen2(60);
     let model = fx.lora_model(DType::F32, 4);
-    randomise(&model, 9);
+    randomise_lora(&model, 9);
     let batch = random_batch(&[80, 30], 10);
     let reference = scalar(&train::loss::batch_nll_sum(&model, &batch, false).unwrap()).unwrap();
     for kernels in CHOICES {
@@ -350,9 +336,9 @@ fn fast_evaluation_equals_the_reference_loss() {
 fn bf16_base_trains_f32_adapters() {
     let fx = Fixture::new(63);
     let full = fx.lora_model(DType::F32, 4);
-    randomise(&full, 12);
+    randomise_lora(&full, 12);
     let half = fx.lora_model(DType::BF16, 4);
-    randomise(&half, 12);
+    randomise_lora(&half, 12);
     let vars = half.lora_vars();
     assert!(vars.iter().all(|(_, v)| v.dtype() == DType::F32));
     assert_eq!(

@@ -2,24 +2,13 @@
 //! accumulate with per-token normalisation.
 
 use candle_core::{DType, Device, Tensor};
-use config::{TrainForward, TruncateSide};
-use rand::{Rng, SeedableRng};
+use config::TrainForward;
 use train::batch::{choose_pad_id, collate, Batch};
-use train::encode::{encode_all, EncodeOptions, EncodedExample};
+use train::encode::EncodedExample;
 use train::loss::{batch_nll_sum, scalar};
 use train::trainer::{accumulate_gradients, StepPass};
 
-use crate::common::{examples, Fixture};
-
-fn encoded(fx: &Fixture, n: usize) -> Vec<EncodedExample> {
-    let o = EncodeOptions {
-        max_seq_len: 256,
-        truncate_side: TruncateSide::Left,
-    };
-    encode_all(&fx.tok, &fx.chat, &examples(n), &o)
-        .unwrap()
-        .examples
-}
+use crate::common::{randomise_lora, Fixture};
 
 fn batch(fx: &Fixture, exs: &[EncodedExample]) -> Batch {
     let rows: Vec<_> = exs.iter().collect();
@@ -31,29 +20,15 @@ fn batch(fx: &Fixture, exs: &[EncodedExample]) -> Batch {
     .unwrap()
 }
 
-/// LoRA B starts at zero (so A's gradient is exactly zero); give both random values.
-fn randomise(model: &lm::Model, seed: u64) {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    for (_, v) in model.lora_vars() {
-        let n = v.elem_count();
-        let data: Vec<f64> = (0..n).map(|_| rng.random_range(-0.3..0.3)).collect();
-        let t = Tensor::from_vec(data, v.dims(), &Device::Cpu)
-            .unwrap()
-            .to_dtype(v.dtype())
-            .unwrap();
-        v.set(&t).unwrap();
-    }
-}
-
 #[test]
 fn guard_every_lora_variable_gets_a_gradient_and_no_base_tensor_does() {
     let fx = Fixture::new(3);
     let model = fx.lora_model(DType::F32, 4);
-    randomise(&model, 1);
+    randomise_lora(&model, 1);
     model
         .assert_trainable(&model.expected_trainable().unwrap())
         .unwrap();
-    let b = batch(&fx, &encoded(&fx, 4));
+    let b = batch(&fx, &fx.encoded(4));
     let grads = batch_nll_sum(&model, &b, true).unwrap().backward().unwrap();
     let vars = model.lora_vars();
     assert_eq!(vars.len(), 2 * 2 * 7);
@@ -72,6 +47,16 @@ fn guard_every_lora_variable_gets_a_gradient_and_no_base_tensor_does() {
     }
 }
 
+/// Summed loss, supervised tokens and gradients of `batches` through the reference forward.
+fn reference_gradients(
+    model: &lm::Model,
+    vars: &[(String, candle_core::Var)],
+    batches: &[Batch],
+) -> (f64, usize, Vec<Tensor>) {
+    let pass = StepPass::deterministic(TrainForward::Reference);
+    accumulate_gradients(model, vars, batches, &pass).unwrap()
+}
+
 /// f64 model, central differences with eps 1e-3. Attention scores are computed in f32 inside
 /// `lm` (f64 elsewhere), which puts ~3e-7 of noise on the loss, i.e. ~1.5e-4 on a difference
 /// quotient: tolerance 1e-3 absolute + 2 % relative.
@@ -79,16 +64,10 @@ fn guard_every_lora_variable_gets_a_gradient_and_no_base_tensor_does() {
 fn lora_gradients_match_finite_differences() {
     let fx = Fixture::new(4);
     let model = fx.lora_model(DType::F64, 2);
-    randomise(&model, 2);
-    let b = vec![batch(&fx, &encoded(&fx, 3))];
+    randomise_lora(&model, 2);
+    let b = vec![batch(&fx, &fx.encoded(3))];
     let vars = model.lora_vars();
-    let (_, n_tok, grads) = accumulate_gradients(
-        &model,
-        &vars,
-        &b,
-        &StepPass::deterministic(TrainForward::Reference),
-    )
-    .unwrap();
+    let (_, n_tok, grads) = reference_gradients(&model, &vars, &b);
     let loss =
         |m: &lm::Model| scalar(&batch_nll_sum(m, &b[0], false).unwrap()).unwrap() / n_tok as f64;
     let eps = 1e-3;
@@ -136,29 +115,17 @@ fn lora_gradients_match_finite_differences() {
 fn accumulation_normalises_per_token_over_the_accumulated_batch() {
     let fx = Fixture::new(5);
     let model = fx.lora_model(DType::F32, 4);
-    randomise(&model, 3);
+    randomise_lora(&model, 3);
     let vars = model.lora_vars();
-    let mut exs = encoded(&fx, 4);
+    let mut exs = fx.encoded(4);
     // Unequal supervised counts: drop the end token's supervision of none, but lengthen one answer
     // by supervising one prompt token more (still a valid span).
     exs[0].loss_start -= 1;
     let split = vec![batch(&fx, &exs[..1]), batch(&fx, &exs[1..])];
     let whole = vec![batch(&fx, &exs)];
     assert_ne!(split[0].loss_tokens() * 3, split[1].loss_tokens());
-    let (ls, ns, gs) = accumulate_gradients(
-        &model,
-        &vars,
-        &split,
-        &StepPass::deterministic(TrainForward::Reference),
-    )
-    .unwrap();
-    let (lw, nw, gw) = accumulate_gradients(
-        &model,
-        &vars,
-        &whole,
-        &StepPass::deterministic(TrainForward::Reference),
-    )
-    .unwrap();
+    let (ls, ns, gs) = reference_gradients(&model, &vars, &split);
+    let (lw, nw, gw) = reference_gradients(&model, &vars, &whole);
     assert_eq!(ns, nw);
     assert!((ls - lw).abs() < 1e-4 * lw.abs(), "{ls} vs {lw}");
     for (i, (name, _)) in vars.iter().enumerate() {

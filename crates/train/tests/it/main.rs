@@ -1,3 +1,4 @@
+mod classifier;
 mod common;
 mod encoding;
 mod fast_forward;

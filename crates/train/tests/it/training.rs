@@ -7,22 +7,11 @@ use candle_core::{DType, Tensor};
 use config::{KernelChoice, Schedule, TrainForward, TrainingConfig, TruncateSide};
 use lm::{LogitPositions, Model};
 use train::batch::choose_pad_id;
-use train::encode::{encode_all, EncodeOptions, EncodedExample};
 use train::{train, Progress, TrainOptions};
 
 use crate::common::{bytes, examples, Fixture};
 
-fn encoded(fx: &Fixture, n: usize) -> Vec<EncodedExample> {
-    let o = EncodeOptions {
-        max_seq_len: 256,
-        truncate_side: TruncateSide::Left,
-    };
-    encode_all(&fx.tok, &fx.chat, &examples(n), &o)
-        .unwrap()
-        .examples
-}
-
-fn config(epochs: u32, batch: usize, accum: usize, lr: f64) -> TrainingConfig {
+pub fn config(epochs: u32, batch: usize, accum: usize, lr: f64) -> TrainingConfig {
     TrainingConfig {
         epochs,
         max_steps: 0,
@@ -46,7 +35,7 @@ fn config(epochs: u32, batch: usize, accum: usize, lr: f64) -> TrainingConfig {
     }
 }
 
-fn options(fx: &Fixture, cfg: TrainingConfig, out: &Path) -> TrainOptions {
+pub fn options(fx: &Fixture, cfg: TrainingConfig, out: &Path) -> TrainOptions {
     TrainOptions {
         config: cfg,
         out_dir: out.to_path_buf(),
@@ -104,7 +93,7 @@ fn overfits_ten_examples_and_generation_reproduces_each_code_then_stops() {
         .map(|(_, v)| bytes(v.as_tensor()))
         .collect();
     let exs = examples(10);
-    let data = encoded(&fx, 10);
+    let data = fx.encoded(10);
     let out = tempfile::tempdir().unwrap();
     let mut losses = Vec::new();
     let outcome = train(
@@ -198,7 +187,7 @@ fn resumable_config() -> TrainingConfig {
 #[test]
 fn resume_after_interruption_gives_the_same_adapter_bit_for_bit() {
     let fx = Fixture::new(31);
-    let data = encoded(&fx, 10);
+    let data = fx.encoded(10);
     let (tr, val) = data.split_at(8);
 
     let full_dir = tempfile::tempdir().unwrap();
@@ -268,7 +257,7 @@ fn resume_after_interruption_gives_the_same_adapter_bit_for_bit() {
 #[test]
 fn early_stopping_keeps_the_best_adapter() {
     let fx = Fixture::new(41);
-    let data = encoded(&fx, 10);
+    let data = fx.encoded(10);
     let (tr, val) = data.split_at(7);
     let model = fx.lora_model(DType::F32, 4);
     // Validation examples have codes never seen in training: validation loss rises while the
@@ -303,7 +292,7 @@ fn early_stopping_keeps_the_best_adapter() {
 #[test]
 fn resume_with_lora_dropout_is_bit_exact() {
     let fx = Fixture::new(32);
-    let data = encoded(&fx, 10);
+    let data = fx.encoded(10);
     let (tr, val) = data.split_at(8);
     let model = || {
         let mut m = fx.model(DType::F32);

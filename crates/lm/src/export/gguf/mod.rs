@@ -26,9 +26,11 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
 
 use super::{export_err, head_is_embedding, merged_tensors};
-use crate::config::{Architecture, ModelConfig, RopeScaling};
+use crate::config::{Architecture, ModelConfig};
 use crate::error::{LmError, Result};
 use crate::model::Model;
+use crate::rope::rope_freq_factors;
+use crate::weights::gguf_name;
 
 mod encode;
 mod vocab;
@@ -205,35 +207,6 @@ fn model_keys(cfg: &ModelConfig, quant: GgufQuant, name: &str) -> Vec<(String, V
     keys
 }
 
-/// GGUF name of a Hugging Face tensor name of our decoder layout.
-fn gguf_name(hf: &str) -> Option<String> {
-    let fixed = match hf {
-        "model.embed_tokens.weight" => Some("token_embd.weight"),
-        "model.norm.weight" => Some("output_norm.weight"),
-        "lm_head.weight" => Some("output.weight"),
-        _ => None,
-    };
-    if let Some(f) = fixed {
-        return Some(f.to_string());
-    }
-    let rest = hf.strip_prefix("model.layers.")?;
-    let (layer, tail) = rest.split_once('.')?;
-    let (module, kind) = tail.rsplit_once('.')?;
-    let gguf_module = match module {
-        "input_layernorm" => "attn_norm",
-        "post_attention_layernorm" => "ffn_norm",
-        "self_attn.q_proj" => "attn_q",
-        "self_attn.k_proj" => "attn_k",
-        "self_attn.v_proj" => "attn_v",
-        "self_attn.o_proj" => "attn_output",
-        "mlp.gate_proj" => "ffn_gate",
-        "mlp.up_proj" => "ffn_up",
-        "mlp.down_proj" => "ffn_down",
-        _ => return None,
-    };
-    Some(format!("blk.{layer}.{gguf_module}.{kind}"))
-}
-
 /// Every tensor of the file under its GGUF name, in llama.cpp's order, q/k rows permuted for
 /// `llama` files and each in its type.
 fn gguf_tensors(
@@ -319,43 +292,4 @@ pub fn permute_rows(w: &Tensor, heads: usize) -> Result<Tensor> {
         .transpose(1, 2)?
         .contiguous()?
         .reshape(dims)?)
-}
-
-/// Per-pair frequency divisors as llama.cpp stores them in `rope_freqs.weight`: from Llama 3
-/// scaling (`convert_hf_to_gguf.py` computes the same ramp), or as read from a GGUF file.
-pub fn rope_freq_factors(cfg: &ModelConfig) -> Option<Vec<f32>> {
-    match &cfg.rope_scaling {
-        None => None,
-        Some(RopeScaling::FreqFactors(f)) => Some(f.clone()),
-        Some(RopeScaling::Llama3 {
-            factor,
-            low_freq_factor,
-            high_freq_factor,
-            original_max_position_embeddings,
-        }) => {
-            let dim = cfg.head_dim;
-            let theta = cfg.rope_theta as f32;
-            let orig = *original_max_position_embeddings as f32;
-            let low_wavelen = orig / low_freq_factor;
-            let high_wavelen = orig / high_freq_factor;
-            Some(
-                (0..dim)
-                    .step_by(2)
-                    .map(|i| {
-                        let freq = 1f32 / theta.powf(i as f32 / dim as f32);
-                        let wavelen = 2. * std::f32::consts::PI / freq;
-                        if wavelen < high_wavelen {
-                            1.0
-                        } else if wavelen > low_wavelen {
-                            *factor
-                        } else {
-                            let smooth = (orig / wavelen - low_freq_factor)
-                                / (high_freq_factor - low_freq_factor);
-                            1.0 / ((1.0 - smooth) / factor + smooth)
-                        }
-                    })
-                    .collect(),
-            )
-        }
-    }
 }

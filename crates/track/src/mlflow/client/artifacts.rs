@@ -8,6 +8,8 @@
 use std::io::Read;
 use std::path::Path;
 
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
 use super::transport::{parse_at, Body};
 use super::{FileInfo, MlflowClient, RunInfo, API};
 use crate::error::{Result, TrackError};
@@ -17,13 +19,7 @@ const ARTIFACTS_API: &str = "/api/2.0/mlflow-artifacts/artifacts";
 impl MlflowClient {
     /// Uploads `local` as `<run artifacts>/<dest>` through the server's artifact proxy.
     pub fn upload_artifact(&self, run: &RunInfo, local: &Path, dest: &str) -> Result<()> {
-        let root = proxied_artifact_root(run)?;
-        check_artifact_path(dest)?;
-        let path = format!(
-            "{ARTIFACTS_API}/{}/{}",
-            encode_path(&root),
-            encode_path(dest)
-        );
+        let path = artifact_api_path(run, dest)?;
         self.call("PUT", &path, &[], Body::File(local)).map(drop)
     }
 
@@ -43,13 +39,7 @@ impl MlflowClient {
 
     /// Downloads an artifact through the proxy (tests compare uploaded and stored bytes).
     pub fn download_artifact(&self, run: &RunInfo, artifact_path: &str) -> Result<Vec<u8>> {
-        let root = proxied_artifact_root(run)?;
-        check_artifact_path(artifact_path)?;
-        let path = format!(
-            "{ARTIFACTS_API}/{}/{}",
-            encode_path(&root),
-            encode_path(artifact_path)
-        );
+        let path = artifact_api_path(run, artifact_path)?;
         let response = self.send("GET", &path, &[], &Body::None)?;
         let mut bytes = Vec::new();
         response
@@ -64,6 +54,17 @@ impl MlflowClient {
             })?;
         Ok(bytes)
     }
+}
+
+/// The proxy's URL path of `artifact` (checked to be relative) of `run`.
+fn artifact_api_path(run: &RunInfo, artifact: &str) -> Result<String> {
+    let root = proxied_artifact_root(run)?;
+    check_artifact_path(artifact)?;
+    Ok(format!(
+        "{ARTIFACTS_API}/{}/{}",
+        encode_path(&root),
+        encode_path(artifact)
+    ))
 }
 
 /// The artifact root relative to the proxy, from `mlflow-artifacts:/<exp>/<run>/artifacts` (or the
@@ -104,17 +105,17 @@ fn check_artifact_path(path: &str) -> Result<()> {
     Ok(())
 }
 
-/// Percent-encodes each `/`-separated segment (RFC 3986 unreserved characters pass).
+/// RFC 3986 unreserved characters and the `/` between segments stay; the rest is
+/// percent-encoded.
+const ARTIFACT_PATH: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');
+
 fn encode_path(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    for b in path.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(path, ARTIFACT_PATH).to_string()
 }
 
 #[cfg(test)]

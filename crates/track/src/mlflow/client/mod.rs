@@ -6,7 +6,8 @@
 //! endpoint path and status, never the request body. Redirects are not followed, so a loopback server
 //! cannot bounce data to another host.
 //!
-//! This module holds the client itself and the policy on which servers it may talk to; the endpoints
+//! This module holds the client itself and applies the policy on which servers it may talk to (the
+//! rule shared with the model-server client, `config::endpoint`); the endpoints
 //! are grouped by concern in the submodules:
 //! - [`records`]: the values exchanged (runs, metrics, params, tags, artifact entries);
 //! - [`transport`]: one request with its retry loop and error mapping;
@@ -22,8 +23,9 @@ mod runs;
 mod test_server;
 mod transport;
 
-use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
+
+use config::endpoint::EndpointError;
 
 use crate::error::{Result, TrackError};
 
@@ -72,10 +74,7 @@ pub struct MlflowClient {
 impl MlflowClient {
     /// Checks the URI (http/https, no credentials, loopback unless `allow_remote`); connects lazily.
     pub fn new(uri: &str, options: ClientOptions) -> Result<MlflowClient> {
-        let host = parse_host(uri)?;
-        if !options.allow_remote && !is_loopback(&host) {
-            return Err(TrackError::RemoteRefused { host });
-        }
+        check_uri(uri, options.allow_remote)?;
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(5).min(options.timeout))
             .timeout(options.timeout)
@@ -93,41 +92,16 @@ impl MlflowClient {
     }
 }
 
-/// Host of an `http(s)://` URI; credentials in the URI are refused so they can never reach a log.
-fn parse_host(uri: &str) -> Result<String> {
-    let invalid = |reason| TrackError::InvalidUri {
-        uri: uri.to_string(),
-        reason,
-    };
-    let rest = uri
-        .strip_prefix("http://")
-        .or_else(|| uri.strip_prefix("https://"))
-        .ok_or_else(|| invalid("must start with http:// or https://"))?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if authority.contains('@') {
-        return Err(invalid("credentials in the URI are not supported"));
-    }
-    if rest.contains(['?', '#']) {
-        return Err(invalid("query strings and fragments are not supported"));
-    }
-    let host = if let Some(bracketed) = authority.strip_prefix('[') {
-        bracketed
-            .split_once(']')
-            .map(|(h, _)| h)
-            .ok_or_else(|| invalid("unclosed '[' in host"))?
-    } else {
-        authority.split(':').next().unwrap_or("")
-    };
-    if host.is_empty() {
-        return Err(invalid("no host"));
-    }
-    Ok(host.to_ascii_lowercase())
-}
-
-fn is_loopback(host: &str) -> bool {
-    host == "localhost"
-        || host.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
-        || host.parse::<Ipv6Addr>().is_ok_and(|ip| ip.is_loopback())
+/// The shared endpoint rule (`config::endpoint`): an http(s) URI without credentials, on a
+/// loopback host unless `allow_remote`.
+fn check_uri(uri: &str, allow_remote: bool) -> Result<String> {
+    config::endpoint::check(uri, allow_remote).map_err(|e| match e {
+        EndpointError::NotLoopback { host } => TrackError::RemoteRefused { host },
+        EndpointError::Invalid { reason, .. } => TrackError::InvalidUri {
+            uri: uri.to_string(),
+            reason,
+        },
+    })
 }
 
 #[cfg(test)]

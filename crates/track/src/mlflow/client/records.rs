@@ -44,19 +44,11 @@ pub struct RunData {
 
 impl Run {
     pub fn tag(&self, key: &str) -> Option<&str> {
-        self.data
-            .tags
-            .iter()
-            .find(|t| t.key == key)
-            .map(|t| t.value.as_str())
+        value_of(&self.data.tags, key)
     }
 
     pub fn param(&self, key: &str) -> Option<&str> {
-        self.data
-            .params
-            .iter()
-            .find(|p| p.key == key)
-            .map(|p| p.value.as_str())
+        value_of(&self.data.params, key)
     }
 
     /// Latest value of metric `key`.
@@ -67,6 +59,14 @@ impl Run {
             .find(|m| m.key == key)
             .map(|m| m.value)
     }
+}
+
+/// The value stored under `key`, if any.
+fn value_of<'a>(pairs: &'a [KeyValue], key: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|p| p.key == key)
+        .map(|p| p.value.as_str())
 }
 
 /// A param or tag.
