@@ -1,6 +1,10 @@
 """PyTorch transformers side of bench/run.sh: SmolLM2 from the same GGUF (transformers dequantises
 it), prefill / decode tokens/s on the same 512-token prompt construction, and the seed's way of
-evaluating: greedy `generate` with up to 50 new tokens per dialogue. Prints `key value` lines."""
+evaluating: greedy `generate` with up to 50 new tokens per dialogue. Prints `key value` lines.
+
+Usage: hf_baseline.py GGUF DIALOGUES_CSV N DECODE [LENGTHS]
+LENGTHS (e.g. 512,1024,2048,4096, used by bench/long_context.sh) adds one prefill measurement per
+length, the fastest of two after a warm-up, as `torch_prefill_<T>_tok_s`."""
 import csv
 import os
 import sys
@@ -24,6 +28,7 @@ INSTRUCTION = ("Read the doctor-patient dialogue and answer with the ICD-10-CM c
 
 def main():
     gguf, csv_path, n, decode = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    lengths = [int(x) for x in sys.argv[5].split(",")] if len(sys.argv) > 5 else []
     directory, name = gguf.rsplit("/", 1) if "/" in gguf else (".", gguf)
     tok = AutoTokenizer.from_pretrained(directory, gguf_file=name)
     model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=name, dtype=torch.float32)
@@ -42,7 +47,7 @@ def main():
     ids = []
     for text in texts * 10:
         ids += prompt_ids(text)
-        if len(ids) >= 512:
+        if len(ids) >= max([512] + lengths):
             break
     x = torch.tensor([ids[:512]])
     print(f"torch_threads {torch.get_num_threads()}")
@@ -55,6 +60,15 @@ def main():
             out = model(x, use_cache=True)
             times.append(time.perf_counter() - t)
         print(f"torch_prefill_tok_s {512 / sorted(times)[1]:.1f}")
+        for length in lengths:
+            xl = torch.tensor([ids[:length]])
+            model(xl, use_cache=True)
+            best = float("inf")
+            for _ in range(2):
+                t = time.perf_counter()
+                model(xl, use_cache=True)
+                best = min(best, time.perf_counter() - t)
+            print(f"torch_prefill_{length}_tok_s {length / best:.1f}")
         past = out.past_key_values
         nxt = out.logits[:, -1].argmax(-1, keepdim=True)
         t = time.perf_counter()

@@ -118,6 +118,7 @@ impl ModelConfig {
             candidates: None,
             method: crate::Method::Generate,
             pooling: None,
+            training: None,
         }
     }
 

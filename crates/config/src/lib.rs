@@ -81,6 +81,28 @@ impl Config {
         toml::to_string_pretty(self).expect("config serialises to TOML")
     }
 
+    /// This config as the entry `model` trains and is scored under: `[training]` with the entry's
+    /// own `training` keys laid over it (the same config when it has none). Scoring uses it too,
+    /// because an adapter's context is its training `max_seq_len`.
+    pub fn for_entry(&self, model: &ModelConfig) -> Result<Config, String> {
+        let mut config = self.clone();
+        config.training = self.training_for(model)?;
+        Ok(config)
+    }
+
+    fn training_for(&self, model: &ModelConfig) -> Result<TrainingConfig, String> {
+        let Some(keys) = &model.training else {
+            return Ok(self.training.clone());
+        };
+        let mut table = toml::Table::try_from(&self.training).map_err(|e| e.to_string())?;
+        table.extend(keys.clone());
+        let training: TrainingConfig = table
+            .try_into()
+            .map_err(|e: toml::de::Error| e.to_string().trim_end().to_string())?;
+        training.check()?;
+        Ok(training)
+    }
+
     /// Checks the cross-field rules that types alone cannot express.
     pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
         let invalid = |field: &str, message: String| ConfigError::Invalid {
@@ -107,6 +129,19 @@ impl Config {
                     m.name
                 ),
             ));
+        }
+        if let Some(m) = self.models.llm.iter().find(|m| m.training.is_some()) {
+            return Err(invalid(
+                "models.llm",
+                format!(
+                    "model {:?}: zero-shot models are not trained; `training` applies to [[models.slm]] only",
+                    m.name
+                ),
+            ));
+        }
+        for m in &self.models.slm {
+            self.training_for(m)
+                .map_err(|e| invalid("models.slm", format!("model {:?}: training: {e}", m.name)))?;
         }
         let mut names = std::collections::BTreeSet::new();
         for m in self.models.llm.iter().chain(&self.models.slm) {
@@ -160,6 +195,42 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("learning_rte"), "{msg}");
         assert!(msg.contains("x.toml"), "{msg}");
+    }
+
+    #[test]
+    fn an_entry_s_training_keys_override_training_for_that_entry_only() {
+        let text = "[training]\nepochs = 3\nlearning_rate = 1e-3\n\n[[models.slm]]\nname = \"a\"\nmodel = \"m\"\n\n[[models.slm]]\nname = \"b\"\nmodel = \"m\"\ntraining = { epochs = 1, learning_rate = 2e-3 }\n";
+        let c = Config::from_toml_str(text, "x").unwrap();
+        let [a, b] = [&c.models.slm[0], &c.models.slm[1]];
+        assert_eq!(c.for_entry(a).unwrap(), c);
+        let tb = c.for_entry(b).unwrap().training;
+        assert_eq!((tb.epochs, tb.learning_rate), (1, 2e-3));
+        assert_eq!(tb.max_seq_len, c.training.max_seq_len);
+        // Round trip through the resolved config a run directory keeps.
+        assert_eq!(Config::from_toml_str(&c.to_toml_string(), "y").unwrap(), c);
+        assert!(!Config::default().to_toml_string().contains("training = "));
+
+        let bad = |entry_keys: &str, wanted: &str| {
+            let text = format!(
+                "[[models.slm]]\nname = \"b\"\nmodel = \"m\"\ntraining = {{ {entry_keys} }}\n"
+            );
+            let err = Config::from_toml_str(&text, "x.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("\"b\"") && err.contains(wanted),
+                "{entry_keys}: {err}"
+            );
+        };
+        bad("epochs = 0", "epochs");
+        bad("epoch = 1", "epoch");
+        bad("learning_rate = \"fast\"", "learning_rate");
+        let err = Config::from_toml_str(
+            "[[models.llm]]\nname = \"z\"\nmodel = \"m\"\ntraining = { epochs = 1 }\n",
+            "x",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("[[models.slm]] only"), "{err}");
     }
 
     #[test]

@@ -217,6 +217,11 @@ pub struct ModelConfig {
     /// A classifier's pooling: `last` (default) or `mean`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pooling: Option<crate::Pooling>,
+    /// `[training]` keys that differ for this entry (`[[models.slm]]` only), e.g.
+    /// `training = { epochs = 1 }` for a classifier whose head learns faster than a generator: laid
+    /// over `[training]` by [`crate::Config::for_entry`] and checked like it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training: Option<toml::Table>,
 }
 
 fn default_quantize() -> Quantize {

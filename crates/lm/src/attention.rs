@@ -250,9 +250,13 @@ impl<'a> Views<'a> {
             scale,
             false,
         );
+        // Rows whose slots are all real need only the causal tail masked: no per-slot lookups.
+        let prefix_real = self.tp == 0 || self.sreal[p].iter().all(|&r| r);
+        let own_real = self.oreal[b][..vis].iter().all(|&r| r);
+        let mut inv = vec![0f32; rows];
         for (r, row) in s.chunks_mut(width).enumerate() {
             let (pre, own) = row.split_at_mut(self.tp);
-            if self.tp > 0 {
+            if !prefix_real {
                 for (x, &real) in pre.iter_mut().zip(&self.sreal[p]) {
                     if !real {
                         *x = f32::NEG_INFINITY;
@@ -260,12 +264,16 @@ impl<'a> Views<'a> {
                 }
             }
             let last = first + i0 + r;
-            for (j, x) in own.iter_mut().enumerate() {
-                if j > last || !self.oreal[b][j] {
-                    *x = f32::NEG_INFINITY;
+            if own_real {
+                own[last + 1..].fill(f32::NEG_INFINITY);
+            } else {
+                for (j, x) in own.iter_mut().enumerate() {
+                    if j > last || !self.oreal[b][j] {
+                        *x = f32::NEG_INFINITY;
+                    }
                 }
             }
-            softmax_row(row);
+            inv[r] = softmax_row_unscaled(row);
         }
         if self.tp > 0 {
             let probs = Mat::strided(&s, rows, self.tp, width);
@@ -273,20 +281,54 @@ impl<'a> Views<'a> {
         }
         let probs = Mat::strided(&s[self.tp..], rows, vis, width);
         gemm(out, d, probs, own(self.ov, vis), 1.0, self.tp > 0);
+        // The softmax's normalisation, applied to the `D` outputs instead of the `width` scores.
+        for (o, &inv) in out.chunks_mut(d).zip(&inv) {
+            o.iter_mut().for_each(|x| *x *= inv);
+        }
     }
 }
 
-/// In-place softmax of one score row (masked entries at `-inf`); all zeros when all are masked.
-fn softmax_row(row: &mut [f32]) {
-    let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+/// Lanes of the vectorised reductions below: independent accumulators the compiler maps onto
+/// SIMD registers (a plain fold is one serial chain of dependent adds).
+const LANES: usize = 16;
+
+/// `exp(x - max)` of one score row in place (masked entries at `-inf` become 0), returning
+/// `1 / sum`, the factor that normalises it; all zeros and a factor of 0 when all are masked.
+fn softmax_row_unscaled(row: &mut [f32]) -> f32 {
+    let m = max_of(row);
     if m == f32::NEG_INFINITY {
         row.fill(0.0);
-        return;
+        return 0.0;
     }
     row.iter_mut().for_each(|x| *x -= m);
     exp_in_place(row);
-    let inv = 1.0 / row.iter().sum::<f32>();
-    row.iter_mut().for_each(|x| *x *= inv);
+    1.0 / sum_of(row)
+}
+
+fn max_of(xs: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a = if x > *a { x } else { *a };
+        }
+    }
+    tail.iter()
+        .chain(&acc)
+        .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m })
+}
+
+fn sum_of(xs: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += x;
+        }
+    }
+    tail.iter().chain(&acc).sum()
 }
 
 /// Stock-op attention for devices and dtypes the CPU kernel does not cover: gathers each row's
@@ -376,6 +418,42 @@ mod tests {
         kv: 2,
         dim: 8,
     };
+
+    /// A long causal prefill (several query blocks, the last one partial) through the public
+    /// entry point equals the stock-op path, and so does one whose rows carry left padding (the
+    /// per-slot mask instead of the causal tail alone).
+    #[test]
+    fn long_prefill_equals_the_stock_ops() {
+        let t = 4 * BLOCK + 7;
+        let q = tensor(&[1, t, 4, 8], 11);
+        let k = tensor(&[1, t, 2, 8], 12);
+        let v = tensor(&[1, t, 2, 8], 13);
+        let fast = causal_prefill(&q, &k, &v).unwrap();
+        let real = vec![vec![true; t]];
+        let own = Own {
+            k: &k,
+            v: &v,
+            len: t,
+            real: &real,
+        };
+        let slow = attend_ops(&q, None, &own, HEADS).unwrap();
+        assert!(max_diff(&fast, &slow) < 1e-5);
+
+        let mut padded = vec![false; 70];
+        padded.extend(vec![true; t - 70]);
+        let real = vec![padded];
+        let own = Own {
+            k: &k,
+            v: &v,
+            len: t,
+            real: &real,
+        };
+        let fast = attend_cpu(&q, None, &own, HEADS).unwrap();
+        let slow = attend_ops(&q, None, &own, HEADS).unwrap();
+        // Padding queries see no key: zeros here, an average there; compare the real ones.
+        let real_rows = |x: &Tensor| x.narrow(1, 70, t - 70).unwrap();
+        assert!(max_diff(&real_rows(&fast), &real_rows(&slow)) < 1e-5);
+    }
 
     /// The stock-op path other devices and dtypes take equals the CPU kernel: a prefill longer
     /// than one block, and a continuation against a shared, partly padded prefix with rows

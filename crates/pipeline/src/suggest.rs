@@ -199,9 +199,7 @@ impl EngineSuggester {
 
 impl Suggester for EngineSuggester {
     fn suggest(&self, text: &str, top_k: usize) -> Result<Vec<Candidate>, SuggestError> {
-        Ok(self
-            .suggest_cancellable(text, top_k, &AtomicBool::new(false))?
-            .candidates)
+        serve::uncancelled(self, text, top_k)
     }
 
     /// Stops at the next decoding step once `cancel` is set (deadline passed, client gone).
@@ -287,9 +285,7 @@ impl RemoteSuggester {
 
 impl Suggester for RemoteSuggester {
     fn suggest(&self, text: &str, top_k: usize) -> Result<Vec<Candidate>, SuggestError> {
-        Ok(self
-            .suggest_cancellable(text, top_k, &AtomicBool::new(false))?
-            .candidates)
+        serve::uncancelled(self, text, top_k)
     }
 
     /// The flag is checked before each attempt: an HTTP call in flight runs to its answer or to

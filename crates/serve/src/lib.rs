@@ -33,7 +33,7 @@ pub use api::{ChapterInfo, Health, SuggestRequest, SuggestResponse, Suggestion};
 pub use config::{ServeConfig, Token};
 pub use error::{ErrorBody, ErrorDetail};
 pub use load::{load_test, LoadError, LoadReport};
-pub use suggester::{SuggestError, Suggested, Suggester};
+pub use suggester::{uncancelled, SuggestError, Suggested, Suggester};
 
 use admission::Admission;
 

@@ -39,6 +39,18 @@ pub trait Suggester: Send + Sync + 'static {
     fn model_name(&self) -> &str;
 }
 
+/// [`Suggester::suggest`] for a suggester whose real work is in [`Suggester::suggest_cancellable`]
+/// (every model-backed one): the same call with a flag that is never set.
+pub fn uncancelled<S: Suggester + ?Sized>(
+    suggester: &S,
+    text: &str,
+    top_k: usize,
+) -> Result<Vec<Candidate>, SuggestError> {
+    Ok(suggester
+        .suggest_cancellable(text, top_k, &AtomicBool::new(false))?
+        .candidates)
+}
+
 /// Candidates with what was done to the text to fit the model.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Suggested {

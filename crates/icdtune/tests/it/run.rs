@@ -556,10 +556,19 @@ fn quantize_of_a_zero_shot_model_is_applied_at_load() {
 /// `--adapter` in `eval` and `predict`.
 #[test]
 fn a_classifier_arm_trains_is_scored_and_reloads_through_adapter() {
-    let extra = "[[models.slm]]\nname = \"tiny-cls\"\nmodel = \"slm\"\nmethod = \"classifier\"\npooling = \"mean\"\n";
+    // Its own `training` keys apply to it alone.
+    let extra = "[[models.slm]]\nname = \"tiny-cls\"\nmodel = \"slm\"\nmethod = \"classifier\"\npooling = \"mean\"\ntraining = { max_steps = 3 }\n";
     let t = setup(4, extra);
     t.ok(&experiment_args("training", &[]));
     let run = only_run(&t);
+    assert_eq!(
+        train_steps(&run.join("tiny-cls/train_log.jsonl")),
+        vec![1, 2, 3]
+    );
+    assert_eq!(
+        train_steps(&run.join("tiny-slm/train_log.jsonl")),
+        vec![1, 2, 3, 4]
+    );
     assert!(!run.join("tiny-cls-untrained").exists());
     let adapter = run.join("tiny-cls/adapter");
     let cfg = read_json(adapter.join("adapter_config.json"));

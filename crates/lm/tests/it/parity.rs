@@ -298,3 +298,21 @@ fn cache_row_selection_continues_rows() {
         assert!(d < TOL, "row {row} differs by {d}");
     }
 }
+
+/// A prompt of several attention blocks (the inference kernel works 64 queries at a time) near
+/// the tiny model's context: the last position's logits equal candle-transformers' Llama.
+#[test]
+fn llama_long_prompt_matches_candle_transformers() {
+    let (dir, cfg) = tiny_model_dir("llama", 7);
+    let model = load(dir.path());
+    let mut oracle = Oracle::new("llama", dir.path(), &cfg);
+    let long: Vec<u32> = (0..120u32).map(|i| (i * 37 + 11) % 97).collect();
+    let prompt = ids(&[&long]);
+    let mut cache = model.new_cache();
+    let got = model
+        .forward(&prompt, None, &mut cache, &LogitPositions::Last)
+        .expect("prefill");
+    let want = oracle.step(&prompt, 0);
+    let d = max_diff(&got.flatten_all().unwrap(), &want);
+    assert!(d < TOL, "long prompt differs from oracle by {d}");
+}

@@ -96,7 +96,10 @@ pub fn run_job(
     ));
     let child = mlflow.child(&job.folder, &params(job))?;
     let mut stage = "load";
-    match execute(ctx, job, &model, manifest, &mut stage) {
+    let outcome = entry_context(ctx, job, |ctx| {
+        execute(ctx, job, &model, manifest, &mut stage)
+    });
+    match outcome {
         Ok(Some((metrics, trained))) => {
             record::clear_failure(&model)?;
             if job.arm == Arm::Finetuned {
@@ -119,6 +122,28 @@ pub fn run_job(
             Ok(JobOutcome::Failed)
         }
     }
+}
+
+/// Runs `f` with the config a finetuned job trains and is scored under: the entry's own `training`
+/// keys laid over `[training]` ([`Config::for_entry`]); other jobs keep the run's config.
+fn entry_context<T>(
+    ctx: &JobContext,
+    job: &Job,
+    f: impl FnOnce(&JobContext) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    if job.arm != Arm::Finetuned || job.model.training.is_none() {
+        return f(ctx);
+    }
+    // Checked when the config was loaded, so this fails only for a config built in code.
+    let config = ctx
+        .config
+        .for_entry(&job.model)
+        .map_err(|e| anyhow::anyhow!("model {:?}: training: {e}", job.model.name))?;
+    f(&JobContext {
+        config: &config,
+        stop: Arc::clone(&ctx.stop),
+        ..*ctx
+    })
 }
 
 fn tracking_on(config: &Config) -> bool {

@@ -165,9 +165,10 @@ pub fn plan(config: &Config, experiment: Experiment) -> anyhow::Result<Vec<Job>>
 }
 
 /// Whether two `[[models.slm]]` entries train the same adapter: same weights, load settings and
-/// method (and pooling, for a classifier). `[training]`, `[lora]` and the split are shared by every
-/// entry of a run, and `candidates` only narrows decoding after training, so entries that differ in
-/// nothing else would spend the same training twice.
+/// method (and pooling, for a classifier) and the same `training` keys of their own. `[training]`,
+/// `[lora]` and the split are shared by every entry of a run, and `candidates` only narrows
+/// decoding after training, so entries that differ in nothing else would spend the same training
+/// twice.
 pub fn trains_like(a: &ModelConfig, b: &ModelConfig) -> bool {
     let pooling = |m: &ModelConfig| {
         (m.method == config::Method::Classifier).then(|| m.pooling.unwrap_or_default())
@@ -178,6 +179,7 @@ pub fn trains_like(a: &ModelConfig, b: &ModelConfig) -> bool {
         && a.backend == b.backend
         && a.method == b.method
         && pooling(a) == pooling(b)
+        && a.training == b.training
 }
 
 /// A model given on the command line: `NAME=SPEC`, or `SPEC` named after its file or repository.

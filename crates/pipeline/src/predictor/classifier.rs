@@ -177,15 +177,10 @@ impl Predictor for ClassifierPredictor {
     }
 
     fn details(&self) -> serde_json::Value {
-        let cfg = self.engine.model().config();
         let policy = self.engine.context_policy();
         let fit = self.fit.lock().map(|f| *f).unwrap_or_default();
-        serde_json::json!({
-            "path": self.engine.path(),
-            "adapter": self.adapter,
-            "architecture": cfg.architecture.as_str(),
-            "layers": cfg.num_layers,
-            "hidden_size": cfg.hidden_size,
+        let mut details = super::lm::model_details(&self.engine, Some(&self.adapter), self.load_ms);
+        let specific = serde_json::json!({
             "decoding": "classifier",
             "labels": self.meta.labels.len(),
             "problem_type": self.meta.problem_type,
@@ -195,7 +190,6 @@ impl Predictor for ClassifierPredictor {
                 Problem::MultiLabel => format!("probability >= {}", self.meta.decision_threshold()),
             },
             "threshold": self.meta.threshold,
-            "load_ms": self.load_ms,
             "context": {
                 "max_tokens": policy.max_tokens,
                 "truncate_side": policy.side,
@@ -204,7 +198,11 @@ impl Predictor for ClassifierPredictor {
                 "removed_chars": fit.removed_chars,
                 "max_prompt_tokens": fit.max_prompt_tokens,
             },
-        })
+        });
+        if let serde_json::Value::Object(specific) = specific {
+            details.extend(specific);
+        }
+        details.into()
     }
 }
 
@@ -279,9 +277,7 @@ impl ClassifierSuggester {
 
 impl Suggester for ClassifierSuggester {
     fn suggest(&self, text: &str, top_k: usize) -> Result<Vec<Candidate>, SuggestError> {
-        Ok(self
-            .suggest_cancellable(text, top_k, &AtomicBool::new(false))?
-            .candidates)
+        serve::uncancelled(self, text, top_k)
     }
 
     /// One forward pass: the flag is checked before it starts.

@@ -165,23 +165,42 @@ impl Predictor for LmPredictor {
     }
 
     fn details(&self) -> serde_json::Value {
-        let cfg = self.engine.model().config();
-        serde_json::json!({
-            "path": self.engine.path(),
-            "adapter": self.adapter,
-            "architecture": cfg.architecture.as_str(),
-            "layers": cfg.num_layers,
-            "hidden_size": cfg.hidden_size,
-            "vocab_size": cfg.vocab_size,
-            "parameters": parameter_count(cfg),
+        let mut details = model_details(&self.engine, self.adapter.as_deref(), self.load_ms);
+        let specific = serde_json::json!({
             "decoding": if self.trie.is_some() { "constrained-beam" } else { "greedy" },
             "trie_codes": self.trie.as_ref().map(|t| t.len()),
             "max_new_tokens": self.max_new_tokens,
-            "load_ms": self.load_ms,
             "trie_ms": self.trie_ms,
             "context": self.context_details(),
-        })
+        });
+        if let serde_json::Value::Object(specific) = specific {
+            details.extend(specific);
+        }
+        details.into()
     }
+}
+
+/// What every language-model arm's `model.json` says of its model: where it came from, its shape
+/// and size (the report compares sizes with `parameters`), and how long it took to load.
+pub(super) fn model_details(
+    engine: &Engine,
+    adapter: Option<&Path>,
+    load_ms: f64,
+) -> serde_json::Map<String, serde_json::Value> {
+    let cfg = engine.model().config();
+    serde_json::json!({
+        "path": engine.path(),
+        "adapter": adapter,
+        "architecture": cfg.architecture.as_str(),
+        "layers": cfg.num_layers,
+        "hidden_size": cfg.hidden_size,
+        "vocab_size": cfg.vocab_size,
+        "parameters": parameter_count(cfg),
+        "load_ms": load_ms,
+    })
+    .as_object()
+    .cloned()
+    .unwrap_or_default()
 }
 
 /// Parameters of the base model, from its config: the loader is strict (every tensor it reads has
