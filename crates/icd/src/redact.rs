@@ -83,7 +83,10 @@ mod tests {
     #[test]
     fn values_whose_escaped_form_is_long_show_their_size_only() {
         let controls = "\u{13}".repeat(24);
-        assert_eq!(shown(&controls, CODE), "<value of 24 characters, not shown>");
+        assert_eq!(
+            shown(&controls, CODE),
+            "<value of 24 characters, not shown>"
+        );
         assert_eq!(shown("\u{13}J06", CODE), "\"\\u{13}J06\"");
     }
 }
