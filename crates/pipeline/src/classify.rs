@@ -45,14 +45,23 @@ pub(crate) fn train_classifier(
     let (tok, chat) = (&prepared.tok, &prepared.chat);
     let train_set = encode_classified(tok, chat, job.train, &labels, &enc)?;
     let val_set = encode_classified(tok, chat, job.validation, &labels, &enc)?;
+    // Such examples have no target for the loss; a multi-label threshold still counts their misses.
+    let unlabelled = match (problem_type, val_set.without_label) {
+        (_, 0) => String::new(),
+        (Problem::MultiLabel, n) => format!(
+            " ({n} of them have no training label: left out of the validation loss, counted for the threshold)"
+        ),
+        (Problem::SingleLabel, n) => format!(
+            " ({n} of them have no training label: left out of the validation loss)"
+        ),
+    };
     console.note(&format!(
-        "classifier over {} labels ({}); {} training / {} validation examples ({} validation examples \
-         have no training label and count only for the threshold); shortened to fit max_seq_len {}: {} / {}",
+        "classifier over {} labels ({}); {} training / {} validation examples{unlabelled}; \
+         shortened to fit max_seq_len {}: {} / {}",
         labels.len(),
         problem_name(problem_type),
         train_set.examples.len(),
         val_set.examples.len(),
-        val_set.without_label,
         enc.max_seq_len,
         train_set.truncated,
         val_set.truncated
