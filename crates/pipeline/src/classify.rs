@@ -16,7 +16,7 @@ use types::Example;
 
 use crate::compute::Compute;
 use crate::console::Console;
-use crate::finetune::{encode_options, lora_model, train_options, Prepared, TrainJob};
+use crate::finetune::{encode_options, fit, lora_model, Prepared, TrainJob};
 use crate::predictor::{choose_threshold, ClassifierPredictor};
 
 /// The head's pooling as `lm` names it.
@@ -75,16 +75,15 @@ pub(crate) fn train_classifier(
         threshold: None,
     };
     model.add_score_head(meta, config.training.seed)?;
-    let opts = train_options(job, tok, config);
-    let outcome = ::train::train(
+    let outcome = fit(
         &model,
         &train_set.examples,
         &val_set.examples,
-        &opts,
-        &mut |p| console.training(p),
-    );
-    console.finish_progress();
-    let outcome = outcome?;
+        job,
+        tok,
+        config,
+        console,
+    )?;
     drop(model);
     if let Some(dir) = &outcome.adapter_dir {
         record_decision(job.model, dir, job.validation, config, console)?;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use ::train::{EncodeOptions, TrainOptions, TrainOutcome};
+use ::train::{EncodeOptions, EncodedExample, TrainOptions, TrainOutcome};
 use anyhow::Context;
 use config::Config;
 use data::Part;
@@ -99,14 +99,32 @@ pub fn train_adapter(
     ));
     let compute = Compute::resolve(&config.compute)?;
     let model = lora_model(path, job.model, config, &compute)?;
-    let opts = train_options(job, tok, config);
-    let outcome = ::train::train(
+    fit(
         &model,
         &train_set.examples,
         &val_set.examples,
-        &opts,
-        &mut |p| console.training(p),
-    );
+        job,
+        tok,
+        config,
+        console,
+    )
+}
+
+/// Runs the trainer on encoded examples with its progress on `console`; the progress display is
+/// closed whether training succeeds or not.
+pub(crate) fn fit(
+    model: &Model,
+    train: &[EncodedExample],
+    validation: &[EncodedExample],
+    job: &TrainJob,
+    tok: &Tokenizer,
+    config: &Config,
+    console: &dyn Console,
+) -> anyhow::Result<TrainOutcome> {
+    let opts = train_options(job, tok, config);
+    let outcome = ::train::train(model, train, validation, &opts, &mut |p| {
+        console.training(p)
+    });
     console.finish_progress();
     Ok(outcome?)
 }
