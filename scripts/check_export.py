@@ -24,6 +24,8 @@ import gguf
 from gguf import GGMLQuantizationType as Q
 from gguf import GGUFValueType as V
 
+from checks import require, run_checks
+
 # The value type llama.cpp's GGUFWriter gives each key (add_uint32, add_float32, ...).
 ARCH_KEYS = {
     gguf.Keys.LLM.VOCAB_SIZE: (V.UINT32, "vocab_size"),
@@ -69,15 +71,6 @@ HF_TO_GGUF = {
     "mlp.up_proj": gguf.MODEL_TENSOR.FFN_UP,
     "mlp.down_proj": gguf.MODEL_TENSOR.FFN_DOWN,
 }
-
-
-class CheckError(Exception):
-    pass
-
-
-def require(ok, message):
-    if not ok:
-        raise CheckError(message)
 
 
 def llama_cpp_permute(weights, n_head):
@@ -246,32 +239,27 @@ def check(args):
     folder = Path(args.reference)
     config = json.loads((folder / "config.json").read_text())
     reference = read_safetensors(folder / "model.safetensors")
-    failed = 0
-    for path in args.files:
-        print(f"{path}")
-        try:
-            reader = gguf.GGUFReader(path)
-            version = int(reader.fields["GGUF.version"].contents())
-            arch = reader.fields[gguf.Keys.General.ARCHITECTURE].contents()
-            lines = check_keys(reader, arch, config, folder)
-            stats = check_tensors(reader, config, reference, arch)
-            qtypes = {Q(t.tensor_type) for t in reader.tensors if len(t.shape) > 1}
-            main = max(qtypes, key=lambda q: sum(1 for t in reader.tensors if Q(t.tensor_type) == q))
-            file_type = reader.fields[gguf.Keys.General.FILE_TYPE].contents()
-            require(file_type == FILE_TYPES[main], f"general.file_type {file_type}, tensors mostly {main.name}")
-            print(f"  GGUF v{version}, {arch}, {len(reader.fields) - 3} keys, {len(reader.tensors)} tensors")
-            print("\n".join(lines))
-            for key, values in stats.items():
-                if "bytes equal" in key:
-                    print(f"  {key}: {sum(values)}/{len(values)} tensors")
-                else:
-                    print(f"  {key:5} {len(values):3} tensors, max |error| vs f32 export {max(values):.3g}")
-            print("  ok")
-        except CheckError as e:
-            failed += 1
-            print(f"  FAILED: {e}")
-    print(f"{len(args.files) - failed} passed, {failed} failed")
-    return 1 if failed else 0
+    checks = [(f"{path}", lambda path=path: check_file(path, folder, config, reference)) for path in args.files]
+    return run_checks(checks)
+
+
+def check_file(path, folder, config, reference):
+    reader = gguf.GGUFReader(path)
+    version = int(reader.fields["GGUF.version"].contents())
+    arch = reader.fields[gguf.Keys.General.ARCHITECTURE].contents()
+    lines = check_keys(reader, arch, config, folder)
+    stats = check_tensors(reader, config, reference, arch)
+    qtypes = {Q(t.tensor_type) for t in reader.tensors if len(t.shape) > 1}
+    main = max(qtypes, key=lambda q: sum(1 for t in reader.tensors if Q(t.tensor_type) == q))
+    file_type = reader.fields[gguf.Keys.General.FILE_TYPE].contents()
+    require(file_type == FILE_TYPES[main], f"general.file_type {file_type}, tensors mostly {main.name}")
+    print(f"  GGUF v{version}, {arch}, {len(reader.fields) - 3} keys, {len(reader.tensors)} tensors")
+    print("\n".join(lines))
+    for key, values in stats.items():
+        if "bytes equal" in key:
+            print(f"  {key}: {sum(values)}/{len(values)} tensors")
+        else:
+            print(f"  {key:5} {len(values):3} tensors, max |error| vs f32 export {max(values):.3g}")
 
 
 def adapter(args):

@@ -31,6 +31,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from checks import require, run_checks
+
 LOGIT_TOL = 1e-4
 MERGE_TOL = 1e-5
 # What PEFT logs when a checkpoint and the model disagree ("Found missing adapter keys ...",
@@ -47,15 +49,6 @@ INSTRUCTION = (
     "Read the doctor-patient dialogue and answer with the ICD-10-CM code of the main diagnosis, "
     "nothing else."
 )
-
-
-class CheckError(Exception):
-    pass
-
-
-def require(ok, message):
-    if not ok:
-        raise CheckError(message)
 
 
 class Captured(logging.Handler):
@@ -196,17 +189,7 @@ def check(args):
         ("logits", lambda: check_logits(model, ours, args)),
         ("merge", lambda: check_merge(model, args.merged)),
     ]
-    failed = 0
-    for name, run in checks:
-        print(f"{name}")
-        try:
-            run()
-            print("  ok")
-        except CheckError as e:
-            failed += 1
-            print(f"  FAILED: {e}")
-    print(f"{len(checks) - failed} passed, {failed} failed")
-    return 1 if failed else 0
+    return run_checks(checks)
 
 
 def prompt(args):

@@ -16,7 +16,7 @@ mod tfidf;
 mod threads;
 mod vectorizer;
 
-pub use most_frequent::MostFrequent;
+pub use most_frequent::{median_set_size, MostFrequent};
 pub use tfidf::{LabelMode, TfidfClassifier, TfidfConfig, Threshold};
 pub use vectorizer::{Vectorizer, VectorizerConfig};
 
@@ -34,4 +34,14 @@ pub enum BaselineError {
     EmptyVocabulary { min_df: usize },
     #[error("invalid baseline config: {field}: {message}")]
     Config { field: String, message: String },
+}
+
+impl BaselineError {
+    /// A config value out of its range: the field and what it must be.
+    pub(crate) fn config(field: &str, message: &str) -> BaselineError {
+        BaselineError::Config {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
 }

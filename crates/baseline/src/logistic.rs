@@ -119,8 +119,28 @@ mod tests {
     use super::*;
     use crate::sparse::SparseVec;
 
-    fn problem() -> (Gram, Vec<f64>, Vec<bool>) {
-        // Two clusters on two axes; label = first axis.
+    /// Weak regularisation stopped early: enough to separate the clusters.
+    const LOOSE: Solver = Solver {
+        c: 10.0,
+        tol: 1e-3,
+        max_epochs: 200,
+    };
+
+    /// Run close to the optimum, where its optimality condition can be checked.
+    const TIGHT: Solver = Solver {
+        c: 1.0,
+        tol: 1e-6,
+        max_epochs: 1000,
+    };
+
+    /// Two clusters on two axes; label = first axis.
+    struct Problem {
+        gram: Gram,
+        base: Vec<f64>,
+        positive: Vec<bool>,
+    }
+
+    fn problem() -> Problem {
         let xs: Vec<SparseVec> = (0..8)
             .map(|i| {
                 let axis = u32::from(i % 2 == 1);
@@ -132,44 +152,49 @@ mod tests {
             .map(|j| (0..8).map(|i| f64::from(gram.get(i, j))).sum())
             .collect();
         let positive = (0..8).map(|i| i % 2 == 0).collect();
-        (gram, base, positive)
+        Problem {
+            gram,
+            base,
+            positive,
+        }
     }
 
-    fn decision(gram: &Gram, coef: &[f32], j: usize) -> f64 {
-        (0..gram.n)
-            .map(|i| f64::from(coef[i]) * f64::from(gram.get(i, j)))
-            .sum()
+    impl Problem {
+        fn train(&self, solver: Solver, seed: u64) -> DualModel {
+            train(&self.gram, &self.base, &self.positive, solver, seed)
+        }
+
+        /// Each training document's index, label and decision value under `coef`.
+        fn decisions<'a>(
+            &'a self,
+            coef: &'a [f32],
+        ) -> impl Iterator<Item = (usize, bool, f64)> + 'a {
+            self.positive.iter().enumerate().map(move |(j, &p)| {
+                let f = (0..self.gram.n)
+                    .map(|i| f64::from(coef[i]) * f64::from(self.gram.get(i, j)))
+                    .sum();
+                (j, p, f)
+            })
+        }
     }
 
     #[test]
     fn separates_two_clusters_and_is_deterministic() {
-        let (gram, base, positive) = problem();
-        let solver = Solver {
-            c: 10.0,
-            tol: 1e-3,
-            max_epochs: 200,
-        };
-        let m = train(&gram, &base, &positive, solver, 7);
-        for (j, p) in positive.iter().enumerate() {
-            let d = decision(&gram, &m.coef, j);
-            assert_eq!(d > 0.0, *p, "document {j}: decision {d}");
+        let problem = problem();
+        let m = problem.train(LOOSE, 7);
+        for (j, positive, d) in problem.decisions(&m.coef) {
+            assert_eq!(d > 0.0, positive, "document {j}: decision {d}");
         }
-        assert_eq!(m.coef, train(&gram, &base, &positive, solver, 7).coef);
+        assert_eq!(m.coef, problem.train(LOOSE, 7).coef);
     }
 
     #[test]
     fn optimum_satisfies_the_primal_stationarity_condition() {
         // At the optimum, alpha_i = C * sigmoid(-y_i f_i) for every i.
-        let (gram, base, positive) = problem();
-        let solver = Solver {
-            c: 1.0,
-            tol: 1e-6,
-            max_epochs: 1000,
-        };
-        let m = train(&gram, &base, &positive, solver, 1);
-        for (j, p) in positive.iter().enumerate() {
-            let y = if *p { 1.0 } else { -1.0 };
-            let f = decision(&gram, &m.coef, j);
+        let problem = problem();
+        let m = problem.train(TIGHT, 1);
+        for (j, positive, f) in problem.decisions(&m.coef) {
+            let y = if positive { 1.0 } else { -1.0 };
             let alpha = f64::from(m.coef[j]) * y;
             let expected = 1.0 / (1.0 + (y * f).exp());
             assert!(

@@ -8,6 +8,15 @@ use types::{Example, Prediction};
 use crate::ranking;
 use crate::BaselineError;
 
+/// The median number of codes per example (the upper median; at least 1): the size of the answer
+/// set of a predictor that ranks codes without a threshold of its own on multi-label data (rank cut,
+/// "RCut"). 1 for single-label data and for no examples.
+pub fn median_set_size(examples: &[Example]) -> usize {
+    let mut sizes: Vec<usize> = examples.iter().map(|e| e.codes.len()).collect();
+    sizes.sort_unstable();
+    sizes.get(sizes.len() / 2).copied().unwrap_or(1).max(1)
+}
+
 /// Ranks codes by the share of training examples that carry them.
 ///
 /// The log-score of a code is `ln(count / n_train)`, the empirical probability that an example has it.
@@ -37,9 +46,7 @@ impl MostFrequent {
         let n = train.len() as f64;
         let mut ranked: Vec<(&str, usize)> = counts.into_iter().collect();
         ranked.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
-        let mut sizes: Vec<usize> = train.iter().map(|e| e.codes.len()).collect();
-        sizes.sort_unstable();
-        let set_size = sizes[sizes.len() / 2].max(1);
+        let set_size = median_set_size(train);
         Ok(MostFrequent {
             labels: ranked.iter().map(|r| r.0.to_string()).collect(),
             logprobs: ranked.iter().map(|r| (r.1 as f64 / n).ln()).collect(),

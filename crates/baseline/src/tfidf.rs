@@ -80,25 +80,22 @@ impl Default for TfidfConfig {
 
 impl TfidfConfig {
     fn check(&self) -> Result<(), BaselineError> {
-        let bad = |field: &str, message: &str| {
-            Err(BaselineError::Config {
-                field: field.into(),
-                message: message.into(),
-            })
-        };
         if self.c.is_nan() || self.c <= 0.0 {
-            return bad("c", "must be positive");
+            return Err(BaselineError::config("c", "must be positive"));
         }
         if self.tol.is_nan() || self.tol <= 0.0 || self.max_epochs == 0 {
-            return bad("tol", "tol must be positive and max_epochs at least 1");
+            return Err(BaselineError::config(
+                "tol",
+                "tol must be positive and max_epochs at least 1",
+            ));
         }
         match self.threshold {
             Threshold::Fixed(p) if !(0.0..=1.0).contains(&p) => {
-                bad("threshold", "must lie in [0, 1]")
+                Err(BaselineError::config("threshold", "must lie in [0, 1]"))
             }
-            Threshold::Tuned { holdout } if !(holdout > 0.0 && holdout < 1.0) => {
-                bad("threshold.holdout", "must lie in (0, 1)")
-            }
+            Threshold::Tuned { holdout } if !(holdout > 0.0 && holdout < 1.0) => Err(
+                BaselineError::config("threshold.holdout", "must lie in (0, 1)"),
+            ),
             _ => Ok(()),
         }
     }

@@ -50,22 +50,19 @@ impl Default for VectorizerConfig {
 
 impl VectorizerConfig {
     fn check(&self) -> Result<(), BaselineError> {
-        let bad = |field: &str, message: &str| {
-            Err(BaselineError::Config {
-                field: field.into(),
-                message: message.into(),
-            })
-        };
         let (wl, wh) = self.word_ngrams;
         let (cl, ch) = self.char_ngrams;
         if wl == 0 || wl > wh || cl == 0 || cl > ch {
-            return bad("ngrams", "ranges must be 1 <= low <= high");
+            return Err(BaselineError::config(
+                "ngrams",
+                "ranges must be 1 <= low <= high",
+            ));
         }
         if self.min_df == 0 {
-            return bad("min_df", "must be at least 1");
+            return Err(BaselineError::config("min_df", "must be at least 1"));
         }
         if !(self.max_df > 0.0 && self.max_df <= 1.0) {
-            return bad("max_df", "must lie in (0, 1]");
+            return Err(BaselineError::config("max_df", "must lie in (0, 1]"));
         }
         Ok(())
     }

@@ -234,6 +234,48 @@ mod tests {
     }
 
     #[test]
+    fn selection_keys_default_to_the_loss_and_stay_out_of_the_resolved_config() {
+        let c = Config::default();
+        let t = &c.training;
+        assert_eq!(t.select_on, SelectOn::Loss);
+        assert_eq!(t.metric_examples, DEFAULT_METRIC_EXAMPLES);
+        assert!(!t.log_metric && !t.scores_metric());
+        assert_eq!(t.head_learning_rate(), t.learning_rate);
+        let text = c.to_toml_string();
+        for key in [
+            "select_on",
+            "metric_examples",
+            "log_metric",
+            "head_learning_rate",
+        ] {
+            assert!(!text.contains(key), "{key} in the default config:\n{text}");
+        }
+
+        let text = "[training]\nselect_on = \"metric\"\nmetric_examples = 0\nhead_learning_rate = 1e-2\n\n[[models.slm]]\nname = \"a\"\nmodel = \"m\"\ntraining = { select_on = \"loss\", log_metric = true, metric_examples = 8 }\n";
+        let c = Config::from_toml_str(text, "x").unwrap();
+        let t = &c.training;
+        assert_eq!((t.select_on, t.metric_examples), (SelectOn::Metric, 0));
+        assert!(t.scores_metric());
+        assert_eq!(t.head_learning_rate(), 1e-2);
+        assert_eq!(Config::from_toml_str(&c.to_toml_string(), "y").unwrap(), c);
+        let a = c.for_entry(&c.models.slm[0]).unwrap().training;
+        assert_eq!((a.select_on, a.metric_examples), (SelectOn::Loss, 8));
+        assert!(a.log_metric && a.scores_metric());
+        assert_eq!(a.head_learning_rate, Some(1e-2));
+
+        let err = Config::from_toml_str(
+            "[[models.slm]]\nname = \"b\"\nmodel = \"m\"\ntraining = { head_learning_rate = 0.0 }\n",
+            "x.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("\"b\"") && err.contains("head_learning_rate"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn unknown_section_is_named() {
         let err = Config::from_toml_str("[trainig]\n", "x.toml").unwrap_err();
         assert!(err.to_string().contains("trainig"), "{err}");
@@ -270,6 +312,20 @@ mod tests {
             ("[training]\nweight_decay = nan\n", "weight_decay"),
             ("[training]\nmax_grad_norm = -1.0\n", "max_grad_norm"),
             ("[training]\nmin_delta = inf\n", "min_delta"),
+            (
+                "[training]\nhead_learning_rate = 0.0\n",
+                "head_learning_rate",
+            ),
+            (
+                "[training]\nhead_learning_rate = nan\n",
+                "head_learning_rate",
+            ),
+            (
+                "[training]\nhead_learning_rate = -1e-3\n",
+                "head_learning_rate",
+            ),
+            ("[training]\nselect_on = \"accuracy\"\n", "select_on"),
+            ("[training]\nmetric_examples = -1\n", "metric_examples"),
             ("[lora]\nalpha = -8.0\n", "alpha"),
             ("[lora]\nalpha = 0.0\n", "alpha"),
             ("[lora]\nalpha = nan\n", "alpha"),

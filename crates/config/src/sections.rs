@@ -268,7 +268,43 @@ pub enum TruncateSide {
     Middle,
 }
 
+/// What validation judges a training run by: which values are kept as the adapter and what
+/// early stopping waits on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SelectOn {
+    /// The per-token (per-example for a classifier) validation loss; lower is better.
+    #[default]
+    Loss,
+    /// The validation split's primary metric from the arm's own prediction path (accuracy for
+    /// single-label data, micro-F1 for multi-label data); higher is better. The loss is the
+    /// training objective, not the score the report ranks arms by, and the two can disagree.
+    Metric,
+}
+
+impl SelectOn {
+    pub fn is_loss(&self) -> bool {
+        *self == SelectOn::Loss
+    }
+}
+
+/// Validation examples the metric is scored on unless `metric_examples` says otherwise: enough
+/// to tell checkpoints apart, few enough that decoding them at every validation stays cheap.
+pub const DEFAULT_METRIC_EXAMPLES: usize = 64;
+
+fn is_default_metric_examples(n: &usize) -> bool {
+    *n == DEFAULT_METRIC_EXAMPLES
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 /// LoRA supervised finetuning.
+///
+/// The keys added after the first release (`select_on`, `metric_examples`, `log_metric`,
+/// `head_learning_rate`) are left out of the serialised config while they hold their defaults,
+/// so that a resolved config, its run id and a checkpoint's fingerprint stay what they were.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainingConfig {
@@ -294,6 +330,25 @@ pub struct TrainingConfig {
     pub recompute_activations: bool,
     pub forward: TrainForward,
     pub seed: u64,
+    /// What the kept adapter and early stopping (`patience`, `min_delta`) follow.
+    #[serde(skip_serializing_if = "SelectOn::is_loss")]
+    pub select_on: SelectOn,
+    /// How many validation examples the metric is scored on: the first N of the split, in split
+    /// order (0 = all of them).
+    #[serde(skip_serializing_if = "is_default_metric_examples")]
+    pub metric_examples: usize,
+    /// Score and log the metric at every validation also when `select_on = "loss"` (it is always
+    /// scored with `select_on = "metric"`). Off by default: decoding costs far more than the
+    /// validation loss.
+    #[serde(skip_serializing_if = "is_false")]
+    pub log_metric: bool,
+    /// Peak learning rate of a classifier's `score` head (default: `learning_rate`), under the
+    /// same warmup and schedule. The head starts near zero (std 0.02) and spans up to thousands
+    /// of labels, so at LoRA learning rates it moves little; this lets it learn faster than the
+    /// LoRA pairs.
+    /// Generating entries have no head and ignore it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub head_learning_rate: Option<f64>,
 }
 
 impl Default for TrainingConfig {
@@ -318,11 +373,25 @@ impl Default for TrainingConfig {
             recompute_activations: false,
             forward: TrainForward::Fast,
             seed: 42,
+            select_on: SelectOn::Loss,
+            metric_examples: DEFAULT_METRIC_EXAMPLES,
+            log_metric: false,
+            head_learning_rate: None,
         }
     }
 }
 
 impl TrainingConfig {
+    /// Whether every validation also scores the metric.
+    pub fn scores_metric(&self) -> bool {
+        self.select_on == SelectOn::Metric || self.log_metric
+    }
+
+    /// The classifier head's peak learning rate.
+    pub fn head_learning_rate(&self) -> f64 {
+        self.head_learning_rate.unwrap_or(self.learning_rate)
+    }
+
     pub(crate) fn check(&self) -> Result<(), String> {
         if self.epochs == 0 && self.max_steps == 0 {
             return Err(
@@ -338,6 +407,13 @@ impl TrainingConfig {
                 "learning_rate must be a finite positive number, got {}",
                 self.learning_rate
             ));
+        }
+        if let Some(lr) = self.head_learning_rate {
+            if !(lr.is_finite() && lr > 0.0) {
+                return Err(format!(
+                    "head_learning_rate must be a finite positive number (leave it out to use learning_rate), got {lr}"
+                ));
+            }
         }
         finite_at_least_zero("weight_decay", self.weight_decay)?;
         finite_at_least_zero("max_grad_norm (0 = no clipping)", self.max_grad_norm)?;

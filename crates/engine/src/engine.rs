@@ -122,25 +122,42 @@ impl Engine {
             // Merged weights make inference cost the same as the base model.
             model.merge_lora()?;
         }
-        let tokenizer = Tokenizer::load(path)?;
-        let chat = crate::chat::chat_prompt(
+        let engine = Self::with_model(
             spec,
-            &tokenizer,
+            path,
+            model,
             opts.system.clone(),
             opts.instruction.clone(),
         )?;
+        tracing::info!(
+            spec,
+            layers = engine.model.config().num_layers,
+            vocab = engine.model.config().vocab_size,
+            load_ms = start.elapsed().as_millis() as u64,
+            "model loaded"
+        );
+        Ok(engine)
+    }
+
+    /// An engine over a model already in memory, with the tokenizer and chat template of the
+    /// model files at `path` and the given prompt. A clone of an `lm::Model` shares its tensors,
+    /// so an engine over a clone of a model in training decodes with the LoRA values of the
+    /// moment, without a second copy of the base weights (validation on the metric). Build a new
+    /// one after the values change: the prompt prefixes an engine prefills are kept.
+    pub fn with_model(
+        spec: &str,
+        path: &Path,
+        model: Model,
+        system: Option<String>,
+        instruction: String,
+    ) -> Result<Engine> {
+        let tokenizer = Tokenizer::load(path)?;
+        let chat = crate::chat::chat_prompt(spec, &tokenizer, system, instruction)?;
         let (context, end_of_turn) = anchors(spec, &chat, &tokenizer)?;
         let policy = ContextPolicy::new(
             model.config().max_position_embeddings,
             None,
             TruncateSide::Left,
-        );
-        tracing::info!(
-            spec,
-            layers = model.config().num_layers,
-            vocab = model.config().vocab_size,
-            load_ms = start.elapsed().as_millis() as u64,
-            "model loaded"
         );
         Ok(Engine {
             spec: spec.to_string(),

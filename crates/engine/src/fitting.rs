@@ -12,7 +12,7 @@ use types::{Example, Prediction};
 
 use crate::engine::{describe, Engine, Suggestion, CONSTRAINED_BATCH};
 use crate::error::{EngineError, Result};
-use crate::step::CANCELLED;
+use crate::step::{LmStep, CANCELLED};
 
 /// Ranked codes for one dialogue with what fitting did to its prompt.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -161,24 +161,21 @@ impl Engine {
         masks: Option<&[TrieMask]>,
         k: usize,
     ) -> Result<Evaluated> {
-        let (items, fit) = self.eval_items(examples, trie.max_depth())?;
-        let prefix = self.run_prefix(&prompts_of(&items))?;
-        let mut step = self.step_model(prefix.get());
-        let mut predictions = Vec::with_capacity(items.len());
-        for (i, chunk) in items.chunks(CONSTRAINED_BATCH).enumerate() {
-            let opts = BeamOptions::top_k(k);
-            let mut p = match masks {
+        let opts = BeamOptions::top_k(k);
+        let answer_tokens = trie.max_depth();
+        self.evaluate_chunks(
+            examples,
+            answer_tokens,
+            CONSTRAINED_BATCH,
+            |step, i, chunk| match masks {
                 Some(masks) => {
                     let from = i * CONSTRAINED_BATCH;
                     let chunk_masks = &masks[from..from + chunk.len()];
-                    infer::evaluate_within(&mut step, trie, chunk, chunk_masks, &opts, chunk.len())?
+                    infer::evaluate_within(step, trie, chunk, chunk_masks, &opts, chunk.len())
                 }
-                None => infer::evaluate_constrained(&mut step, trie, chunk, &opts, chunk.len())?,
-            };
-            predictions.append(&mut p);
-            tracing::info!(done = predictions.len(), of = items.len(), "predicted");
-        }
-        Ok(Evaluated { predictions, fit })
+                None => infer::evaluate_constrained(step, trie, chunk, &opts, chunk.len()),
+            },
+        )
     }
 
     fn evaluate_generative(
@@ -186,19 +183,32 @@ impl Engine {
         examples: &[Example],
         max_new_tokens: usize,
     ) -> Result<Evaluated> {
-        let (items, fit) = self.eval_items(examples, max_new_tokens)?;
+        let opts = self.greedy_options(max_new_tokens);
+        self.evaluate_chunks(examples, max_new_tokens, 1, |step, _, item| {
+            infer::evaluate_generative(step, self.tokenizer(), item, &opts, 1)
+        })
+    }
+
+    /// What every evaluation does around its decoding: fits the examples' prompts with room for
+    /// `answer_tokens`, runs their shared prefix once, then decodes them `chunk_size` at a time
+    /// with `decode(step, chunk_index, chunk)`, logging progress after each chunk.
+    fn evaluate_chunks(
+        &self,
+        examples: &[Example],
+        answer_tokens: usize,
+        chunk_size: usize,
+        mut decode: impl FnMut(
+            &mut LmStep<'_>,
+            usize,
+            &[EvalItem],
+        ) -> std::result::Result<Vec<Prediction>, InferError>,
+    ) -> Result<Evaluated> {
+        let (items, fit) = self.eval_items(examples, answer_tokens)?;
         let prefix = self.run_prefix(&prompts_of(&items))?;
         let mut step = self.step_model(prefix.get());
         let mut predictions = Vec::with_capacity(items.len());
-        for item in &items {
-            let mut p = infer::evaluate_generative(
-                &mut step,
-                self.tokenizer(),
-                std::slice::from_ref(item),
-                &self.greedy_options(max_new_tokens),
-                1,
-            )?;
-            predictions.append(&mut p);
+        for (i, chunk) in items.chunks(chunk_size).enumerate() {
+            predictions.append(&mut decode(&mut step, i, chunk)?);
             tracing::info!(done = predictions.len(), of = items.len(), "predicted");
         }
         Ok(Evaluated { predictions, fit })

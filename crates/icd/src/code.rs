@@ -206,27 +206,20 @@ mod tests {
     #[test]
     fn malformed_strings_are_rejected_with_a_reason() {
         assert_eq!(Code::parse("  "), Err(CodeError::Empty));
-        assert!(matches!(
-            Code::parse("XYZ"),
-            Err(CodeError::SecondNotDigit { .. })
-        ));
-        assert!(matches!(Code::parse("J0"), Err(CodeError::Length { .. })));
-        assert!(matches!(
-            Code::parse("J06.91234"),
-            Err(CodeError::Length { .. })
-        ));
-        assert!(matches!(
-            Code::parse("1069"),
-            Err(CodeError::FirstNotLetter { .. })
-        ));
-        assert!(matches!(
-            Code::parse("J0-6"),
-            Err(CodeError::BadChar { .. })
-        ));
-        assert!(matches!(
-            Code::parse("J0.69"),
-            Err(CodeError::MisplacedDot { .. })
-        ));
+        /// Whether an error is of the variant the input should give.
+        type IsExpected = fn(&CodeError) -> bool;
+        let cases: [(&str, IsExpected); 6] = [
+            ("XYZ", |e| matches!(e, CodeError::SecondNotDigit { .. })),
+            ("J0", |e| matches!(e, CodeError::Length { .. })),
+            ("J06.91234", |e| matches!(e, CodeError::Length { .. })),
+            ("1069", |e| matches!(e, CodeError::FirstNotLetter { .. })),
+            ("J0-6", |e| matches!(e, CodeError::BadChar { .. })),
+            ("J0.69", |e| matches!(e, CodeError::MisplacedDot { .. })),
+        ];
+        for (input, is_expected) in cases {
+            let err = Code::parse(input).unwrap_err();
+            assert!(is_expected(&err), "{input:?}: {err:?}");
+        }
     }
 
     #[test]

@@ -70,8 +70,18 @@ impl pipeline::Console for Terminal {
                 bar.set_position(*step);
                 bar.set_message(format!("loss {loss:.4}  {tokens_per_s:.0} tok/s"));
             }
-            Progress::Validation { step, val_loss, .. } => {
-                bar.println(format!("step {step}: validation loss {val_loss:.4}"));
+            Progress::Validation {
+                step,
+                val_loss,
+                metric,
+                ..
+            } => {
+                let metric = metric.map_or(String::new(), |(kind, value)| {
+                    format!(", {} {value:.4}", kind.name())
+                });
+                bar.println(format!(
+                    "step {step}: validation loss {val_loss:.4}{metric}"
+                ));
             }
             Progress::Checkpoint { .. } => {}
         }

@@ -80,7 +80,7 @@ pub(crate) fn train_classifier(
         &train_set.examples,
         &val_set.examples,
         job,
-        tok,
+        prepared,
         config,
         console,
     )?;
@@ -89,6 +89,40 @@ pub(crate) fn train_classifier(
         record_decision(job.model, dir, job.validation, config, console)?;
     }
     Ok(outcome)
+}
+
+/// One example as [`choose_threshold`] takes it: every label's probability, and the indices of
+/// its gold codes among the labels.
+pub(crate) type ThresholdInput = (Vec<f64>, BTreeSet<usize>);
+
+/// What [`choose_threshold`] needs of `examples`, and how many of their gold codes are outside
+/// the labels.
+pub(crate) fn threshold_inputs(
+    predictor: &ClassifierPredictor,
+    examples: &[Example],
+) -> anyhow::Result<(Vec<ThresholdInput>, usize)> {
+    let index: HashMap<&str, usize> = predictor
+        .meta()
+        .labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.as_str(), i))
+        .collect();
+    let mut scored = Vec::with_capacity(examples.len());
+    let mut unreachable = 0usize;
+    for ex in examples {
+        let (probs, _) = predictor
+            .probabilities(&ex.text)
+            .with_context(|| format!("validation example {}", ex.id))?;
+        let gold: BTreeSet<usize> = ex
+            .codes
+            .iter()
+            .filter_map(|c| index.get(c.as_str()).copied())
+            .collect();
+        unreachable += ex.codes.len() - gold.len();
+        scored.push((probs, gold));
+    }
+    Ok((scored, unreachable))
 }
 
 fn problem_name(p: Problem) -> &'static str {
@@ -117,26 +151,7 @@ fn record_decision(
         return Ok(());
     }
     let predictor = ClassifierPredictor::load(spec, adapter, config)?;
-    let index: HashMap<&str, usize> = meta
-        .labels
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (l.as_str(), i))
-        .collect();
-    let mut scored = Vec::with_capacity(validation.len());
-    let mut unreachable = 0usize;
-    for ex in validation {
-        let (probs, _) = predictor
-            .probabilities(&ex.text)
-            .with_context(|| format!("validation example {}", ex.id))?;
-        let gold: BTreeSet<usize> = ex
-            .codes
-            .iter()
-            .filter_map(|c| index.get(c.as_str()).copied())
-            .collect();
-        unreachable += ex.codes.len() - gold.len();
-        scored.push((probs, gold));
-    }
+    let (scored, unreachable) = threshold_inputs(&predictor, validation)?;
     let (threshold, f1) = choose_threshold(&scored);
     meta.threshold = Some(threshold);
     lm::adapter::write_labels(adapter, &meta)?;

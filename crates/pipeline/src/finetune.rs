@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use ::train::{EncodeOptions, EncodedExample, TrainOptions, TrainOutcome};
+use ::train::{EncodeOptions, EncodedExample, TrainOptions, TrainOutcome, ValidationMetric};
 use anyhow::Context;
 use config::Config;
 use data::Part;
@@ -21,6 +21,7 @@ use crate::compute::Compute;
 use crate::console::Console;
 use crate::examples::{load_dataset, part, split_of};
 use crate::settings::Settings;
+use crate::validation_metric::MetricScorer;
 
 /// The chat prompt of the model whose tokenizer is `tok`, with the config's `[prompt]`.
 pub fn chat_prompt(spec: &str, tok: &Tokenizer, config: &Config) -> anyhow::Result<ChatPrompt> {
@@ -104,25 +105,28 @@ pub fn train_adapter(
         &train_set.examples,
         &val_set.examples,
         job,
-        tok,
+        prepared,
         config,
         console,
     )
 }
 
-/// Runs the trainer on encoded examples with its progress on `console`; the progress display is
-/// closed whether training succeeds or not.
+/// Runs the trainer on encoded examples with its progress on `console`, scoring the validation
+/// metric by the arm's own prediction path when `[training]` asks for it; the progress display
+/// is closed whether training succeeds or not.
 pub(crate) fn fit(
     model: &Model,
     train: &[EncodedExample],
     validation: &[EncodedExample],
     job: &TrainJob,
-    tok: &Tokenizer,
+    prepared: &Prepared,
     config: &Config,
     console: &dyn Console,
 ) -> anyhow::Result<TrainOutcome> {
-    let opts = train_options(job, tok, config);
-    let outcome = ::train::train(model, train, validation, &opts, &mut |p| {
+    let opts = train_options(job, &prepared.tok, config);
+    let mut scorer = MetricScorer::for_job(job, prepared, model, config)?;
+    let metric = scorer.as_mut().map(|s| s as &mut dyn ValidationMetric);
+    let outcome = ::train::train(model, train, validation, metric, &opts, &mut |p| {
         console.training(p)
     });
     console.finish_progress();

@@ -11,6 +11,7 @@
 //! - [`reporting`]: `results.json` and `report.html` rebuilt from a run directory;
 //! - [`classify`]: the classifier arm's training and its validation-chosen decision threshold;
 //! - [`finetune`]: LoRA fine-tuning setup (chat prompt, encoding, canaries) around `train::train`;
+//! - `validation_metric`: the validation metric during training, by the arm's own prediction path;
 //! - [`suggest`]: one dialogue to ranked codes (`predict`) and the server's suggester (`serve`);
 //! - [`privacy`]: the memorisation audit of an adapter;
 //! - [`experiment`]: `icdtune run`, the whole comparison in one run directory;
@@ -32,6 +33,14 @@ pub mod privacy;
 pub mod reporting;
 pub mod settings;
 pub mod suggest;
+mod validation_metric;
+
+/// The engine tests' tiny random model, written to a folder (serde_json only), for the tests of
+/// predictors and training here.
+#[cfg(test)]
+#[allow(dead_code)]
+#[path = "../../engine/tests/it/tiny.rs"]
+mod tiny;
 
 pub use compute::Compute;
 pub use console::Console;

@@ -193,29 +193,31 @@ mod tests {
         assert!(apply(&mut config, &zero).is_err());
     }
 
+    /// Flags that set only `columns`.
+    fn column_flags(columns: ColumnFlags) -> Flags {
+        Flags {
+            columns,
+            ..Flags::default()
+        }
+    }
+
     #[test]
     fn column_flags_replace_only_what_they_name() {
         let mut config = Config::default();
         config.data.text_column = Some("Note".into());
         config.data.codes_column = Some("ICD10".into());
-        let flags = Flags {
-            columns: ColumnFlags {
-                codes_column: Some("codes".into()),
-                ..ColumnFlags::default()
-            },
-            ..Flags::default()
-        };
+        let flags = column_flags(ColumnFlags {
+            codes_column: Some("codes".into()),
+            ..ColumnFlags::default()
+        });
         apply(&mut config, &flags).unwrap();
         assert_eq!(config.data.text_column.as_deref(), Some("Note"));
         assert_eq!(config.data.codes_column.as_deref(), Some("codes"));
         assert_eq!(config.data.split.column, None);
-        let flags = Flags {
-            columns: ColumnFlags {
-                split_column: Some("split".into()),
-                ..ColumnFlags::default()
-            },
-            ..Flags::default()
-        };
+        let flags = column_flags(ColumnFlags {
+            split_column: Some("split".into()),
+            ..ColumnFlags::default()
+        });
         apply(&mut config, &flags).unwrap();
         assert_eq!(config.data.split.column.as_deref(), Some("split"));
     }

@@ -13,6 +13,7 @@ use config::ModelConfig;
 use engine::{Engine, EngineError, TriePlan};
 use icd::{Code, CodeTable};
 use infer::CodeTrie;
+use prompt::fit::Fit;
 use remote::{ChatRequest, OpenAiClient, RemoteError};
 use serde::Serialize;
 use serve::{ServeConfig, SuggestError, Suggested, Suggester};
@@ -40,6 +41,41 @@ pub struct PredictOutput {
     /// Retrieval-narrowed decoding (`[eval] candidates`): the retriever and k, e.g. `tfidf@50`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub narrowed_by: Option<String>,
+}
+
+impl PredictOutput {
+    /// `suggestions` of `model` for a prompt fitted as `fit`, decoded in `latency_ms` after
+    /// `load_ms` of loading; no trie, generated text or narrowing (the callers that have them set
+    /// them).
+    pub(crate) fn fitted(
+        model: &str,
+        suggestions: Vec<engine::Suggestion>,
+        fit: Fit,
+        latency_ms: f64,
+        load_ms: f64,
+    ) -> PredictOutput {
+        PredictOutput {
+            model: model.to_string(),
+            suggestions,
+            raw_text: None,
+            latency_ms,
+            prompt_tokens: fit.prompt_tokens,
+            truncated_chars: fit.removed_chars,
+            load_ms,
+            trie_ms: None,
+            narrowed_by: None,
+        }
+    }
+}
+
+/// What a local model's suggester answers: `candidates`, scored, for a text fitted as `fit`.
+pub(crate) fn fitted_suggestion(candidates: Vec<Candidate>, fit: Fit) -> Suggested {
+    Suggested {
+        candidates,
+        prompt_tokens: Some(fit.prompt_tokens),
+        truncated_chars: fit.removed_chars,
+        unscored: false,
+    }
 }
 
 /// A model to suggest with, beyond the resolved settings.
@@ -93,16 +129,17 @@ pub fn predict(
     let start = Instant::now();
     let mask = retrieval.as_ref().map(|r| narrowing(r, &trie, dialogue));
     let suggested = engine.suggest_within(&trie, mask.as_ref(), dialogue, top_k, &table, None)?;
+    let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
     Ok(PredictOutput {
-        model: request.model.clone(),
-        suggestions: suggested.suggestions,
-        raw_text: None,
-        latency_ms: start.elapsed().as_secs_f64() * 1000.0,
-        prompt_tokens: suggested.fit.prompt_tokens,
-        truncated_chars: suggested.fit.removed_chars,
-        load_ms,
         trie_ms: Some(trie_ms),
         narrowed_by: retrieval.as_ref().map(Retrieval::label),
+        ..PredictOutput::fitted(
+            &request.model,
+            suggested.suggestions,
+            suggested.fit,
+            latency_ms,
+            load_ms,
+        )
     })
 }
 
@@ -138,22 +175,15 @@ fn generate(
     let fit = engine.fit(dialogue, config.eval.max_new_tokens)?.fit;
     let generation = engine.generate(dialogue, config.eval.max_new_tokens)?;
     let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
-    let parsed = prompt::extract::classify(&generation.text);
+    let suggestions = prompt::extract::classify(&generation.text)
+        .codes
+        .iter()
+        .take(top_k)
+        .map(|c| engine::describe(c.as_str(), generation.logprob, table))
+        .collect();
     Ok(PredictOutput {
-        model: request.model.clone(),
-        suggestions: parsed
-            .codes
-            .iter()
-            .take(top_k)
-            .map(|c| engine::describe(c.as_str(), generation.logprob, table))
-            .collect(),
         raw_text: Some(generation.text),
-        latency_ms,
-        prompt_tokens: fit.prompt_tokens,
-        truncated_chars: fit.removed_chars,
-        load_ms,
-        trie_ms: None,
-        narrowed_by: None,
+        ..PredictOutput::fitted(&request.model, suggestions, fit, latency_ms, load_ms)
     })
 }
 
@@ -228,19 +258,15 @@ impl Suggester for EngineSuggester {
                 // The error chain names tokens, shapes and codes, never the request text.
                 e => SuggestError::new(format!("model failed: {e}")),
             })?;
-        Ok(Suggested {
-            candidates: suggested
-                .suggestions
-                .into_iter()
-                .map(|s| Candidate {
-                    code: Code::parse(&s.code).map_or(s.code, |c| c.as_str().to_string()),
-                    logprob: s.logprob,
-                })
-                .collect(),
-            prompt_tokens: Some(suggested.fit.prompt_tokens),
-            truncated_chars: suggested.fit.removed_chars,
-            unscored: false,
-        })
+        let candidates = suggested
+            .suggestions
+            .into_iter()
+            .map(|s| Candidate {
+                code: Code::parse(&s.code).map_or(s.code, |c| c.as_str().to_string()),
+                logprob: s.logprob,
+            })
+            .collect();
+        Ok(fitted_suggestion(candidates, suggested.fit))
     }
 
     fn model_name(&self) -> &str {

@@ -169,8 +169,11 @@ fn handle(stream: TcpStream, shared: &Shared) {
     };
     let reply = (shared.handler)(n, &seen);
     std::thread::sleep(reply.delay);
-    let _ = write_reply(&stream, &reply);
+    // Leaves the count before the client can see the answer: once the reply is written the client
+    // may send its next request, and counting this one still in flight would report a peak of
+    // concurrency the client never had.
     shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+    let _ = write_reply(&stream, &reply);
 }
 
 fn read_request(stream: &TcpStream) -> Option<Seen> {

@@ -3,6 +3,7 @@
 //! Every plot always renders (with a "no data" note when there is nothing to draw) so that the report
 //! has a stable structure. Text is SVG `<text>`, so no font file is embedded or fetched.
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -128,21 +129,47 @@ fn grouped_bars(
         });
         chart.draw_series(whiskers).map_err(&e)?;
     }
+    legend(&mut chart, SeriesLabelPosition::UpperRight, plot)?;
+    column_labels(root, &chart, group_labels, 8, 13, plot)
+}
+
+/// A chart whose axes are plain numbers: columns (or groups) counted from 0 along x.
+type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// The series legend every plot draws: boxed, on a mostly opaque white ground, at `position`.
+fn legend<'a, 'b: 'a>(
+    chart: &mut Chart<'a, 'b>,
+    position: SeriesLabelPosition,
+    plot: &str,
+) -> Result<(), ReportError> {
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
+        .position(position)
         .draw()
-        .map_err(&e)?;
-    for (g, label) in group_labels.iter().enumerate() {
-        let (x, y) = chart.backend_coord(&(g as f64 + 0.5, 0.0));
+        .map_err(plot_err(plot))
+}
+
+/// Writes `labels[i]` centred under column `i` of `chart`, `gap` pixels below the x axis in
+/// `size`-pixel text: category names, which plotters' own x labels would put on the ticks rather
+/// than between them.
+fn column_labels(
+    root: &Area,
+    chart: &Chart,
+    labels: &[String],
+    gap: i32,
+    size: u32,
+    plot: &str,
+) -> Result<(), ReportError> {
+    for (i, label) in labels.iter().enumerate() {
+        let (x, y) = chart.backend_coord(&(i as f64 + 0.5, 0.0));
         root.draw(&Text::new(
             label.clone(),
-            (x, y + 8),
-            label_style(13, HPos::Center, VPos::Top),
+            (x, y + gap),
+            label_style(size, HPos::Center, VPos::Top),
         ))
-        .map_err(&e)?;
+        .map_err(plot_err(plot))?;
     }
     Ok(())
 }
@@ -322,16 +349,8 @@ pub fn chapter_heatmap(results: &Results) -> Result<String, ReportError> {
             ))
             .map_err(&e)?;
         }
-        for (c, (group, _)) in chapters.iter().enumerate() {
-            let (px, py) = chart.backend_coord(&(c as f64 + 0.5, 0.0));
-            root.draw(&Text::new(
-                group.clone(),
-                (px, py + 6),
-                label_style(12, HPos::Center, VPos::Top),
-            ))
-            .map_err(&e)?;
-        }
-        Ok(())
+        let groups: Vec<String> = chapters.iter().map(|(group, _)| group.clone()).collect();
+        column_labels(root, &chart, &groups, 6, 12, plot)
     })
 }
 
@@ -494,14 +513,7 @@ pub fn coverage_curve(results: &Results) -> Result<String, ReportError> {
                 BLACK.mix(0.5).stroke_width(1),
             )))
             .map_err(&e)?;
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::LowerLeft)
-            .draw()
-            .map_err(&e)?;
-        Ok(())
+        legend(&mut chart, SeriesLabelPosition::LowerLeft, plot)
     })
 }
 

@@ -280,6 +280,8 @@ mod tests {
             epoch: step as f64 / 10.0,
             train_loss: Some(2.0 / step as f64),
             val_loss: (step % 2 == 0).then_some(1.0),
+            val_accuracy: None,
+            val_micro_f1: None,
             learning_rate: Some(2e-4),
             grad_norm: None,
             tokens: Some(step * 100),

@@ -28,7 +28,12 @@ pub struct TrainState {
     pub step: u64,
     /// AdamW's update count (bias correction).
     pub adam_t: u64,
+    /// Validation loss of the kept values (the lowest one when selecting on the loss).
     pub best_val: Option<f64>,
+    /// Validation metric of the kept values (the highest one when selecting on the metric);
+    /// `None` when the run scores no metric, and in checkpoints written before it existed.
+    #[serde(default)]
+    pub best_metric: Option<f64>,
     pub best_step: Option<u64>,
     /// Evaluations since the last improvement.
     pub bad_evals: u32,

@@ -21,6 +21,13 @@ pub enum TrainError {
     Setup(String),
     #[error("step {step}: {message}")]
     Numeric { step: u64, message: String },
+    #[error("step {step}: scoring the validation {metric}")]
+    Metric {
+        step: u64,
+        metric: &'static str,
+        #[source]
+        source: crate::metric::MetricError,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, TrainError>;

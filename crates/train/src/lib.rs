@@ -13,7 +13,9 @@
 //! - [`trainer`]: the recipe, top to bottom: setup, fit, validate, save;
 //! - `step`: one optimiser step with gradient accumulation (per-token normalisation over the
 //!   whole accumulated batch), clipping and the scheduled AdamW update;
-//! - `validate`: validation loss, best values and early stopping;
+//! - `validate`: validation loss (and the caller's metric), best values and early stopping on
+//!   either;
+//! - [`metric`]: the validation metric a caller scores by its own prediction path;
 //! - `resume`: the run fingerprint, checkpoint packing and bit-exact resume;
 //! - [`checkpoint`]: atomic checkpoint folders;
 //! - `outcome`: the adapter a run leaves and its [`TrainOutcome`].
@@ -28,6 +30,7 @@ pub mod error;
 pub mod forward;
 pub mod loss;
 pub mod merge;
+pub mod metric;
 pub mod optim;
 mod outcome;
 mod resume;
@@ -38,5 +41,6 @@ mod values;
 
 pub use encode::{encode_all, encode_example, EncodeOptions, EncodedExample, EncodedSet};
 pub use error::{Result, TrainError};
+pub use metric::{MetricError, MetricKind, ValidationMetric};
 pub use outcome::TrainOutcome;
 pub use trainer::{train, Progress, TrainOptions};

@@ -5,7 +5,7 @@
 use candle_core::{Tensor, Var};
 use config::Schedule;
 
-use crate::error::Result;
+use crate::error::{Result, TrainError};
 
 /// AdamW hyper-parameters (betas and epsilon as PyTorch's defaults).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -28,7 +28,8 @@ impl Default for AdamWParams {
 }
 
 /// AdamW over a fixed list of variables: `m`/`v` per variable, bias-corrected, with decoupled
-/// weight decay (`p -= lr * wd * p`, not added to the gradient).
+/// weight decay (`p -= lr * wd * p`, not added to the gradient). Each variable may scale the
+/// step's learning rate (PyTorch's parameter groups), decay included.
 #[derive(Debug)]
 pub struct AdamW {
     pub params: AdamWParams,
@@ -37,6 +38,8 @@ pub struct AdamW {
     pub v: Vec<Tensor>,
     /// Updates applied so far (the `t` of bias correction).
     pub t: u64,
+    /// Per-variable factor on the learning rate (1 unless set).
+    lr_scale: Vec<f64>,
 }
 
 impl AdamW {
@@ -46,17 +49,37 @@ impl AdamW {
             .map(|v| v.as_tensor().zeros_like())
             .collect::<candle_core::Result<Vec<_>>>()?;
         let v = m.clone();
+        let lr_scale = vec![1.0; vars.len()];
         Ok(Self {
             params,
             vars,
             m,
             v,
             t: 0,
+            lr_scale,
         })
     }
 
     pub fn vars(&self) -> &[Var] {
         &self.vars
+    }
+
+    /// Variable `index` learns at `scale` times the rate `step` is given (a classifier head at
+    /// its own rate under the shared schedule). A scale of 1 leaves the update bit for bit.
+    pub fn set_lr_scale(&mut self, index: usize, scale: f64) -> Result<()> {
+        if !(scale.is_finite() && scale > 0.0) {
+            return Err(TrainError::Setup(format!(
+                "learning-rate scale {scale} of variable {index} is not a finite positive number"
+            )));
+        }
+        let n = self.lr_scale.len();
+        let slot = self.lr_scale.get_mut(index).ok_or_else(|| {
+            TrainError::Setup(format!(
+                "learning-rate scale for variable {index} of an optimiser over {n}"
+            ))
+        })?;
+        *slot = scale;
+        Ok(())
     }
 
     /// One update with learning rate `lr` from gradients in variable order.
@@ -66,6 +89,7 @@ impl AdamW {
         let bc1 = 1.0 - p.beta1.powi(self.t as i32);
         let bc2 = 1.0 - p.beta2.powi(self.t as i32);
         for (i, var) in self.vars.iter().enumerate() {
+            let lr = lr * self.lr_scale[i];
             let g = &grads[i];
             let m = ((&self.m[i] * p.beta1)? + (g * (1.0 - p.beta1))?)?;
             let v = ((&self.v[i] * p.beta2)? + (g.sqr()? * (1.0 - p.beta2))?)?;

@@ -1,14 +1,17 @@
-//! How a run ends: the adapter it leaves (the best values by validation loss when validation ran,
-//! else the last), the optional merged weights, and the summary returned to the caller.
+//! How a run ends: the adapter it leaves (the best values by validation loss or metric when
+//! validation ran, else the last), the optional merged weights, and the summary returned to the
+//! caller.
 
 use std::path::{Path, PathBuf};
 
 use candle_core::Var;
+use config::{SelectOn, TrainingConfig};
 use lm::Model;
 use types::ADAPTER_DIR;
 
 use crate::checkpoint::TrainState;
 use crate::error::Result;
+use crate::metric::MetricKind;
 use crate::trainer::TrainOptions;
 use crate::values::{restore, LoraValues};
 
@@ -21,7 +24,12 @@ pub struct TrainOutcome {
     pub steps_done: u64,
     pub total_steps: u64,
     pub last_train_loss: Option<f64>,
+    /// Validation loss of the kept values.
     pub best_val_loss: Option<f64>,
+    /// Validation metric of the kept values, when the run scored one.
+    pub best_val_metric: Option<(MetricKind, f64)>,
+    /// What chose the kept values (`[training] select_on`).
+    pub selected_on: SelectOn,
     pub best_step: Option<u64>,
     pub stopped_early: bool,
     /// Stopped by the stop flag (or `halt_after_step`) with a checkpoint written; no adapter.
@@ -31,29 +39,39 @@ pub struct TrainOutcome {
 
 impl TrainOutcome {
     /// A run halted before its last step, resumable from the checkpoint it wrote.
-    pub(crate) fn interrupted(state: &TrainState, total: u64, last_loss: Option<f64>) -> Self {
+    pub(crate) fn interrupted(
+        state: &TrainState,
+        total: u64,
+        last_loss: Option<f64>,
+        metric: Option<MetricKind>,
+        cfg: &TrainingConfig,
+    ) -> Self {
         TrainOutcome {
             interrupted: true,
-            ..Self::finished(state, total, last_loss, None)
+            ..Self::finished(state, total, last_loss, metric, cfg)
         }
     }
 
-    /// A run that reached its last step or stopped early, with the adapter it wrote.
+    /// A run that reached its last step or stopped early (its adapter folder is set by the
+    /// caller once written). `metric` is the kind of metric the run's scorer measures.
     pub(crate) fn finished(
         state: &TrainState,
         total: u64,
         last_loss: Option<f64>,
-        adapter_dir: Option<PathBuf>,
+        metric: Option<MetricKind>,
+        cfg: &TrainingConfig,
     ) -> Self {
         TrainOutcome {
             steps_done: state.step,
             total_steps: total,
             last_train_loss: last_loss,
             best_val_loss: state.best_val,
+            best_val_metric: metric.zip(state.best_metric),
+            selected_on: cfg.select_on,
             best_step: state.best_step,
             stopped_early: state.stopped_early,
             interrupted: false,
-            adapter_dir,
+            adapter_dir: None,
         }
     }
 
@@ -68,12 +86,23 @@ impl TrainOutcome {
         format!("trained {} steps{early}", self.steps_done)
     }
 
-    /// "best validation loss X" (four decimals, "n/a" when validation never ran).
-    pub fn best_val_loss_summary(&self) -> String {
-        let loss = self
-            .best_val_loss
-            .map_or("n/a".into(), |v| format!("{v:.4}"));
-        format!("best validation loss {loss}")
+    /// What validation kept, led by what chose it: "best validation loss X" or, with the
+    /// metric scored, "best validation loss X (accuracy Y)" when selecting on the loss and
+    /// "best validation accuracy Y (loss X)" when selecting on the metric (four decimals, "n/a"
+    /// when validation never ran).
+    pub fn best_validation_summary(&self) -> String {
+        let four = |v: Option<f64>| v.map_or("n/a".into(), |v| format!("{v:.4}"));
+        let loss = four(self.best_val_loss);
+        match (self.selected_on, self.best_val_metric) {
+            (SelectOn::Metric, Some((kind, value))) => {
+                format!("best validation {} {value:.4} (loss {loss})", kind.name())
+            }
+            (SelectOn::Loss, Some((kind, value))) => {
+                format!("best validation loss {loss} ({} {value:.4})", kind.name())
+            }
+            (SelectOn::Metric, None) => "best validation metric n/a".into(),
+            (SelectOn::Loss, None) => format!("best validation loss {loss}"),
+        }
     }
 }
 
@@ -100,7 +129,10 @@ pub(crate) fn write_adapter(
 
 #[cfg(test)]
 mod tests {
+    use config::SelectOn;
+
     use super::TrainOutcome;
+    use crate::metric::MetricKind;
 
     fn outcome(stopped_early: bool, best_val_loss: Option<f64>) -> TrainOutcome {
         TrainOutcome {
@@ -108,6 +140,8 @@ mod tests {
             total_steps: 40,
             last_train_loss: Some(1.0),
             best_val_loss,
+            best_val_metric: None,
+            selected_on: SelectOn::Loss,
             best_step: Some(10),
             stopped_early,
             interrupted: false,
@@ -119,9 +153,41 @@ mod tests {
     fn summaries_name_the_steps_the_early_stop_and_the_best_loss() {
         let early = outcome(true, Some(0.123_456));
         assert_eq!(early.steps_summary(), "trained 12 steps (early stop)");
-        assert_eq!(early.best_val_loss_summary(), "best validation loss 0.1235");
+        assert_eq!(
+            early.best_validation_summary(),
+            "best validation loss 0.1235"
+        );
         let full = outcome(false, None);
         assert_eq!(full.steps_summary(), "trained 12 steps");
-        assert_eq!(full.best_val_loss_summary(), "best validation loss n/a");
+        assert_eq!(full.best_validation_summary(), "best validation loss n/a");
+    }
+
+    #[test]
+    fn the_summary_leads_with_what_chose_the_kept_values() {
+        let logged = TrainOutcome {
+            best_val_metric: Some((MetricKind::Accuracy, 0.5)),
+            ..outcome(false, Some(1.25))
+        };
+        assert_eq!(
+            logged.best_validation_summary(),
+            "best validation loss 1.2500 (accuracy 0.5000)"
+        );
+        let selected = TrainOutcome {
+            selected_on: SelectOn::Metric,
+            best_val_metric: Some((MetricKind::MicroF1, 0.75)),
+            ..outcome(false, Some(1.25))
+        };
+        assert_eq!(
+            selected.best_validation_summary(),
+            "best validation micro_f1 0.7500 (loss 1.2500)"
+        );
+        let never = TrainOutcome {
+            selected_on: SelectOn::Metric,
+            ..outcome(false, None)
+        };
+        assert_eq!(
+            never.best_validation_summary(),
+            "best validation metric n/a"
+        );
     }
 }

@@ -78,6 +78,7 @@ pub(crate) fn start(
         step: 0,
         adam_t: 0,
         best_val: None,
+        best_metric: None,
         best_step: None,
         bad_evals: 0,
         loss_tokens_seen: 0,

@@ -1,6 +1,7 @@
 //! The training recipe: setup, fit (seeded length-grouped batches, answer-only loss normalised per
 //! token over the accumulated batch, AdamW on LoRA variables only, schedule, clipping), validation
-//! with early stopping, checkpoints with exact resume, and the adapter at the end.
+//! (loss, and the caller's metric when asked) with early stopping, checkpoints with exact resume,
+//! and the adapter at the end.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,6 +10,7 @@ use std::time::Instant;
 
 use candle_core::Var;
 use config::{KernelChoice, TrainForward, TrainingConfig};
+use lm::classifier::SCORE_KEY;
 use lm::Model;
 use persist::JsonlAppender;
 use types::{TrainLogEntry, TRAIN_LOG_FILE};
@@ -16,6 +18,7 @@ use types::{TrainLogEntry, TRAIN_LOG_FILE};
 use crate::checkpoint::{TrainState, CHECKPOINTS_DIR};
 use crate::encode::EncodedExample;
 use crate::error::{io_err, Result, TrainError};
+use crate::metric::{MetricKind, ValidationMetric};
 use crate::optim::{AdamW, AdamWParams};
 use crate::outcome;
 use crate::resume;
@@ -76,6 +79,8 @@ pub enum Progress {
     Validation {
         step: u64,
         val_loss: f64,
+        /// The metric and its value, when the run scores it.
+        metric: Option<(MetricKind, f64)>,
         improved: bool,
     },
     Checkpoint {
@@ -84,18 +89,22 @@ pub enum Progress {
 }
 
 /// Trains the LoRA adapters attached to `model` on `train`, validating on `val` (may be empty).
-/// On success the model holds the adapter that was written: the best by validation loss when
-/// validation ran, else the last.
+/// `metric` scores the validation metric when `[training] select_on = "metric"` or `log_metric`
+/// ask for it (required then, unless `val` is empty). On success the model holds the adapter
+/// that was written: the best by validation loss or metric when validation ran, else the last.
 pub fn train(
     model: &Model,
     train: &[EncodedExample],
     val: &[EncodedExample],
+    mut metric: Option<&mut dyn ValidationMetric>,
     opts: &TrainOptions,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<TrainOutcome> {
     // Setup: trainable variables, optimiser, step budget, output folder.
     let cfg = &opts.config;
     check_setup(model, train, cfg)?;
+    check_metric(cfg, val, metric.is_some())?;
+    let kind = metric.as_ref().map(|m| m.kind());
     let vars = model.lora_vars();
     let mut adam = optimiser(&vars, cfg)?;
     let plan = StepPlan::new(train.len(), cfg);
@@ -137,11 +146,13 @@ pub fn train(
         progress(&step_progress(&state, total, &stats));
 
         if validate::due(cfg, state.step, total, !val.is_empty()) {
-            let v = validate::run(model, val, opts, &vars, &mut state, &mut best)?;
+            let m = metric.as_deref_mut();
+            let v = validate::run(model, val, m, opts, &vars, &mut state, &mut best)?;
             log.append(&validation_record(&state, epoch, &v))?;
             progress(&Progress::Validation {
                 step: state.step,
                 val_loss: v.val_loss,
+                metric: v.metric,
                 improved: v.improved,
             });
         }
@@ -162,28 +173,46 @@ pub fn train(
         }
         if halt && state.step < total && !state.stopped_early {
             log.sync()?;
-            return Ok(TrainOutcome::interrupted(&state, total, last_loss));
+            return Ok(TrainOutcome::interrupted(
+                &state, total, last_loss, kind, cfg,
+            ));
         }
     }
     log.sync()?;
 
     // Save: the best (or last) values as the adapter.
     let adapter_dir = outcome::write_adapter(model, &vars, best.as_ref(), &ckpt_root, opts)?;
-    Ok(TrainOutcome::finished(
-        &state,
-        total,
-        last_loss,
-        Some(adapter_dir),
-    ))
+    Ok(TrainOutcome {
+        adapter_dir: Some(adapter_dir),
+        ..TrainOutcome::finished(&state, total, last_loss, kind, cfg)
+    })
 }
 
-/// AdamW over the LoRA variables only (the base stays frozen).
+/// AdamW over the LoRA variables only (the base stays frozen); a classifier's head learns at
+/// `head_learning_rate` when one is set (the same schedule, scaled).
 fn optimiser(vars: &[(String, Var)], cfg: &TrainingConfig) -> Result<AdamW> {
     let params = AdamWParams {
         weight_decay: cfg.weight_decay,
         ..AdamWParams::default()
     };
-    AdamW::new(vars.iter().map(|(_, v)| v.clone()).collect(), params)
+    let mut adam = AdamW::new(vars.iter().map(|(_, v)| v.clone()).collect(), params)?;
+    if let Some(head_lr) = cfg.head_learning_rate {
+        if let Some(i) = vars.iter().position(|(name, _)| name == SCORE_KEY) {
+            adam.set_lr_scale(i, head_lr / cfg.learning_rate)?;
+        }
+    }
+    Ok(adam)
+}
+
+/// Refuses a run that asks for the validation metric without a scorer for it.
+fn check_metric(cfg: &TrainingConfig, val: &[EncodedExample], has_metric: bool) -> Result<()> {
+    if cfg.scores_metric() && !val.is_empty() && !has_metric {
+        return Err(TrainError::Setup(
+            "select_on = \"metric\" (or log_metric) needs a validation metric from the caller"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Refuses an empty training set and a model whose trainable variables are not exactly its LoRA
@@ -209,6 +238,8 @@ fn step_record(state: &TrainState, epoch: f64, stats: &StepStats) -> TrainLogEnt
         epoch,
         train_loss: Some(stats.loss),
         val_loss: None,
+        val_accuracy: None,
+        val_micro_f1: None,
         learning_rate: Some(stats.learning_rate),
         grad_norm: Some(stats.grad_norm),
         tokens: Some(state.loss_tokens_seen),
@@ -218,11 +249,16 @@ fn step_record(state: &TrainState, epoch: f64, stats: &StepStats) -> TrainLogEnt
 
 /// The `train_log.jsonl` line of a validation.
 fn validation_record(state: &TrainState, epoch: f64, v: &Validation) -> TrainLogEntry {
+    let (val_accuracy, val_micro_f1) = v
+        .metric
+        .map_or((None, None), |(kind, value)| kind.log_fields(value));
     TrainLogEntry {
         step: state.step,
         epoch,
         train_loss: None,
         val_loss: Some(v.val_loss),
+        val_accuracy,
+        val_micro_f1,
         learning_rate: None,
         grad_norm: None,
         tokens: Some(state.loss_tokens_seen),

@@ -106,7 +106,7 @@ fn train_memorising(model_dir: &Path, out: &Path, train_set: &[Example]) -> std:
         write_merged: false,
         kernels: config::KernelChoice::Auto,
     };
-    let outcome = train::train(&model, &encoded, &[], &opts, &mut |_| {}).unwrap();
+    let outcome = train::train(&model, &encoded, &[], None, &opts, &mut |_| {}).unwrap();
     outcome.adapter_dir.unwrap()
 }
 

@@ -90,53 +90,39 @@ fn jsonl_parts_come_from_the_column_and_ratios_and_seed_change_nothing() {
 fn an_unknown_or_empty_value_names_the_file_row_and_column() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = split_cfg("split");
-    let spec = write(
-        dir.path(),
-        "d.csv",
-        b"id,text,codes,split\na,one,I10,train\nb,two,I10,holdout\n",
-    );
-    let err = load(&spec, &cfg).unwrap_err().to_string();
-    assert!(
-        err.contains("d.csv: row 2: field \"split\": unknown split \"holdout\""),
-        "{err}"
-    );
-    assert!(
-        err.contains("expected train, validation (or dev, val) or test"),
-        "{err}"
-    );
-
-    let spec = write(
-        dir.path(),
-        "e.csv",
-        b"id,text,codes,split\na,one,I10,train\nb,two,I10,\n",
-    );
-    let err = load(&spec, &cfg).unwrap_err().to_string();
-    assert!(
-        err.contains("e.csv: row 2: field \"split\": the split is empty"),
-        "{err}"
-    );
-
-    // A JSON null is an empty value; a number is not a part.
-    let spec = write(
-        dir.path(),
-        "f.jsonl",
-        b"{\"id\": \"a\", \"text\": \"one\", \"codes\": \"I10\", \"split\": null}\n",
-    );
-    let err = load(&spec, &cfg).unwrap_err().to_string();
-    assert!(
-        err.contains("f.jsonl: row 1: field \"split\": the split is empty"),
-        "{err}"
-    );
-    let spec = write(
-        dir.path(),
-        "g.jsonl",
-        b"{\"id\": \"a\", \"text\": \"one\", \"codes\": \"I10\", \"split\": 1}\n",
-    );
-    let err = load(&spec, &cfg).unwrap_err().to_string();
-    assert!(
-        err.contains("g.jsonl: row 1: field \"split\": the split must be a string"),
-        "{err}"
-    );
+    // (file, body, what the error must say); a JSON null is an empty value, a number is not a part.
+    let cases: [(&str, &[u8], &[&str]); 4] = [
+        (
+            "d.csv",
+            b"id,text,codes,split\na,one,I10,train\nb,two,I10,holdout\n",
+            &[
+                "d.csv: row 2: field \"split\": unknown split \"holdout\"",
+                "expected train, validation (or dev, val) or test",
+            ],
+        ),
+        (
+            "e.csv",
+            b"id,text,codes,split\na,one,I10,train\nb,two,I10,\n",
+            &["e.csv: row 2: field \"split\": the split is empty"],
+        ),
+        (
+            "f.jsonl",
+            b"{\"id\": \"a\", \"text\": \"one\", \"codes\": \"I10\", \"split\": null}\n",
+            &["f.jsonl: row 1: field \"split\": the split is empty"],
+        ),
+        (
+            "g.jsonl",
+            b"{\"id\": \"a\", \"text\": \"one\", \"codes\": \"I10\", \"split\": 1}\n",
+            &["g.jsonl: row 1: field \"split\": the split must be a string"],
+        ),
+    ];
+    for (name, body, expected) in cases {
+        let spec = write(dir.path(), name, body);
+        let err = load(&spec, &cfg).unwrap_err().to_string();
+        for want in expected {
+            assert!(err.contains(want), "{name}: {err}");
+        }
+    }
 }
 
 #[test]

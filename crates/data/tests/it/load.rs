@@ -159,6 +159,18 @@ fn policy_error_fails_but_keeps_the_report() {
     assert_eq!(report.problems.len(), 4);
 }
 
+/// The MedSynth fixture loaded with `policy` and the other defaults.
+fn load_medsynth_with(policy: PolicyConfig) -> data::Dataset {
+    load(
+        &medsynth_spec(),
+        &DataConfig {
+            policy,
+            ..DataConfig::default()
+        },
+    )
+    .unwrap()
+}
+
 #[test]
 fn policy_drop_and_flag_change_what_is_kept() {
     let flag_all = PolicyConfig {
@@ -169,14 +181,7 @@ fn policy_drop_and_flag_change_what_is_kept() {
         non_leaf_code: Policy::Flag,
         duplicate_text: Policy::Flag,
     };
-    let d = load(
-        &medsynth_spec(),
-        &DataConfig {
-            policy: flag_all,
-            ..DataConfig::default()
-        },
-    )
-    .unwrap();
+    let d = load_medsynth_with(flag_all);
     assert_eq!(d.report.rows_kept, 12);
     // A flagged malformed code cannot be represented: the row stays, without that code.
     let bad = d.examples.iter().find(|e| e.id == "row-9").unwrap();
@@ -187,14 +192,7 @@ fn policy_drop_and_flag_change_what_is_kept() {
         non_leaf_code: Policy::Drop,
         ..PolicyConfig::default()
     };
-    let d = load(
-        &medsynth_spec(),
-        &DataConfig {
-            policy: drop_dups,
-            ..DataConfig::default()
-        },
-    )
-    .unwrap();
+    let d = load_medsynth_with(drop_dups);
     assert_eq!(d.report.rows_kept, 8);
     assert_eq!(d.report.counts[&ProblemKind::DuplicateText].rows_dropped, 1);
     assert!(d

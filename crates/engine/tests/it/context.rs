@@ -6,11 +6,11 @@ use std::sync::atomic::AtomicBool;
 
 use config::TruncateSide;
 use engine::{Engine, EngineError, EngineOptions};
-use icd::{Code, CodeTable};
+use icd::Code;
 use prompt::fit::{ContextPolicy, ANSWER_ROOM};
 use types::Example;
 
-use crate::engine::labels;
+use crate::engine::label_trie;
 use crate::tiny;
 
 /// The tiny model has 512 positions and one token per character.
@@ -43,8 +43,7 @@ fn over_long_dialogues_are_fitted_to_the_context_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     let engine = engine(dir.path());
     assert_eq!(engine.model_context(), CONTEXT);
-    let table = CodeTable::icd10cm();
-    let trie = engine.build_trie(&labels(), &table).unwrap();
+    let (table, trie) = label_trie(&engine);
     let room = ANSWER_ROOM.max(trie.max_depth());
 
     let long = engine
@@ -150,8 +149,7 @@ fn text_beyond_the_hard_limit_is_refused_before_tokenising() {
 fn a_cancelled_search_stops_with_cancelled() {
     let dir = tempfile::tempdir().unwrap();
     let engine = engine(dir.path());
-    let table = CodeTable::icd10cm();
-    let trie = engine.build_trie(&labels(), &table).unwrap();
+    let (table, trie) = label_trie(&engine);
     let cancel = AtomicBool::new(true);
     let err = engine
         .suggest_fitted(&trie, &dialogue(100), 3, &table, Some(&cancel))

@@ -5,7 +5,7 @@
 use candle_core::Tensor;
 use engine::{Engine, EngineOptions, LmStep, TriePlan};
 use icd::{Code, CodeTable};
-use infer::StepModel;
+use infer::{CodeTrie, StepModel};
 use lm::LogitPositions;
 
 use crate::tiny;
@@ -16,14 +16,32 @@ fn engine(dir: &std::path::Path) -> Engine {
     Engine::load("tiny", dir, &opts).unwrap()
 }
 
-/// The label set of the tiny model's codes, for the tests that build a trie over it.
-pub(crate) fn labels() -> TriePlan {
-    TriePlan::Labels(
+/// The code table and the trie over the tiny model's label set (`tiny::CODES`), which most
+/// engine tests search.
+pub(crate) fn label_trie(engine: &Engine) -> (CodeTable, CodeTrie) {
+    let plan = TriePlan::Labels(
         tiny::CODES
             .iter()
             .map(|c| Code::parse(c).unwrap())
             .collect(),
-    )
+    );
+    let table = CodeTable::icd10cm();
+    let trie = engine.build_trie(&plan, &table).unwrap();
+    (table, trie)
+}
+
+/// Unlabelled examples `e0`, `e1`, ... with the given texts.
+pub(crate) fn examples(texts: &[&str]) -> Vec<types::Example> {
+    texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| types::Example {
+            id: format!("e{i}"),
+            text: t.to_string(),
+            codes: Vec::new(),
+            meta: Default::default(),
+        })
+        .collect()
 }
 
 /// Sum of log-softmax of `answer` after `prompt` from one reference forward (all positions).
@@ -57,8 +75,7 @@ fn constrained_top_k_is_valid_sorted_and_matches_a_plain_forward() {
     let engine = engine(dir.path());
     assert_eq!(engine.trie_spec().context, "<|im_start|>assistant\n");
     assert_eq!(engine.trie_spec().end_of_turn, "<|im_end|>");
-    let table = CodeTable::icd10cm();
-    let trie = engine.build_trie(&labels(), &table).unwrap();
+    let (table, trie) = label_trie(&engine);
     let dialogue = "Doctor: fever ? Patient: sore throat cough";
     let (suggestions, prompt_tokens) = engine.suggest(&trie, dialogue, 3, &table).unwrap();
     let prompt = engine.prompt_ids(dialogue).unwrap();
@@ -118,8 +135,7 @@ fn batched_prefill_with_padding_equals_single_prompts() {
 fn evaluate_writes_ranked_candidates_or_raw_text() {
     let dir = tempfile::tempdir().unwrap();
     let engine = engine(dir.path());
-    let table = CodeTable::icd10cm();
-    let trie = engine.build_trie(&labels(), &table).unwrap();
+    let (_, trie) = label_trie(&engine);
     let examples = vec![types::Example {
         id: "e1".into(),
         text: "Patient: cough fever".into(),
@@ -146,23 +162,13 @@ fn evaluate_writes_ranked_candidates_or_raw_text() {
 fn batched_constrained_evaluation_equals_one_prompt_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
     let engine = engine(dir.path());
-    let table = CodeTable::icd10cm();
-    let trie = engine.build_trie(&labels(), &table).unwrap();
+    let (table, trie) = label_trie(&engine);
     let texts = [
         "Patient: cough",
         "Patient: sore throat and fever since Monday, worse at night",
         "Doctor: any pain? Patient: my knee hurts",
     ];
-    let examples: Vec<types::Example> = texts
-        .iter()
-        .enumerate()
-        .map(|(i, t)| types::Example {
-            id: format!("e{i}"),
-            text: t.to_string(),
-            codes: Vec::new(),
-            meta: Default::default(),
-        })
-        .collect();
+    let examples = examples(&texts);
     let batched = engine.evaluate(&examples, Some(&trie), 3, 8).unwrap();
     for (p, text) in batched.iter().zip(texts) {
         let (alone, _) = engine.suggest(&trie, text, 3, &table).unwrap();

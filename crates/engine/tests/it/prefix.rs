@@ -6,11 +6,9 @@
 use std::path::Path;
 
 use engine::{common_prefix, Engine, EngineOptions, LmStep, SharedPrefix};
-use icd::CodeTable;
 use infer::{Logits, StepModel};
-use serde_json::json;
 
-use crate::engine::labels;
+use crate::engine::{examples, label_trie};
 use crate::tiny;
 
 /// Log-probs of the two paths agree this closely (f32 forward, f64 search).
@@ -27,19 +25,6 @@ fn engines(dir: &Path, adapter: Option<&Path>) -> (Engine, Engine) {
     (shared, plain)
 }
 
-fn examples(texts: &[&str]) -> Vec<types::Example> {
-    texts
-        .iter()
-        .enumerate()
-        .map(|(i, t)| types::Example {
-            id: format!("e{i}"),
-            text: t.to_string(),
-            codes: Vec::new(),
-            meta: Default::default(),
-        })
-        .collect()
-}
-
 /// Dialogues whose common start ends inside the word "co|ugh" / "co|ld" / "co|nstant".
 const MID_WORD: [&str; 3] = [
     "Patient: I have a cough since Monday",
@@ -47,10 +32,17 @@ const MID_WORD: [&str; 3] = [
     "Patient: I have a constant headache",
 ];
 
+/// The token ids of the `MID_WORD` prompts as `engine` renders them.
+fn mid_word_prompts(engine: &Engine) -> Vec<Vec<u32>> {
+    MID_WORD
+        .iter()
+        .map(|t| engine.prompt_ids(t).unwrap())
+        .collect()
+}
+
 /// Constrained top-3 and greedy generation of both engines give the same answers.
 fn assert_same_predictions(shared: &Engine, plain: &Engine, texts: &[&str]) {
-    let table = CodeTable::icd10cm();
-    let trie = shared.build_trie(&labels(), &table).unwrap();
+    let (table, trie) = label_trie(shared);
     let ex = examples(texts);
     let a = shared.evaluate(&ex, Some(&trie), 3, 8).unwrap();
     let b = plain.evaluate(&ex, Some(&trie), 3, 8).unwrap();
@@ -92,10 +84,7 @@ fn assert_same_predictions(shared: &Engine, plain: &Engine, texts: &[&str]) {
 fn shared_prefix_ending_mid_word_gives_the_plain_answers() {
     let dir = tempfile::tempdir().unwrap();
     let (shared, plain) = engines(dir.path(), None);
-    let prompts: Vec<Vec<u32>> = MID_WORD
-        .iter()
-        .map(|t| shared.prompt_ids(t).unwrap())
-        .collect();
+    let prompts = mid_word_prompts(&shared);
     let common = common_prefix(&prompts);
     let text = shared.tokenizer().decode(common, false).unwrap();
     assert!(text.ends_with("Patient: I have a co"), "{text:?}");
@@ -176,10 +165,7 @@ fn a_prefix_supplies_only_the_tokens_a_prompt_shares() {
 fn a_batch_prefills_its_common_start_once() {
     let dir = tempfile::tempdir().unwrap();
     let (engine, _) = engines(dir.path(), None);
-    let prompts: Vec<Vec<u32>> = MID_WORD
-        .iter()
-        .map(|t| engine.prompt_ids(t).unwrap())
-        .collect();
+    let prompts = mid_word_prompts(&engine);
     let common = common_prefix(&prompts).len();
     let total: usize = prompts.iter().map(Vec::len).sum();
     let mut fast = LmStep::new(engine.model());
@@ -195,7 +181,6 @@ fn a_batch_prefills_its_common_start_once() {
 /// A PEFT adapter folder for the tiny model: rank 2 on q and v of both layers, B non-zero so
 /// the merged weights differ from the base.
 fn write_adapter(dir: &Path) {
-    std::fs::create_dir_all(dir).unwrap();
     let (h, q_out, v_out, r) = (32usize, 32usize, 16usize, 2usize);
     let mut tensors = Vec::new();
     for layer in 0..2 {
@@ -213,16 +198,5 @@ fn write_adapter(dir: &Path) {
             tensors.push((name("B"), vec![out, r], b));
         }
     }
-    tiny::write_safetensors(&dir.join("adapter_model.safetensors"), &tensors);
-    let config = json!({
-        "peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": "tiny",
-        "r": r, "lora_alpha": 4, "lora_dropout": 0.0, "target_modules": ["q_proj", "v_proj"],
-        "bias": "none", "use_rslora": false, "use_dora": false, "modules_to_save": null,
-        "fan_in_fan_out": false, "inference_mode": true
-    });
-    std::fs::write(
-        dir.join("adapter_config.json"),
-        serde_json::to_vec_pretty(&config).unwrap(),
-    )
-    .unwrap();
+    tiny::write_adapter(dir, r, 4.0, &["q_proj", "v_proj"], &tensors);
 }

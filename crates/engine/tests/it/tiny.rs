@@ -57,8 +57,8 @@ fn tokenizer_json() -> Value {
     })
 }
 
-/// Deterministic weights in [-scale, scale] (a 64-bit LCG: no rand dependency).
-fn values(n: usize, seed: &mut u64, scale: f32, mean: f32) -> Vec<f32> {
+/// Deterministic weights in [mean - scale, mean + scale] (a 64-bit LCG: no rand dependency).
+pub fn values(n: usize, seed: &mut u64, scale: f32, mean: f32) -> Vec<f32> {
     (0..n)
         .map(|_| {
             *seed = seed
@@ -96,6 +96,31 @@ pub fn write_safetensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]
         }
     }
     std::fs::write(path, bytes).unwrap();
+}
+
+/// Writes a PEFT LoRA adapter folder over the tiny model into `dir` (created if missing): the
+/// `lora_A` / `lora_B` tensors, and an `adapter_config.json` naming rank `r`, `alpha` and the
+/// target modules, as PEFT saves them.
+pub fn write_adapter(
+    dir: &Path,
+    r: usize,
+    alpha: f64,
+    target_modules: &[&str],
+    tensors: &[(String, Vec<usize>, Vec<f32>)],
+) {
+    std::fs::create_dir_all(dir).unwrap();
+    write_safetensors(&dir.join("adapter_model.safetensors"), tensors);
+    let config = json!({
+        "peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": "tiny",
+        "r": r, "lora_alpha": alpha, "lora_dropout": 0.0, "target_modules": target_modules,
+        "bias": "none", "use_rslora": false, "use_dora": false, "modules_to_save": null,
+        "fan_in_fan_out": false, "inference_mode": true
+    });
+    std::fs::write(
+        dir.join("adapter_config.json"),
+        serde_json::to_vec_pretty(&config).unwrap(),
+    )
+    .unwrap();
 }
 
 /// Writes the tiny model folder into `dir` (created if missing).

@@ -47,7 +47,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     eprintln!(
         "{}; {}; adapter: {}",
         outcome.steps_summary(),
-        outcome.best_val_loss_summary(),
+        outcome.best_validation_summary(),
         outcome
             .adapter_dir
             .as_deref()

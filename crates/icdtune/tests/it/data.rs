@@ -3,7 +3,7 @@
 use std::process::Command;
 
 use crate::cli::{repo_root, TestCommand};
-use crate::fixtures::read_json;
+use crate::fixtures::{read_json, succeeded};
 
 fn fixture(name: &str) -> String {
     repo_root()
@@ -209,11 +209,7 @@ fn medsynth_spec_reads_the_hub_cache_or_hints_at_fetch() {
     .unwrap();
     let out = run(&hub);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     assert!(stdout.contains("examples 10"), "{stdout}");
 }
 

@@ -55,22 +55,9 @@ fn use_byte_level_tokenizer(dir: &Path) {
     std::fs::write(&path, serde_json::to_vec_pretty(&tok).unwrap()).unwrap();
 }
 
-/// Deterministic values in [-scale, scale] (64-bit LCG).
-fn values(n: usize, seed: &mut u64, scale: f32) -> Vec<f32> {
-    (0..n)
-        .map(|_| {
-            *seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            scale * (2.0 * ((*seed >> 40) as f32 / (1u64 << 24) as f32) - 1.0)
-        })
-        .collect()
-}
-
 /// A PEFT adapter (r 4, alpha 8, every projection) over the tiny model, written by hand: the
 /// CLI tests know no candle.
 fn write_adapter(dir: &Path) {
-    std::fs::create_dir_all(dir).unwrap();
     let (h, inter, q, kv, r) = (32usize, 48usize, 32usize, 16usize, 4usize);
     let shapes = [
         ("self_attn.q_proj", h, q),
@@ -89,28 +76,21 @@ fn write_adapter(dir: &Path) {
             tensors.push((
                 format!("{m}.lora_A.weight"),
                 vec![r, inp],
-                values(r * inp, &mut seed, 0.3),
+                tiny::values(r * inp, &mut seed, 0.3, 0.0),
             ));
             tensors.push((
                 format!("{m}.lora_B.weight"),
                 vec![out, r],
-                values(out * r, &mut seed, 0.3),
+                tiny::values(out * r, &mut seed, 0.3, 0.0),
             ));
         }
     }
-    tiny::write_safetensors(&dir.join("adapter_model.safetensors"), &tensors);
-    let config = json!({
-        "peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": "tiny",
-        "r": r, "lora_alpha": 8.0, "lora_dropout": 0.0,
-        "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-        "bias": "none", "use_rslora": false, "use_dora": false, "modules_to_save": null,
-        "fan_in_fan_out": false, "inference_mode": true
-    });
-    std::fs::write(
-        dir.join("adapter_config.json"),
-        serde_json::to_vec_pretty(&config).unwrap(),
-    )
-    .unwrap();
+    // The config targets exactly the modules given tensors above (`q_proj`, ..., `down_proj`).
+    let targets: Vec<&str> = shapes
+        .iter()
+        .map(|(module, _, _)| module.rsplit('.').next().unwrap())
+        .collect();
+    tiny::write_adapter(dir, r, 8.0, &targets, &tensors);
 }
 
 /// `(code, logprob)` ranked by `predict` for the dialogue over the tiny label set.

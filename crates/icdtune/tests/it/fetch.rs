@@ -9,6 +9,9 @@ use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
+use tempfile::TempDir;
+
+use crate::fixtures::{failed, succeeded};
 
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 const TOKEN: &str = "hf_test_secret_token";
@@ -323,18 +326,28 @@ fn text(out: &Output) -> (String, String) {
     )
 }
 
-#[test]
-fn model_lands_in_the_hub_cache_layout() {
+/// A fresh fake hub and an empty temp dir, and the binary run there with `args` (no extra env).
+fn run_fresh(args: &[&str]) -> (FakeHub, TempDir, Output) {
     let hub = fake_hub();
     let tmp = tempfile::tempdir().unwrap();
-    let out = icdtune(tmp.path(), &hub, &["fetch", "model", "org/tiny"], &[]);
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
-    let repo = tmp.path().join("hub/models--org--tiny");
+    let out = icdtune(tmp.path(), &hub, args, &[]);
+    (hub, tmp, out)
+}
+
+/// A fetched repo's `refs/main` names the fake hub's commit, as the hub cache layout wants.
+fn assert_main_is_commit(repo: &Path) {
     assert_eq!(
         std::fs::read_to_string(repo.join("refs/main")).unwrap(),
         COMMIT
     );
+}
+
+#[test]
+fn model_lands_in_the_hub_cache_layout() {
+    let (hub, tmp, out) = run_fresh(&["fetch", "model", "org/tiny"]);
+    let stdout = succeeded(&out);
+    let repo = tmp.path().join("hub/models--org--tiny");
+    assert_main_is_commit(&repo);
     let snap = repo.join("snapshots").join(COMMIT);
     assert_eq!(
         std::fs::read_to_string(snap.join("config.json")).unwrap(),
@@ -372,8 +385,7 @@ fn model_lands_in_the_hub_cache_layout() {
     // A second run reuses the blobs and downloads nothing.
     let before = hub.requests().len();
     let again = icdtune(tmp.path(), &hub, &["fetch", "model", "org/tiny"], &[]);
-    assert!(again.status.success(), "{:?}", text(&again));
-    let (stdout, _) = text(&again);
+    let stdout = succeeded(&again);
     assert!(stdout.contains("cached model.safetensors"), "{stdout}");
     let gets: Vec<_> = hub.requests()[before..]
         .iter()
@@ -385,15 +397,8 @@ fn model_lands_in_the_hub_cache_layout() {
 
 #[test]
 fn include_adds_files_beyond_the_default_selection() {
-    let hub = fake_hub();
-    let tmp = tempfile::tempdir().unwrap();
-    let out = icdtune(
-        tmp.path(),
-        &hub,
-        &["fetch", "model", "org/tiny", "--include", "*.bin"],
-        &[],
-    );
-    assert!(out.status.success(), "{:?}", text(&out));
+    let (_hub, tmp, out) = run_fresh(&["fetch", "model", "org/tiny", "--include", "*.bin"]);
+    succeeded(&out);
     let snap = tmp
         .path()
         .join("hub/models--org--tiny/snapshots")
@@ -407,11 +412,8 @@ fn include_adds_files_beyond_the_default_selection() {
 
 #[test]
 fn sha256_mismatch_is_an_error_naming_the_file() {
-    let hub = fake_hub();
-    let tmp = tempfile::tempdir().unwrap();
-    let out = icdtune(tmp.path(), &hub, &["fetch", "model", "org/corrupt"], &[]);
-    let (stdout, stderr) = text(&out);
-    assert!(!out.status.success(), "{stdout}");
+    let (_hub, tmp, out) = run_fresh(&["fetch", "model", "org/corrupt"]);
+    let stderr = failed(&out);
     assert!(stderr.contains("sha256 mismatch"), "{stderr}");
     assert!(stderr.contains("model.safetensors"), "{stderr}");
     let blobs = tmp.path().join("hub/models--org--corrupt/blobs");
@@ -425,22 +427,16 @@ fn sha256_mismatch_is_an_error_naming_the_file() {
 
 #[test]
 fn missing_repo_names_the_id() {
-    let hub = fake_hub();
-    let tmp = tempfile::tempdir().unwrap();
-    let out = icdtune(tmp.path(), &hub, &["fetch", "model", "org/nope"], &[]);
-    let (_, stderr) = text(&out);
-    assert!(!out.status.success());
+    let (_hub, _tmp, out) = run_fresh(&["fetch", "model", "org/nope"]);
+    let stderr = failed(&out);
     assert!(stderr.contains("org/nope"), "{stderr}");
     assert!(stderr.contains("not found"), "{stderr}");
 }
 
 #[test]
 fn gated_repo_hints_at_the_token_and_works_with_it_without_printing_it() {
-    let hub = fake_hub();
-    let tmp = tempfile::tempdir().unwrap();
-    let out = icdtune(tmp.path(), &hub, &["fetch", "model", "org/gated"], &[]);
-    let (_, stderr) = text(&out);
-    assert!(!out.status.success());
+    let (hub, tmp, out) = run_fresh(&["fetch", "model", "org/gated"]);
+    let stderr = failed(&out);
     assert!(stderr.contains("org/gated"), "{stderr}");
     assert!(stderr.contains("HF_TOKEN"), "{stderr}");
 
@@ -459,7 +455,7 @@ fn gated_repo_hints_at_the_token_and_works_with_it_without_printing_it() {
     std::fs::create_dir_all(tmp2.path().join("hf-home")).unwrap();
     std::fs::write(tmp2.path().join("hf-home/token"), format!("{TOKEN}\n")).unwrap();
     let out = icdtune(tmp2.path(), &hub, &["fetch", "model", "org/gated"], &[]);
-    assert!(out.status.success(), "{:?}", text(&out));
+    succeeded(&out);
 }
 
 #[test]
@@ -472,8 +468,7 @@ fn offline_mode_refuses_and_says_fetch_is_the_networked_command() {
         &["fetch", "dataset", "medsynth"],
         &[("HF_HUB_OFFLINE", "1")],
     );
-    let (_, stderr) = text(&out);
-    assert!(!out.status.success());
+    let stderr = failed(&out);
     assert!(stderr.contains("HF_HUB_OFFLINE"), "{stderr}");
     assert!(stderr.contains("icdtune fetch"), "{stderr}");
     assert!(hub.requests().is_empty(), "{:?}", hub.requests());
@@ -481,16 +476,10 @@ fn offline_mode_refuses_and_says_fetch_is_the_networked_command() {
 
 #[test]
 fn fetched_medsynth_is_found_by_data_stats() {
-    let hub = fake_hub();
-    let tmp = tempfile::tempdir().unwrap();
-    let out = icdtune(tmp.path(), &hub, &["fetch", "dataset", "medsynth"], &[]);
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let (hub, tmp, out) = run_fresh(&["fetch", "dataset", "medsynth"]);
+    succeeded(&out);
     let repo = tmp.path().join("hub/datasets--Ahmad0067--MedSynth");
-    assert_eq!(
-        std::fs::read_to_string(repo.join("refs/main")).unwrap(),
-        COMMIT
-    );
+    assert_main_is_commit(&repo);
     assert!(!repo
         .join("snapshots")
         .join(COMMIT)
@@ -506,8 +495,7 @@ fn fetched_medsynth_is_found_by_data_stats() {
         &["data", "stats", "--dataset", "medsynth"],
         &[("HF_HUB_OFFLINE", "1")],
     );
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let stdout = succeeded(&out);
     let snapshot_csv =
         format!("datasets--Ahmad0067--MedSynth/snapshots/{COMMIT}/MedSynth_huggingface_final.csv");
     assert!(stdout.contains(&snapshot_csv), "{stdout}");

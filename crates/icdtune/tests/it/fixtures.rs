@@ -1,12 +1,35 @@
 //! Datasets and output readers the CLI tests share.
 
 use std::path::Path;
+use std::process::Output;
 
 /// Parses a JSON file the CLI wrote, naming the file when it is missing.
 pub fn read_json(path: impl AsRef<Path>) -> serde_json::Value {
     let path = path.as_ref();
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap()
+}
+
+/// The stdout of a run of the binary that must have succeeded; both streams are shown if it did
+/// not, so a failing test says why.
+pub fn succeeded(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "icdtune failed\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout.into_owned()
+}
+
+/// The stderr of a run of the binary that must have failed; its stdout is shown if it did not.
+pub fn failed(out: &Output) -> String {
+    assert!(
+        !out.status.success(),
+        "icdtune succeeded but should fail\nstdout:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// A MedSynth-shaped CSV (header included) of three easy topics, `rows_per_code` rows each, whose

@@ -8,7 +8,7 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use crate::cli::TestCommand;
-use crate::fixtures::{contains_marker, MARKER};
+use crate::fixtures::{contains_marker, succeeded, MARKER};
 
 #[path = "../../../engine/tests/it/tiny.rs"]
 #[allow(dead_code, clippy::duplicate_mod, clippy::manual_is_multiple_of)]
@@ -178,11 +178,7 @@ fn an_over_long_dialogue_is_fitted_to_the_context() {
     // 40 KB of dialogue for a model of 512 positions (one token per character).
     let text: String = dialogue(0).chars().cycle().take(40_000).collect();
     let out = predict_tiny(&t, text.as_bytes());
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let tokens = json["prompt_tokens"].as_u64().unwrap();
     assert!(
@@ -301,11 +297,7 @@ fn broken_adapters_are_named_and_refused() {
         )
     };
     let fine = predict("fine");
-    assert!(
-        fine.status.success(),
-        "{}",
-        String::from_utf8_lossy(&fine.stderr)
-    );
+    succeeded(&fine);
     for (name, expected) in [
         ("missing", "adapter_model.safetensors is missing"),
         ("empty", "not a readable safetensors file"),

@@ -6,7 +6,7 @@
 use std::process::Output;
 
 use crate::cli::TestCommand;
-use crate::fixtures::{contains_marker, three_topic_csv, MARKER};
+use crate::fixtures::{contains_marker, succeeded, three_topic_csv, MARKER};
 use crate::serve::Server;
 
 #[path = "../../../engine/tests/it/tiny.rs"]
@@ -162,11 +162,7 @@ fn patient_text_stays_out_of_data_train_eval_audit_and_report_outputs() {
         format!("Patient {MARKER}: sore throat.").as_bytes(),
         &[],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     printed.push(Printed {
         label: "predict".into(),
         stdout: out.stdout,

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::cli::TestCommand;
-use crate::fixtures::{read_json, three_topic_csv};
+use crate::fixtures::{read_json, succeeded, three_topic_csv};
 
 #[path = "../../../engine/tests/it/tiny.rs"]
 #[allow(dead_code, clippy::duplicate_mod, clippy::manual_is_multiple_of)]
@@ -620,11 +620,7 @@ fn a_classifier_arm_trains_is_scored_and_reloads_through_adapter() {
         b"Doctor: what brings you in? Patient: a sore throat.",
         &[],
     );
-    assert!(
-        predicted.status.success(),
-        "{}",
-        String::from_utf8_lossy(&predicted.stderr)
-    );
+    succeeded(&predicted);
     let json: serde_json::Value = serde_json::from_slice(&predicted.stdout).unwrap();
     let suggestions = json["suggestions"].as_array().unwrap();
     assert_eq!(suggestions.len(), 2);

@@ -2,7 +2,7 @@
 //! MedSynth-shaped CSV: PEFT adapter, training log, checkpoints, resume.
 
 use crate::cli::TestCommand;
-use crate::fixtures::three_topic_csv;
+use crate::fixtures::{succeeded, three_topic_csv};
 
 // Same fixture file as predict.rs (shared with the engine tests).
 #[path = "../../../engine/tests/it/tiny.rs"]
@@ -36,6 +36,11 @@ fn train_args(data: &str, cfg: &str, out: &str, steps: &str, resume: bool) -> Ve
     a.iter().map(|s| s.to_string()).collect()
 }
 
+/// Runs `icdtune` with owned arguments (as `train_args` builds them).
+fn run(t: &TestCommand, args: Vec<String>) -> std::process::Output {
+    t.run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
 const CONFIG: &str = "[prompt]\nsystem = \"Coder.\"\ninstruction = \"Code?\"\n\n[training]\nbatch_size = 2\ngrad_accum = 1\nmax_seq_len = 256\neval_every = 2\ncheckpoint_every = 2\nkeep_checkpoints = 2\nlearning_rate = 0.001\n\n[lora]\nr = 4\nalpha = 8.0\ndropout = 0.0\n";
 
 #[test]
@@ -46,13 +51,8 @@ fn train_writes_a_peft_adapter_log_and_checkpoints_and_resumes() {
     let cfg = t.write("cfg.toml", CONFIG);
     let cfg = cfg.display().to_string();
     let args = |steps: &str, resume: bool| train_args(&data, &cfg, "run", steps, resume);
-    let run = |a: Vec<String>| t.run(&a.iter().map(String::as_str).collect::<Vec<_>>());
-    let out = run(args("3", false));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run(&t, args("3", false));
+    succeeded(&out);
     let adapter = t.path("run/adapter");
     assert!(adapter.join("adapter_config.json").is_file());
     assert!(adapter.join("adapter_model.safetensors").is_file());
@@ -69,15 +69,11 @@ fn train_writes_a_peft_adapter_log_and_checkpoints_and_resumes() {
     assert!(t.path("run/split.json").is_file());
 
     // Without --resume the existing checkpoints are refused; with it training continues.
-    let again = run(args("4", false));
+    let again = run(&t, args("4", false));
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
-    let resumed = run(args("4", true));
-    assert!(
-        resumed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&resumed.stderr)
-    );
+    let resumed = run(&t, args("4", true));
+    succeeded(&resumed);
     let log = std::fs::read_to_string(t.path("run/train_log.jsonl")).unwrap();
     let steps: Vec<u64> = log
         .lines()
@@ -199,17 +195,7 @@ fn sigkill_mid_run_then_resume_gives_the_uninterrupted_adapter_bit_for_bit() {
     let cfg = t.write("cfg.toml", config).display().to_string();
     let steps = "40";
     let args = |out: &str, resume: bool| train_args(&data, &cfg, out, steps, resume);
-    let full = t.run(
-        &args("full", false)
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    );
-    assert!(
-        full.status.success(),
-        "{}",
-        String::from_utf8_lossy(&full.stderr)
-    );
+    succeeded(&run(&t, args("full", false)));
 
     let target = kill_after_checkpoint_step();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_icdtune"))
@@ -242,17 +228,7 @@ fn sigkill_mid_run_then_resume_gives_the_uninterrupted_adapter_bit_for_bit() {
         "killed run wrote an adapter"
     );
 
-    let resumed = t.run(
-        &args("part", true)
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    );
-    assert!(
-        resumed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&resumed.stderr)
-    );
+    succeeded(&run(&t, args("part", true)));
     let read =
         |d: &str| std::fs::read(t.path(d).join("adapter/adapter_model.safetensors")).unwrap();
     assert!(

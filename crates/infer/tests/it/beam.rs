@@ -3,7 +3,7 @@
 use icd::Code;
 use infer::{
     beam_search, evaluate_constrained, score_sequence, suggest, BeamOptions, CodeTrie, EvalItem,
-    InferError, Normalisation, TextCodec,
+    Hypothesis, InferError, Normalisation, TextCodec,
 };
 use proptest::prelude::*;
 
@@ -58,20 +58,30 @@ pub fn widest_level(trie: &CodeTrie) -> usize {
     widest
 }
 
+/// The trie of `POOL`, a hash model seeded `seed` over the tiny vocabulary, and the prompt of
+/// `text`: the setup of most searches here.
+fn pool_search(seed: u64, text: &str) -> (CodeTrie, HashModel, Vec<u32>) {
+    let tok = tokenizer();
+    let model = HashModel::new(tok.vocab_size(), seed);
+    (trie_of(POOL), model, prompt(&tok, text))
+}
+
+/// The ranked hypotheses of a search over the one prompt `p`.
+fn search_one(
+    model: &mut HashModel,
+    trie: &CodeTrie,
+    p: &[u32],
+    opts: &BeamOptions,
+) -> Vec<Hypothesis> {
+    let mut out = beam_search(model, trie, &[p.to_vec()], opts).unwrap();
+    assert_eq!(out.len(), 1);
+    out.remove(0).hypotheses
+}
+
 #[test]
 fn top_k_is_valid_sorted_unique_and_scored_like_a_plain_forward() {
-    let tok = tokenizer();
-    let trie = trie_of(POOL);
-    let mut model = HashModel::new(tok.vocab_size(), 7);
-    let p = prompt(&tok, "sore throat and fever");
-    let out = beam_search(
-        &mut model,
-        &trie,
-        std::slice::from_ref(&p),
-        &BeamOptions::top_k(5),
-    )
-    .unwrap();
-    let hyps = &out[0].hypotheses;
+    let (trie, mut model, p) = pool_search(7, "sore throat and fever");
+    let hyps = search_one(&mut model, &trie, &p, &BeamOptions::top_k(5));
     assert_eq!(hyps.len(), 5);
     let mut seen = std::collections::HashSet::new();
     for (i, h) in hyps.iter().enumerate() {
@@ -99,17 +109,8 @@ fn top_k_is_valid_sorted_unique_and_scored_like_a_plain_forward() {
 
 #[test]
 fn constrained_greedy_follows_the_best_allowed_token_at_each_step() {
-    let tok = tokenizer();
-    let trie = trie_of(POOL);
-    let mut model = HashModel::new(tok.vocab_size(), 11);
-    let p = prompt(&tok, "chest pain");
-    let out = beam_search(
-        &mut model,
-        &trie,
-        std::slice::from_ref(&p),
-        &BeamOptions::greedy(),
-    )
-    .unwrap();
+    let (trie, mut model, p) = pool_search(11, "chest pain");
+    let hyps = search_one(&mut model, &trie, &p, &BeamOptions::greedy());
     // Walk the trie by hand, always taking the allowed token with the highest logit.
     let mut node = CodeTrie::ROOT;
     let mut path = Vec::new();
@@ -122,8 +123,8 @@ fn constrained_greedy_follows_the_best_allowed_token_at_each_step() {
         path.push(t);
         node = child;
     }
-    assert_eq!(out[0].hypotheses.len(), 1);
-    assert_eq!(out[0].hypotheses[0].tokens, path);
+    assert_eq!(hyps.len(), 1);
+    assert_eq!(hyps[0].tokens, path);
 }
 
 /// Constrained decoding never answers a code twice ("Each code once" in `prompt::extract`): a
@@ -145,14 +146,7 @@ fn constrained_decoding_never_yields_a_code_twice() {
         let mut model = HashModel::new(20, seed);
         // k as large as the number of paths: without the ranking's de-duplication J06.9 would
         // come back twice.
-        let out = beam_search(
-            &mut model,
-            &trie,
-            std::slice::from_ref(&prompt),
-            &BeamOptions::top_k(4),
-        )
-        .unwrap();
-        let hyps = &out[0].hypotheses;
+        let hyps = search_one(&mut model, &trie, &prompt, &BeamOptions::top_k(4));
         let mut listed: Vec<&Code> = hyps.iter().map(|h| &h.code).collect();
         listed.sort();
         listed.dedup();
@@ -206,35 +200,28 @@ fn batched_prompts_give_the_same_answers_as_one_at_a_time_and_prefill_once() {
 
 #[test]
 fn allowed_token_normalisation_is_a_distribution_over_the_codes() {
-    let tok = tokenizer();
-    let trie = trie_of(POOL);
-    let mut model = HashModel::new(tok.vocab_size(), 5);
-    let p = prompt(&tok, "headache");
+    let (trie, mut model, p) = pool_search(5, "headache");
     let opts = BeamOptions {
         k: trie.len(),
         beam_width: widest_level(&trie),
         normalisation: Normalisation::AllowedTokens,
         length_normalise: false,
     };
-    let out = beam_search(&mut model, &trie, &[p], &opts).unwrap();
-    assert_eq!(out[0].hypotheses.len(), trie.len());
-    let total: f64 = out[0].hypotheses.iter().map(|h| h.logprob.exp()).sum();
+    let hyps = search_one(&mut model, &trie, &p, &opts);
+    assert_eq!(hyps.len(), trie.len());
+    let total: f64 = hyps.iter().map(|h| h.logprob.exp()).sum();
     assert!((total - 1.0).abs() < 1e-9, "total probability {total}");
 }
 
 #[test]
 fn length_normalisation_ranks_by_mean_token_logprob() {
-    let tok = tokenizer();
-    let trie = trie_of(POOL);
-    let mut model = HashModel::new(tok.vocab_size(), 9);
-    let p = prompt(&tok, "back pain");
+    let (trie, mut model, p) = pool_search(9, "back pain");
     let opts = BeamOptions {
         length_normalise: true,
         beam_width: widest_level(&trie),
         ..BeamOptions::top_k(6)
     };
-    let hyps =
-        &beam_search(&mut model, &trie, std::slice::from_ref(&p), &opts).unwrap()[0].hypotheses;
+    let hyps = search_one(&mut model, &trie, &p, &opts);
     let mean = |h: &infer::Hypothesis| h.logprob / h.tokens.len() as f64;
     assert!(hyps.windows(2).all(|w| mean(&w[0]) >= mean(&w[1])));
     let mut all: Vec<f64> = trie
@@ -258,24 +245,22 @@ fn bad_options_and_misbehaving_models_are_errors() {
     let trie = trie_of(POOL);
     let p = prompt(&tok, "x");
     let mut model = HashModel::new(tok.vocab_size(), 1);
+    let search = |model: &mut HashModel, opts: &BeamOptions| {
+        beam_search(model, &trie, std::slice::from_ref(&p), opts)
+    };
     let narrow = BeamOptions {
         beam_width: 2,
         ..BeamOptions::top_k(3)
     };
     assert!(matches!(
-        beam_search(&mut model, &trie, std::slice::from_ref(&p), &narrow),
+        search(&mut model, &narrow),
         Err(InferError::Option {
             option: "beam_width",
             ..
         })
     ));
     assert!(matches!(
-        beam_search(
-            &mut model,
-            &trie,
-            std::slice::from_ref(&p),
-            &BeamOptions::top_k(0)
-        ),
+        search(&mut model, &BeamOptions::top_k(0)),
         Err(InferError::Option { option: "k", .. })
     ));
     let mut small = HashModel::new(10, 1);
@@ -286,12 +271,7 @@ fn bad_options_and_misbehaving_models_are_errors() {
     let mut nan = HashModel::new(tok.vocab_size(), 1);
     nan.nan_token = Some(7);
     assert!(matches!(
-        beam_search(
-            &mut nan,
-            &trie,
-            std::slice::from_ref(&p),
-            &BeamOptions::top_k(2)
-        ),
+        search(&mut nan, &BeamOptions::top_k(2)),
         Err(InferError::NanLogits {
             op: "step",
             token: 7,
@@ -300,7 +280,7 @@ fn bad_options_and_misbehaving_models_are_errors() {
     ));
     model.drop_a_row = true;
     assert!(matches!(
-        beam_search(&mut model, &trie, &[p], &BeamOptions::top_k(2)),
+        search(&mut model, &BeamOptions::top_k(2)),
         Err(InferError::Shape { op: "step", .. })
     ));
 }
@@ -375,7 +355,7 @@ proptest! {
         let k = k.min(trie.len());
 
         let wide = BeamOptions { beam_width: widest_level(&trie), ..BeamOptions::top_k(k) };
-        let got = &beam_search(&mut model, &trie, std::slice::from_ref(&p), &wide).unwrap()[0].hypotheses;
+        let got = search_one(&mut model, &trie, &p, &wide);
         prop_assert_eq!(got.len(), k);
         for (h, (code, score)) in got.iter().zip(&truth) {
             prop_assert_eq!(&h.code, code);
@@ -383,7 +363,7 @@ proptest! {
         }
 
         let opts = BeamOptions { beam_width: k + narrow - 1, ..BeamOptions::top_k(k) };
-        let got = &beam_search(&mut model, &trie, std::slice::from_ref(&p), &opts).unwrap()[0].hypotheses;
+        let got = search_one(&mut model, &trie, &p, &opts);
         prop_assert!(!got.is_empty() && got.len() <= k);
         for w in got.windows(2) {
             prop_assert!(w[0].logprob >= w[1].logprob);

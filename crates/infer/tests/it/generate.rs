@@ -5,6 +5,8 @@ use infer::{
     StopReason, TextCodec,
 };
 
+use types::Prediction;
+
 use crate::fake::{HashModel, Scripted, TinyTokenizer, EOT};
 
 fn setup() -> (TinyTokenizer, Vec<Vec<u32>>) {
@@ -193,6 +195,29 @@ fn generative_evaluation_parses_codes_from_the_raw_text() {
     assert_eq!(preds[0].set_size, None);
 }
 
+/// Greedy generative evaluation (up to 200 new tokens) of one dialogue `d1` whose gold is `gold`.
+fn evaluate_scripted(
+    model: &mut Scripted,
+    tok: &TinyTokenizer,
+    prompt_ids: Vec<u32>,
+    gold: &str,
+) -> Prediction {
+    let items = [EvalItem {
+        id: "d1".into(),
+        gold: vec![gold.into()],
+        prompt_ids,
+    }];
+    let mut preds =
+        evaluate_generative(model, tok, &items, &opts(Decoding::Greedy, 200), 1).unwrap();
+    assert_eq!(preds.len(), 1);
+    preds.remove(0)
+}
+
+/// The extracted codes of a prediction, in rank order.
+fn codes(pred: &Prediction) -> Vec<&str> {
+    pred.candidates.iter().map(|c| c.code.as_str()).collect()
+}
+
 /// A prompt of the tiny tokenizer and a model that answers `answer` after it.
 fn scripted(tok: &TinyTokenizer, answer: &str) -> (Vec<u32>, Scripted) {
     let prompt = tok.encode("<bos><user>x<eot>\n<asst>\n").unwrap();
@@ -223,22 +248,11 @@ fn a_model_that_repeats_a_code_ends_its_answer_at_the_repeat() {
         // It stopped at the separator after the repeat, not at the budget.
         assert_eq!(tok.decode(&g.tokens).unwrap(), "R50.9, I10, R50.9,");
     }
-    let items = vec![EvalItem {
-        id: "d1".into(),
-        gold: vec!["R509".into()],
-        prompt_ids: prompt,
-    }];
-    let preds =
-        evaluate_generative(&mut model, &tok, &items, &opts(Decoding::Greedy, 200), 1).unwrap();
-    let codes: Vec<&str> = preds[0]
-        .candidates
-        .iter()
-        .map(|c| c.code.as_str())
-        .collect();
-    assert_eq!(codes, ["R509", "I10"]);
-    assert_eq!(preds[0].raw_text.as_deref(), Some("R50.9, I10"));
+    let pred = evaluate_scripted(&mut model, &tok, prompt, "R509");
+    assert_eq!(codes(&pred), ["R509", "I10"]);
+    assert_eq!(pred.raw_text.as_deref(), Some("R50.9, I10"));
     assert_eq!(
-        preds[0].generated_tokens,
+        pred.generated_tokens,
         tok.encode("R50.9, I10, R50.9,").unwrap().len() as u64
     );
 }
@@ -248,19 +262,9 @@ fn a_repeat_at_the_very_end_or_in_free_text_is_dropped_by_extraction_not_cut() {
     let tok = TinyTokenizer::new(&[]);
     for answer in ["I10, J06.9, I10", "I10 is likely; I10 fits the fever"] {
         let (prompt, mut model) = scripted(&tok, answer);
-        let items = vec![EvalItem {
-            id: "d1".into(),
-            gold: vec!["I10".into()],
-            prompt_ids: prompt,
-        }];
-        let preds =
-            evaluate_generative(&mut model, &tok, &items, &opts(Decoding::Greedy, 200), 1).unwrap();
-        assert_eq!(preds[0].raw_text.as_deref(), Some(answer));
-        let codes: Vec<&str> = preds[0]
-            .candidates
-            .iter()
-            .map(|c| c.code.as_str())
-            .collect();
+        let pred = evaluate_scripted(&mut model, &tok, prompt, "I10");
+        assert_eq!(pred.raw_text.as_deref(), Some(answer));
+        let codes = codes(&pred);
         assert_eq!(codes.iter().filter(|c| **c == "I10").count(), 1, "{answer}");
     }
 }

@@ -1,26 +1,18 @@
 //! Opt-in tier: the trie of every ICD-10-CM leaf in the real SmolLM2-135M-Instruct vocabulary.
 //! Runs when `ICDTUNE_SMOLLM2_GGUF` points at the GGUF (as the tokenize crate's tier).
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use icd::Code;
 use infer::{CodeTrie, TextCodec, TrieAnchors, TrieSpec};
 use prompt::chat::{ChatPrompt, ChatTemplate};
-use tokenize::Tokenizer;
 
-const ENV: &str = "ICDTUNE_SMOLLM2_GGUF";
-
-fn tokenizer() -> Option<Tokenizer> {
-    let path = PathBuf::from(std::env::var_os(ENV)?);
-    assert!(path.is_file(), "{ENV}={} is not a file", path.display());
-    Some(Tokenizer::from_gguf(&path).unwrap())
-}
+#[path = "../../../tokenize/tests/it/smollm2_gguf.rs"]
+mod smollm2_gguf;
 
 #[test]
 fn smollm2_trie_of_all_leaves_matches_the_rendered_training_text() {
-    let Some(tok) = tokenizer() else {
-        eprintln!("skipped: set {ENV} to the SmolLM2-135M-Instruct GGUF");
+    let Some(tok) = smollm2_gguf::smollm2() else {
         return;
     };
     let table = icd::CodeTable::icd10cm();
@@ -135,8 +127,7 @@ impl FreeModel {
 
 #[test]
 fn smollm2_search_overhead_per_prompt() {
-    let Some(tok) = tokenizer() else {
-        eprintln!("skipped: set {ENV} to the SmolLM2-135M-Instruct GGUF");
+    let Some(tok) = smollm2_gguf::smollm2() else {
         return;
     };
     let table = icd::CodeTable::icd10cm();

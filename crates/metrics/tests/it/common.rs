@@ -36,8 +36,13 @@ pub fn pred(id: &str, gold: &[&str], candidates: &[&str]) -> Prediction {
 
 /// Configuration without bootstrap, for exact point values.
 pub fn no_bootstrap() -> MetricsConfig {
+    with_bootstrap(0)
+}
+
+/// The default configuration with `samples` bootstrap resamples.
+pub fn with_bootstrap(samples: usize) -> MetricsConfig {
     MetricsConfig {
-        bootstrap_samples: 0,
+        bootstrap_samples: samples,
         ..MetricsConfig::default()
     }
 }

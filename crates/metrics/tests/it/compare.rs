@@ -3,7 +3,7 @@
 use metrics::{compare, names, MetricsConfig, PairedTest};
 use types::Prediction;
 
-use crate::common::{no_bootstrap, pred, score};
+use crate::common::{no_bootstrap, pred, score, with_bootstrap};
 
 /// `n` examples where the discordant pairs are known: a is right when `i % 10 < 8` and on examples 8
 /// and 18; b is right when `i % 10 >= 2`.
@@ -33,13 +33,17 @@ fn pair(n: usize) -> (Vec<Prediction>, Vec<Prediction>) {
     (a, b)
 }
 
+/// The error of comparing `a` (as `m1`) with `b` (as `m2`), which must be refused.
+fn refusal(a: &[Prediction], b: &[Prediction]) -> String {
+    compare("m1", a, "m2", b, &no_bootstrap())
+        .unwrap_err()
+        .to_string()
+}
+
 #[test]
 fn bootstrap_intervals_are_seeded_and_contain_the_point_estimate() {
     let (a, _) = pair(200);
-    let cfg = MetricsConfig {
-        bootstrap_samples: 300,
-        ..MetricsConfig::default()
-    };
+    let cfg = with_bootstrap(300);
     let first = score(&a, &cfg);
     let again = score(&a, &cfg);
     assert_eq!(first.headline, again.headline, "same seed, same intervals");
@@ -81,10 +85,7 @@ fn bootstrap_intervals_are_seeded_and_contain_the_point_estimate() {
 #[test]
 fn paired_comparison_uses_mcnemar_for_accuracy_and_bootstrap_for_f1() {
     let (a, b) = pair(50);
-    let cfg = MetricsConfig {
-        bootstrap_samples: 400,
-        ..MetricsConfig::default()
-    };
+    let cfg = with_bootstrap(400);
     let out = compare("a", &a, "b", &b, &cfg).unwrap();
     let metrics: Vec<&str> = out.iter().map(|c| c.metric.as_str()).collect();
     assert_eq!(metrics, [names::ACCURACY, names::MICRO_F1, names::MACRO_F1]);
@@ -125,9 +126,7 @@ fn comparing_different_examples_is_an_error_naming_the_ids() {
     let (a, mut b) = pair(5);
     b.remove(3);
     b.push(pred("stray", &["I10"], &["I10"]));
-    let msg = compare("m1", &a, "m2", &b, &no_bootstrap())
-        .unwrap_err()
-        .to_string();
+    let msg = refusal(&a, &b);
     assert!(
         msg.contains("\"ex3\"") && msg.contains("\"stray\""),
         "{msg}"
@@ -136,9 +135,7 @@ fn comparing_different_examples_is_an_error_naming_the_ids() {
 
     let (a, mut b) = pair(3);
     b[1].gold = vec!["J06.9".into()];
-    let msg = compare("m1", &a, "m2", &b, &no_bootstrap())
-        .unwrap_err()
-        .to_string();
+    let msg = refusal(&a, &b);
     assert!(
         msg.contains("\"ex1\"") && msg.contains("different gold"),
         "{msg}"

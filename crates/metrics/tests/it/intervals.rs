@@ -7,7 +7,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use types::Prediction;
 
-use crate::common::{no_bootstrap, pred, score};
+use crate::common::{no_bootstrap, pred, score, with_bootstrap};
 
 /// 300 single-label examples in the shape of TF-IDF on CodiEsp: three frequent codes scored with
 /// mixed success, and 180 codes seen once each that the model never gets right (it answers a
@@ -91,10 +91,7 @@ fn macro_f1_interval_contains_its_point_estimate_on_a_long_tail() {
         "the plain per-resample macro-F1 excluded the point estimate: {old_low} > {point}"
     );
 
-    let cfg = MetricsConfig {
-        bootstrap_samples: 1000,
-        ..MetricsConfig::default()
-    };
+    let cfg = with_bootstrap(1000);
     let m = score(&preds, &cfg);
     let v = &m.headline[names::MACRO_F1];
     assert_eq!(
@@ -124,10 +121,7 @@ fn a_perfect_model_gets_a_macro_interval_of_exactly_one() {
             pred(&format!("ex{i}"), &[code], &[code])
         })
         .collect();
-    let cfg = MetricsConfig {
-        bootstrap_samples: 200,
-        ..MetricsConfig::default()
-    };
+    let cfg = with_bootstrap(200);
     let m = score(&preds, &cfg);
     for name in [names::MACRO_PRECISION, names::MACRO_RECALL, names::MACRO_F1] {
         let v = &m.headline[name];

@@ -1,5 +1,7 @@
 //! Reading and writing `predictions.jsonl`.
 
+use std::path::{Path, PathBuf};
+
 use metrics::{read_predictions, write_predictions};
 
 use crate::common::pred;
@@ -23,15 +25,17 @@ fn predictions_round_trip_through_the_file() {
     assert_eq!(names, vec![std::ffi::OsString::from("predictions.jsonl")]);
 }
 
+/// Writes `body` to `name` in `dir`, as another tool would leave a predictions file.
+fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
 #[test]
 fn minimal_external_records_are_accepted() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("external.jsonl");
-    std::fs::write(
-        &path,
-        "{\"id\":\"x\",\"gold\":[\"I10\"],\"candidates\":[{\"code\":\"I10\",\"logprob\":-0.1}]}\n\n",
-    )
-    .unwrap();
+    let path = write(dir.path(), "external.jsonl", "{\"id\":\"x\",\"gold\":[\"I10\"],\"candidates\":[{\"code\":\"I10\",\"logprob\":-0.1}]}\n\n");
     let preds = read_predictions(&path).unwrap();
     assert_eq!(preds.len(), 1);
     assert_eq!(preds[0].set_size, None);
@@ -41,12 +45,11 @@ fn minimal_external_records_are_accepted() {
 #[test]
 fn a_broken_line_is_reported_with_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("p.jsonl");
-    std::fs::write(
-        &path,
+    let path = write(
+        dir.path(),
+        "p.jsonl",
         "{\"id\":\"x\",\"gold\":[],\"candidates\":[]}\n{\"id\":\"y\",\"gold\":[]}\n",
-    )
-    .unwrap();
+    );
     let msg = read_predictions(&path).unwrap_err().to_string();
     assert!(msg.contains("p.jsonl:2:"), "{msg}");
     assert!(msg.contains("candidates"), "{msg}");

@@ -13,9 +13,9 @@ use config::Config;
 use icd::CodeTable;
 use metrics::{names, MetricValue, MetricsConfig, ModelMetrics};
 use report::ModelInfo;
-use types::Example;
+use types::{Example, Prediction};
 
-use crate::predictor::Built;
+use crate::predictor::{Built, Predictor};
 
 pub use request::{eval, EvalRequest, Evaluated};
 
@@ -80,9 +80,15 @@ pub fn evaluate_into(
     spec: &str,
     setup: &EvalSetup,
 ) -> anyhow::Result<Scored> {
+    let size = answer_size(built.predictor.as_ref(), setup.train);
     let start = Instant::now();
-    let predictions = built.predictor.predict(setup.eval, setup.k)?;
+    let mut predictions = built
+        .predictor
+        .predict(setup.eval, setup.k.max(size.unwrap_or(1)))?;
     let wall = start.elapsed().as_secs_f64();
+    if let Some(m) = size {
+        widen_answers(&mut predictions, m);
+    }
 
     std::fs::create_dir_all(folder).with_context(|| format!("creating {}", folder.display()))?;
     metrics::write_predictions(&folder.join("predictions.jsonl"), &predictions)?;
@@ -108,7 +114,7 @@ pub fn evaluate_into(
         n_eval: setup.eval.len(),
         train_time_s: built.train_time_s,
         predict_time_s: wall,
-        details: built.predictor.details(),
+        details: with_answer_size(built.predictor.details(), size),
     };
     report::write_model_info(folder, &info)?;
     let single_label = report::primary_metric([predictions.as_slice()]) == names::ACCURACY;
@@ -117,6 +123,33 @@ pub fn evaluate_into(
         info,
         single_label,
     })
+}
+
+/// The answer-set size of a predictor that answers with its best code alone, on multi-label data:
+/// the training split's median number of codes per example (rank cut, the rule the most-frequent
+/// baseline uses). Its set metrics would otherwise see one code where the gold sets hold several.
+/// `None` for single-label data and for predictors with their own set rule.
+pub fn answer_size(predictor: &dyn Predictor, train: &[Example]) -> Option<usize> {
+    let m = baseline::median_set_size(train);
+    (predictor.answers_with_best_code() && m > 1).then_some(m)
+}
+
+/// Marks the top `m` candidates of each prediction as its answer set (see [`answer_size`]).
+pub(crate) fn widen_answers(predictions: &mut [Prediction], m: usize) {
+    for p in predictions {
+        p.set_size = Some(m.min(p.candidates.len()));
+    }
+}
+
+/// `details` with the answer-set rule, when one applied (see [`answer_size`]).
+fn with_answer_size(mut details: serde_json::Value, size: Option<usize>) -> serde_json::Value {
+    if let (Some(m), Some(map)) = (size, details.as_object_mut()) {
+        map.insert(
+            "answer_set".into(),
+            serde_json::json!({ "rule": "median codes per training example", "size": m }),
+        );
+    }
+    details
 }
 
 /// Number of training examples per code, for the frequency buckets.
@@ -186,6 +219,111 @@ mod tests {
             info,
             single_label: true,
         }
+    }
+
+    /// Ranks the same codes for every example, answering with its best code alone (or not).
+    struct Ranker {
+        best_code_only: bool,
+        asked_k: std::sync::Mutex<usize>,
+    }
+
+    impl Predictor for Ranker {
+        fn predict(&self, examples: &[Example], k: usize) -> anyhow::Result<Vec<Prediction>> {
+            *self.asked_k.lock().unwrap() = k;
+            let codes = ["I10", "E119", "J449", "N179"];
+            Ok(examples
+                .iter()
+                .map(|e| Prediction {
+                    id: e.id.clone(),
+                    gold: e.codes.iter().map(|c| c.as_str().to_string()).collect(),
+                    candidates: codes
+                        .iter()
+                        .take(k)
+                        .enumerate()
+                        .map(|(i, c)| Candidate {
+                            code: c.to_string(),
+                            logprob: -(i as f64),
+                        })
+                        .collect(),
+                    raw_text: None,
+                    latency_ms: 1.0,
+                    prompt_tokens: 0,
+                    generated_tokens: 0,
+                    set_size: Some(1),
+                })
+                .collect())
+        }
+
+        fn details(&self) -> serde_json::Value {
+            serde_json::json!({})
+        }
+
+        fn answers_with_best_code(&self) -> bool {
+            self.best_code_only
+        }
+    }
+
+    fn example(id: &str, codes: &[&str]) -> Example {
+        Example {
+            id: id.into(),
+            text: "note".into(),
+            codes: codes.iter().map(|c| icd::Code::parse(c).unwrap()).collect(),
+            meta: Default::default(),
+        }
+    }
+
+    /// Evaluates a [`Ranker`] with top-2 on one example after `train`; its predictions and
+    /// `model.json` details.
+    fn ranked(
+        best_code_only: bool,
+        train: &[Example],
+    ) -> (Vec<Prediction>, usize, serde_json::Value) {
+        let dir = tempfile::tempdir().unwrap();
+        let table = CodeTable::icd10cm();
+        let config = Config::default();
+        let ranker = Ranker {
+            best_code_only,
+            asked_k: std::sync::Mutex::new(0),
+        };
+        let built = Built::untrained("r".into(), ModelKind::ZeroShot, Box::new(ranker));
+        let eval = [example("t1", &["I10", "E119", "J449"])];
+        let setup = EvalSetup {
+            config: &config,
+            table: &table,
+            train,
+            eval: &eval,
+            dataset: "d.csv",
+            split: "test",
+            train_dataset: None,
+            k: 2,
+        };
+        let scored = evaluate_into(dir.path(), &built, "r", &setup).unwrap();
+        let predictions = metrics::read_predictions(&dir.path().join("predictions.jsonl")).unwrap();
+        (predictions, scored.metrics.n, scored.info.details)
+    }
+
+    #[test]
+    fn a_best_code_answer_widens_to_the_median_training_set_size_on_multi_label_data() {
+        // Training sets of 1, 3 and 3 codes: the median is 3.
+        let multi = [
+            example("a", &["I10"]),
+            example("b", &["I10", "E119", "J449"]),
+            example("c", &["I10", "E119", "N179"]),
+        ];
+        let (p, n, details) = ranked(true, &multi);
+        assert_eq!(n, 1);
+        assert_eq!(p[0].set_size, Some(3));
+        // k = 2 was asked, but three candidates are needed for the answer set.
+        assert_eq!(p[0].candidates.len(), 3);
+        assert_eq!(details["answer_set"]["size"], 3);
+
+        // Single-label data, or a predictor with its own set rule: untouched.
+        let single = [example("a", &["I10"]), example("b", &["E119"])];
+        let (p, _, details) = ranked(true, &single);
+        assert_eq!((p[0].set_size, p[0].candidates.len()), (Some(1), 2));
+        assert!(details.get("answer_set").is_none());
+        let (p, _, _) = ranked(false, &multi);
+        assert_eq!((p[0].set_size, p[0].candidates.len()), (Some(1), 2));
     }
 
     #[test]

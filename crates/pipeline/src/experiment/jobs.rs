@@ -266,7 +266,7 @@ fn ensure_adapter(
             "{}: {}, {}",
             job.folder,
             outcome.steps_summary(),
-            outcome.best_val_loss_summary()
+            outcome.best_validation_summary()
         ));
     }
     // A new adapter invalidates scores made with an earlier one.

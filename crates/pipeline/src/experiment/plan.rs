@@ -131,10 +131,7 @@ pub fn plan(config: &Config, experiment: Experiment) -> anyhow::Result<Vec<Job>>
             jobs.push(finetuned);
             continue;
         }
-        if let Some(same) = llms
-            .iter()
-            .find(|l| l.model == m.model && l.backend.is_local())
-        {
+        if let Some(same) = llms.iter().find(|l| predicts_like_untrained(l, m)) {
             tracing::info!(slm = %m.name, llm = %same.name, "untrained arm is the zero-shot run of the same model");
         } else {
             jobs.push(Job {
@@ -180,6 +177,16 @@ pub fn trains_like(a: &ModelConfig, b: &ModelConfig) -> bool {
         && a.method == b.method
         && pooling(a) == pooling(b)
         && a.training == b.training
+}
+
+/// Zero-shot entry `llm` gives the predictions small model `slm` would give before training: the
+/// same local weights, loaded the same way, decoding over the same candidates.
+fn predicts_like_untrained(llm: &ModelConfig, slm: &ModelConfig) -> bool {
+    llm.backend.is_local()
+        && llm.model == slm.model
+        && llm.quantize == slm.quantize
+        && llm.dtype == slm.dtype
+        && llm.candidates == slm.candidates
 }
 
 /// A model given on the command line: `NAME=SPEC`, or `SPEC` named after its file or repository.
@@ -272,6 +279,19 @@ mod tests {
         assert_eq!(
             folders(&plan(&config, Experiment::Training).unwrap())[0],
             ("smol-lora-untrained", Arm::Untrained)
+        );
+        // A zero-shot entry decoding over other candidates predicts otherwise: no stand-in.
+        config.models.llm[0].candidates = Some(config::CandidatesConfig {
+            retriever: config::Retriever::Tfidf,
+            k: 5,
+        });
+        assert_eq!(
+            folders(&plan(&config, Experiment::Full).unwrap())[2..],
+            [
+                ("smol-zeroshot", Arm::ZeroShot),
+                ("smol-lora-untrained", Arm::Untrained),
+                ("smol-lora", Arm::Finetuned)
+            ]
         );
     }
 

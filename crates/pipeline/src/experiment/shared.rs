@@ -94,4 +94,8 @@ impl Predictor for SharedAdapter {
     fn retrieval(&self) -> Option<metrics::RetrievalRecall> {
         self.inner.retrieval()
     }
+
+    fn answers_with_best_code(&self) -> bool {
+        self.inner.answers_with_best_code()
+    }
 }

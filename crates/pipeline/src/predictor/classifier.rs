@@ -18,13 +18,12 @@ use engine::Engine;
 use icd::CodeTable;
 use lm::classifier::{ClassifierMeta, Problem};
 use prompt::fit::{Fit, FitCounts};
-use report::ModelKind;
 use serve::{SuggestError, Suggested, Suggester};
 use types::{Candidate, Example, Prediction};
 
-use super::{load_engine, Built, Predictor};
+use super::{load_engine, Predictor};
 use crate::settings::Settings;
-use crate::suggest::{PredictOutput, SuggestRequest};
+use crate::suggest::{fitted_suggestion, PredictOutput, SuggestRequest};
 
 /// The thresholds tried on the validation split: 0.05, 0.10, ..., 0.95.
 pub fn threshold_grid() -> Vec<f64> {
@@ -86,6 +85,12 @@ impl ClassifierPredictor {
     /// Loads `spec` with the `SEQ_CLS` adapter at `adapter`.
     pub fn load(spec: &str, adapter: &Path, config: &Config) -> anyhow::Result<Self> {
         let (engine, load_ms) = load_engine(spec, Some(adapter), config, None)?;
+        Self::over(engine, adapter, load_ms)
+    }
+
+    /// The classifier of an engine whose model carries a head: an adapter loaded from
+    /// `adapter`, or a model in training whose adapter will be written there.
+    pub fn over(engine: Engine, adapter: &Path, load_ms: f64) -> anyhow::Result<Self> {
         let meta = engine
             .model()
             .score_head()
@@ -103,6 +108,11 @@ impl ClassifierPredictor {
 
     pub fn meta(&self) -> &ClassifierMeta {
         &self.meta
+    }
+
+    /// Sets the multi-label decision threshold (chosen on validation examples).
+    pub fn set_threshold(&mut self, threshold: f64) {
+        self.meta.threshold = Some(threshold);
     }
 
     /// Every label's probability for one dialogue, and what fitting its prompt did.
@@ -177,8 +187,6 @@ impl Predictor for ClassifierPredictor {
     }
 
     fn details(&self) -> serde_json::Value {
-        let policy = self.engine.context_policy();
-        let fit = self.fit.lock().map(|f| *f).unwrap_or_default();
         let mut details = super::lm::model_details(&self.engine, Some(&self.adapter), self.load_ms);
         let specific = serde_json::json!({
             "decoding": "classifier",
@@ -190,35 +198,13 @@ impl Predictor for ClassifierPredictor {
                 Problem::MultiLabel => format!("probability >= {}", self.meta.decision_threshold()),
             },
             "threshold": self.meta.threshold,
-            "context": {
-                "max_tokens": policy.max_tokens,
-                "truncate_side": policy.side,
-                "dialogues": fit.dialogues,
-                "shortened": fit.truncated,
-                "removed_chars": fit.removed_chars,
-                "max_prompt_tokens": fit.max_prompt_tokens,
-            },
+            "context": super::lm::context_details(&self.engine, &self.fit),
         });
         if let serde_json::Value::Object(specific) = specific {
             details.extend(specific);
         }
         details.into()
     }
-}
-
-/// A classifier adapter on `spec` as a finetuned predictor writing into folder `name`.
-pub fn load_classifier(
-    spec: &str,
-    adapter: &Path,
-    config: &Config,
-    name: String,
-) -> anyhow::Result<Built> {
-    Ok(Built {
-        name,
-        kind: ModelKind::Finetuned,
-        predictor: Box::new(ClassifierPredictor::load(spec, adapter, config)?),
-        train_time_s: None,
-    })
 }
 
 /// `predict` with a classifier adapter: the `top_k` most probable codes of `dialogue`, described
@@ -243,17 +229,14 @@ pub fn predict_classified(
             engine::describe(&code, c.logprob, &table)
         })
         .collect();
-    Ok(PredictOutput {
-        model: request.model.clone(),
+    let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
+    Ok(PredictOutput::fitted(
+        &request.model,
         suggestions,
-        raw_text: None,
-        latency_ms: start.elapsed().as_secs_f64() * 1000.0,
-        prompt_tokens: fit.prompt_tokens,
-        truncated_chars: fit.removed_chars,
-        load_ms: predictor.load_ms,
-        trie_ms: None,
-        narrowed_by: None,
-    })
+        fit,
+        latency_ms,
+        predictor.load_ms,
+    ))
 }
 
 /// A classifier adapter behind the server: one forward per request, no trie.
@@ -297,12 +280,7 @@ impl Suggester for ClassifierSuggester {
             .map_err(|e| SuggestError::new(format!("model failed: {e:#}")))?;
         let (mut candidates, _) = self.predictor.ranked(&probs, top_k);
         candidates.truncate(top_k);
-        Ok(Suggested {
-            candidates,
-            prompt_tokens: Some(fit.prompt_tokens),
-            truncated_chars: fit.removed_chars,
-            unscored: false,
-        })
+        Ok(fitted_suggestion(candidates, fit))
     }
 
     fn model_name(&self) -> &str {

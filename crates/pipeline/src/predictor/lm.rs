@@ -40,6 +40,23 @@ pub fn load_engine(
     Ok((engine, start.elapsed().as_secs_f64() * 1000.0))
 }
 
+/// An engine over `model`, a LoRA model in training at `path` (a clone sharing its tensors, see
+/// [`Engine::with_model`]), with the config's prompt and the context policy of the adapter it
+/// will become: validation on the metric decodes exactly as the adapter's evaluation will.
+pub fn engine_in_training(
+    spec: &str,
+    path: &Path,
+    model: &lm::Model,
+    config: &Config,
+) -> anyhow::Result<Engine> {
+    let system = engine::system_prompt(&config.prompt.system);
+    let instruction = config.prompt.instruction.clone();
+    let mut engine = Engine::with_model(spec, path, model.clone(), system, instruction)
+        .with_context(|| format!("model {spec} in training"))?;
+    engine.set_context_policy(context_policy(&engine, true, config));
+    Ok(engine)
+}
+
 /// The one rule every prompt is fitted by: the context the model was trained with (training's
 /// `max_seq_len` for an adapter, which `train` fitted its prompts to with the same rule; the
 /// model's whole context otherwise), shortened on `truncate_side` with room for the answer.
@@ -125,9 +142,13 @@ impl LmPredictor {
         })
     }
 
-    /// Whether an adapter was merged in: the finetuned arm rather than a zero-shot one.
-    pub fn is_finetuned(&self) -> bool {
-        self.adapter.is_some()
+    /// The finetuned arm when an adapter was merged in, the zero-shot one otherwise.
+    pub fn kind(&self) -> ModelKind {
+        if self.adapter.is_some() {
+            ModelKind::Finetuned
+        } else {
+            ModelKind::ZeroShot
+        }
     }
 }
 
@@ -171,12 +192,16 @@ impl Predictor for LmPredictor {
             "trie_codes": self.trie.as_ref().map(|t| t.len()),
             "max_new_tokens": self.max_new_tokens,
             "trie_ms": self.trie_ms,
-            "context": self.context_details(),
+            "context": context_details(&self.engine, &self.fit),
         });
         if let serde_json::Value::Object(specific) = specific {
             details.extend(specific);
         }
         details.into()
+    }
+
+    fn answers_with_best_code(&self) -> bool {
+        self.trie.is_some()
     }
 }
 
@@ -218,20 +243,19 @@ fn parameter_count(cfg: &lm::ModelConfig) -> u64 {
     v * h + cfg.num_layers as u64 * layer + h + head
 }
 
-impl LmPredictor {
-    /// The context policy and what it shortened, as `model.json` records them.
-    fn context_details(&self) -> serde_json::Value {
-        let policy = self.engine.context_policy();
-        let fit = self.fit.lock().map(|f| *f).unwrap_or_default();
-        serde_json::json!({
+/// The context policy of `engine` and what it shortened in the last `predict` (`fit`), as every
+/// local model's `model.json` records them.
+pub(super) fn context_details(engine: &Engine, fit: &Mutex<FitCounts>) -> serde_json::Value {
+    let policy = engine.context_policy();
+    let fit = fit.lock().map(|f| *f).unwrap_or_default();
+    serde_json::json!({
             "max_tokens": policy.max_tokens,
             "truncate_side": policy.side,
             "dialogues": fit.dialogues,
             "shortened": fit.truncated,
             "removed_chars": fit.removed_chars,
             "max_prompt_tokens": fit.max_prompt_tokens,
-        })
-    }
+    })
 }
 
 /// A language model (folder, .gguf or cached Hugging Face id), zero-shot or with an adapter, or
@@ -247,20 +271,16 @@ pub fn load_lm(
 ) -> anyhow::Result<Built> {
     // A SEQ_CLS adapter carries a classification head: ranked by its probabilities, not decoded.
     if let Some(dir) = adapter.filter(|d| lm::adapter::is_classifier(d)) {
-        return super::load_classifier(spec, dir, config, name);
+        let classifier = super::ClassifierPredictor::load(spec, dir, config)?;
+        return Ok(Built::untrained(
+            name,
+            ModelKind::Finetuned,
+            Box::new(classifier),
+        ));
     }
     let lm = LmPredictor::load(spec, adapter, config, table, quantization)?;
-    Ok(Built {
-        name,
-        kind: if lm.is_finetuned() {
-            ModelKind::Finetuned
-        } else {
-            ModelKind::ZeroShot
-        },
-        predictor: Box::new(lm),
-        // Loading is not training: load and trie times are in the details.
-        train_time_s: None,
-    })
+    // Loading is not training: load and trie times are in the details.
+    Ok(Built::untrained(name, lm.kind(), Box::new(lm)))
 }
 
 #[cfg(test)]
@@ -275,21 +295,26 @@ mod tests {
 
     #[test]
     fn parameter_counts_match_the_published_ones() {
-        // HuggingFaceTB/SmolLM2-135M-Instruct: `model.num_parameters()` is 134,515,008.
-        let smol = config(
-            r#"{"model_type":"llama","hidden_size":576,"intermediate_size":1536,
+        let published = [
+            // HuggingFaceTB/SmolLM2-135M-Instruct: `model.num_parameters()` is 134,515,008.
+            (
+                r#"{"model_type":"llama","hidden_size":576,"intermediate_size":1536,
                 "num_hidden_layers":30,"num_attention_heads":9,"num_key_value_heads":3,
                 "vocab_size":49152,"rms_norm_eps":1e-5,"max_position_embeddings":8192,
                 "tie_word_embeddings":true}"#,
-        );
-        assert_eq!(parameter_count(&smol), 134_515_008);
-        // Qwen/Qwen2.5-0.5B-Instruct (q/k/v biases, tied): 494,032,768.
-        let qwen = config(
-            r#"{"model_type":"qwen2","hidden_size":896,"intermediate_size":4864,
+                134_515_008,
+            ),
+            // Qwen/Qwen2.5-0.5B-Instruct (q/k/v biases, tied): 494,032,768.
+            (
+                r#"{"model_type":"qwen2","hidden_size":896,"intermediate_size":4864,
                 "num_hidden_layers":24,"num_attention_heads":14,"num_key_value_heads":2,
                 "vocab_size":151936,"rms_norm_eps":1e-6,"max_position_embeddings":32768,
                 "tie_word_embeddings":true}"#,
-        );
-        assert_eq!(parameter_count(&qwen), 494_032_768);
+                494_032_768,
+            ),
+        ];
+        for (json, parameters) in published {
+            assert_eq!(parameter_count(&config(json)), parameters, "{json}");
+        }
     }
 }

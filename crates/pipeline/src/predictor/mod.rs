@@ -16,10 +16,9 @@ use types::{Example, Prediction};
 
 pub use baselines::{build_baseline, is_baseline, BASELINES};
 pub use classifier::{
-    choose_threshold, load_classifier, predict_classified, threshold_grid, ClassifierPredictor,
-    ClassifierSuggester,
+    choose_threshold, predict_classified, threshold_grid, ClassifierPredictor, ClassifierSuggester,
 };
-pub use lm::{load_engine, load_lm, quantization, read_labels, LmPredictor};
+pub use lm::{engine_in_training, load_engine, load_lm, quantization, read_labels, LmPredictor};
 pub use narrowed::{load_narrowed, NarrowedPredictor, Retrieval};
 pub use remote::{load_remote, RemotePredictor};
 
@@ -55,6 +54,14 @@ pub trait Predictor {
     fn retrieval(&self) -> Option<metrics::RetrievalRecall> {
         None
     }
+    /// The predictor ranks codes and answers with the best one alone (constrained decoding: one
+    /// code per beam path). On multi-label data evaluation then answers with the top `m` instead,
+    /// `m` the training split's median number of codes per example (see
+    /// [`crate::evaluate::answer_size`]); a predictor with its own set rule (thresholds, generated
+    /// lists) keeps it.
+    fn answers_with_best_code(&self) -> bool {
+        false
+    }
 }
 
 /// A ready predictor, its output folder name and its arm of the comparison.
@@ -64,4 +71,17 @@ pub struct Built {
     pub predictor: Box<dyn Predictor>,
     /// Fitting time of a baseline; `None` for models that were loaded, not trained here.
     pub train_time_s: Option<f64>,
+}
+
+impl Built {
+    /// A predictor that was loaded or asked, not trained here: it has no training time (load and
+    /// trie times, where any, are in its details).
+    pub fn untrained(name: String, kind: ModelKind, predictor: Box<dyn Predictor>) -> Built {
+        Built {
+            name,
+            kind,
+            predictor,
+            train_time_s: None,
+        }
+    }
 }

@@ -17,7 +17,6 @@ use anyhow::{bail, Context};
 use config::{CandidatesConfig, Config, ModelConfig, Retriever};
 use icd::{Code, CodeTable};
 use metrics::RetrievalRecall;
-use report::ModelKind;
 use types::{Example, Prediction};
 
 use super::lm::LmPredictor;
@@ -174,6 +173,10 @@ impl Predictor for NarrowedPredictor {
         details
     }
 
+    fn answers_with_best_code(&self) -> bool {
+        true
+    }
+
     fn retrieval(&self) -> Option<RetrievalRecall> {
         self.last
             .lock()
@@ -204,28 +207,15 @@ pub fn load_narrowed(
     let mut constrained = config.clone();
     constrained.eval.constrained = true;
     let lm = LmPredictor::load(&model.model, adapter, &constrained, table, quantization)?;
-    Ok(Built {
-        name,
-        kind: if lm.is_finetuned() {
-            ModelKind::Finetuned
-        } else {
-            ModelKind::ZeroShot
-        },
-        predictor: Box::new(NarrowedPredictor {
-            lm,
-            retrieval,
-            last: Mutex::new(None),
-        }),
-        // Loading is not training; the retriever's fit time is in the details.
-        train_time_s: None,
-    })
+    let kind = lm.kind();
+    let predictor = NarrowedPredictor {
+        lm,
+        retrieval,
+        last: Mutex::new(None),
+    };
+    // Loading is not training; the retriever's fit time is in the details.
+    Ok(Built::untrained(name, kind, Box::new(predictor)))
 }
-
-/// The engine tests' tiny random model, written to a folder (serde_json only).
-#[cfg(test)]
-#[allow(dead_code)]
-#[path = "../../../engine/tests/it/tiny.rs"]
-mod tiny;
 
 #[cfg(test)]
 mod tests {
@@ -260,7 +250,7 @@ mod tests {
     #[test]
     fn a_narrowed_arm_predicts_only_its_candidates_and_records_the_retriever() {
         let dir = tempfile::tempdir().unwrap();
-        tiny::write_tiny_model(dir.path(), 3);
+        crate::tiny::write_tiny_model(dir.path(), 3);
         let mut entry = ModelConfig::local("tiny-tfidf2", dir.path().display().to_string());
         entry.candidates = Some(CandidatesConfig {
             retriever: Retriever::Tfidf,

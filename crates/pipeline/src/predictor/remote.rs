@@ -268,13 +268,13 @@ pub fn load_remote(
     table: &CodeTable,
     name: String,
 ) -> anyhow::Result<Built> {
-    Ok(Built {
+    // Nothing is trained or loaded here.
+    let predictor = RemotePredictor::new(model, config, table)?;
+    Ok(Built::untrained(
         name,
-        kind: ModelKind::ZeroShot,
-        predictor: Box::new(RemotePredictor::new(model, config, table)?),
-        // Nothing is trained or loaded here.
-        train_time_s: None,
-    })
+        ModelKind::ZeroShot,
+        Box::new(predictor),
+    ))
 }
 
 #[cfg(test)]

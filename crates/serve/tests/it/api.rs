@@ -185,6 +185,21 @@ async fn token_is_checked_before_the_body_is_parsed() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
+/// Each `(body, expected)` is answered 400 with the error `code` and a message containing
+/// `expected`.
+async fn assert_bad_requests(app: &axum::Router, code: &str, cases: &[(&'static str, &str)]) {
+    for &(body, expected) in cases {
+        let (status, error) = fake::send_error(app, fake::post(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(error.code, code, "{body}");
+        assert!(
+            error.message.contains(expected),
+            "{body}: {}",
+            error.message
+        );
+    }
+}
+
 #[tokio::test]
 async fn malformed_json_is_400_with_a_message() {
     let app = fake::app(ServeConfig::default(), Fixed::new(vec![]));
@@ -194,16 +209,7 @@ async fn malformed_json_is_400_with_a_message() {
         ("", "unexpected end of input"),
         ("text=cough", "malformed JSON"),
     ];
-    for (body, expected) in cases {
-        let (status, error) = fake::send_error(&app, fake::post(body)).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-        assert_eq!(error.code, "malformed_json", "{body}");
-        assert!(
-            error.message.contains(expected),
-            "{body}: {}",
-            error.message
-        );
-    }
+    assert_bad_requests(&app, "malformed_json", &cases).await;
 }
 
 #[tokio::test]
@@ -222,16 +228,7 @@ async fn wrong_shapes_are_400_naming_the_field() {
         (r#"["a"]"#, "must be a JSON object, found an array"),
         (r#"{"text": "a", "prompt": "b"}"#, "1 unknown field(s)"),
     ];
-    for (body, expected) in cases {
-        let (status, error) = fake::send_error(&app, fake::post(body)).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-        assert_eq!(error.code, "invalid_request", "{body}");
-        assert!(
-            error.message.contains(expected),
-            "{body}: {}",
-            error.message
-        );
-    }
+    assert_bad_requests(&app, "invalid_request", &cases).await;
     let (status, error) = fake::send_error(&app, fake::post(r#"{"text": "a", "top_k": 0}"#)).await;
     assert_eq!(
         (status, error.code.as_str()),

@@ -11,8 +11,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serve::ServeConfig;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
 use crate::fake::{self, Fixed};
 
@@ -99,14 +97,10 @@ async fn page_suggests_codes_in_headless_chromium() {
         );
     };
 
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let suggester = Fixed::new(fake::mixed_candidates());
     let state = fake::state(ServeConfig::default(), suggester.clone());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(serve::serve_state(listener, state, async {
-        let _ = stopped.await;
-    }));
+    let server = fake::serve_on_loopback(state).await;
+    let addr = server.addr;
 
     let dir = tempfile::tempdir().unwrap();
     let url = format!(
@@ -182,8 +176,7 @@ async fn page_suggests_codes_in_headless_chromium() {
         kept.display()
     );
 
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -195,17 +188,13 @@ async fn page_asks_for_the_token_when_one_is_required() {
         }
         panic!("chromium not found at /usr/bin/chromium (or $ICDTUNE_CHROMIUM)");
     };
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let config = ServeConfig {
         token: Some(serve::Token::new("page-token-0123456789abcdef").unwrap()),
         ..ServeConfig::default()
     };
     let state = fake::state(config, Fixed::new(fake::mixed_candidates()));
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(serve::serve_state(listener, state, async {
-        let _ = stopped.await;
-    }));
+    let server = fake::serve_on_loopback(state).await;
+    let addr = server.addr;
     let dir = tempfile::tempdir().unwrap();
     // Without the token the page shows the server's 401 message instead of results.
     let url = format!(
@@ -228,6 +217,5 @@ async fn page_asks_for_the_token_when_one_is_required() {
         dom.contains("Error 401: missing Authorization header"),
         "{dom}"
     );
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    server.stop().await;
 }

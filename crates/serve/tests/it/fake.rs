@@ -1,5 +1,6 @@
 //! Fake suggesters and request helpers shared by the tests.
 
+use std::net::SocketAddr;
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -8,6 +9,9 @@ use axum::http::{header, Request, StatusCode};
 use http_body_util::BodyExt;
 use icd::CodeTable;
 use serve::{AppState, ServeConfig, SuggestError, Suggester};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 use tower::ServiceExt;
 use types::Candidate;
 
@@ -193,6 +197,32 @@ pub fn post_with_auth(body: impl Into<Body>, authorization: &str) -> Request<Bod
 
 pub fn get(path: &str) -> Request<Body> {
     Request::get(path).body(Body::empty()).unwrap()
+}
+
+/// A real server on a loopback port, serving a fake state until [`Running::stop`].
+pub struct Running {
+    pub addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), serve::ServeError>>,
+}
+
+/// Binds a free loopback port and serves `state` on it in a background task.
+pub async fn serve_on_loopback(state: AppState) -> Running {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(serve::serve_state(listener, state, async {
+        let _ = stopped.await;
+    }));
+    Running { addr, stop, task }
+}
+
+impl Running {
+    /// Signals shutdown and waits until the server has stopped without an error.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap().unwrap();
+    }
 }
 
 /// Sends one request through the router; returns status, content type and body.

@@ -4,20 +4,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serve::{LoadError, ServeConfig};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
 use crate::fake::{self, Fixed};
 
-async fn start(config: ServeConfig, delay: Duration) -> (SocketAddr, oneshot::Sender<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+/// A loopback server whose fake model answers after `delay`.
+async fn start(config: ServeConfig, delay: Duration) -> fake::Running {
     let state = fake::state(config, Fixed::slow(fake::mixed_candidates(), delay));
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(serve::serve_state(listener, state, async {
-        let _ = stopped.await;
-    }));
-    (addr, stop)
+    fake::serve_on_loopback(state).await
 }
 
 const BODY: &str = r#"{"text": "Patient reports fever and cough.", "top_k": 3}"#;
@@ -29,8 +22,10 @@ async fn within_capacity_every_request_succeeds() {
         max_waiting: 2,
         ..ServeConfig::default()
     };
-    let (addr, stop) = start(config, Duration::from_millis(2)).await;
-    let report = serve::load_test(addr, 4, 25, BODY, None).await.unwrap();
+    let server = start(config, Duration::from_millis(2)).await;
+    let report = serve::load_test(server.addr, 4, 25, BODY, None)
+        .await
+        .unwrap();
     println!("load test within capacity: {report}");
     assert_eq!(report.requests, 100);
     assert_eq!(
@@ -46,7 +41,7 @@ async fn within_capacity_every_request_succeeds() {
         "{report}"
     );
     assert!(report.rps > 0.0);
-    let _ = stop.send(());
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -56,14 +51,16 @@ async fn over_capacity_only_503s_are_errors() {
         max_waiting: 1,
         ..ServeConfig::default()
     };
-    let (addr, stop) = start(config, Duration::from_millis(5)).await;
-    let report = serve::load_test(addr, 8, 10, BODY, None).await.unwrap();
+    let server = start(config, Duration::from_millis(5)).await;
+    let report = serve::load_test(server.addr, 8, 10, BODY, None)
+        .await
+        .unwrap();
     println!("load test over capacity: {report}");
     assert_eq!(report.requests, 80);
     assert_eq!(report.other_errors, 0, "{report}");
     assert_eq!(report.ok + report.status_503, 80, "{report}");
     assert!(report.ok >= 1 && report.status_503 > 0, "{report}");
-    let _ = stop.send(());
+    server.stop().await;
 }
 
 #[tokio::test]
@@ -72,16 +69,16 @@ async fn wrong_token_counts_as_other_errors() {
         token: Some(serve::Token::new("load-test-token-0123456789").unwrap()),
         ..ServeConfig::default()
     };
-    let (addr, stop) = start(config, Duration::ZERO).await;
-    let report = serve::load_test(addr, 1, 3, BODY, Some("wrong-token-0123456789"))
+    let server = start(config, Duration::ZERO).await;
+    let report = serve::load_test(server.addr, 1, 3, BODY, Some("wrong-token-0123456789"))
         .await
         .unwrap();
     assert_eq!((report.ok, report.other_errors), (0, 3), "{report}");
-    let report = serve::load_test(addr, 1, 3, BODY, Some("load-test-token-0123456789"))
+    let report = serve::load_test(server.addr, 1, 3, BODY, Some("load-test-token-0123456789"))
         .await
         .unwrap();
     assert_eq!(report.ok, 3, "{report}");
-    let _ = stop.send(());
+    server.stop().await;
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ mod gguf_writer;
 mod hf_dir;
 mod reference;
 mod smollm2;
+mod smollm2_gguf;
 
 #[global_allocator]
 static ALLOC: fuzzing::TrackingAlloc = fuzzing::TrackingAlloc;

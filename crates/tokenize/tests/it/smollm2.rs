@@ -2,22 +2,14 @@
 //! the same file (fixture written by scripts/tokenizer_fixtures.py). Runs when
 //! `ICDTUNE_SMOLLM2_GGUF` points at the GGUF (scripts/fetch-smollm2.sh puts it in models/).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use icd::Code;
 use prompt::chat::{ChatPrompt, ChatTemplate, Message, RenderOptions, Role};
 use serde_json::Value;
-use tokenize::Tokenizer;
 
 use crate::reference::{assert_encodes_like_transformers, ids_of, opt_id};
-
-const ENV: &str = "ICDTUNE_SMOLLM2_GGUF";
-
-fn gguf() -> Option<PathBuf> {
-    let path = PathBuf::from(std::env::var_os(ENV)?);
-    assert!(path.is_file(), "{ENV}={} is not a file", path.display());
-    Some(path)
-}
+use crate::smollm2_gguf::smollm2;
 
 fn reference() -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smollm2_reference.json");
@@ -26,12 +18,10 @@ fn reference() -> Value {
 
 #[test]
 fn smollm2_gguf_tokenizer_matches_transformers() {
-    let Some(path) = gguf() else {
-        eprintln!("skipped: set {ENV} to the SmolLM2-135M-Instruct GGUF");
+    let Some(tok) = smollm2() else {
         return;
     };
     let reference = reference();
-    let tok = Tokenizer::from_gguf(&path).unwrap();
 
     assert_eq!(
         tok.vocab_size() as u64,
@@ -61,12 +51,10 @@ fn smollm2_gguf_tokenizer_matches_transformers() {
 
 #[test]
 fn smollm2_chat_prompt_matches_transformers() {
-    let Some(path) = gguf() else {
-        eprintln!("skipped: set {ENV} to the SmolLM2-135M-Instruct GGUF");
+    let Some(tok) = smollm2() else {
         return;
     };
     let reference = reference();
-    let tok = Tokenizer::from_gguf(&path).unwrap();
     let template = ChatTemplate::new(tok.chat_template().unwrap()).unwrap();
     let chats = reference["chats"].as_array().unwrap();
     assert_eq!(chats.len(), 3);
@@ -97,8 +85,7 @@ fn smollm2_chat_prompt_matches_transformers() {
 
 #[test]
 fn smollm2_training_text_and_loss_span_match_transformers() {
-    let Some(path) = gguf() else {
-        eprintln!("skipped: set {ENV} to the SmolLM2-135M-Instruct GGUF");
+    let Some(tok) = smollm2() else {
         return;
     };
     let reference = reference();
@@ -116,7 +103,6 @@ fn smollm2_training_text_and_loss_span_match_transformers() {
     let (instruction, dialogue) = messages[1].content.split_once("\n\nDialogue:\n").unwrap();
     assert_eq!(messages[2].content, "J06.9");
 
-    let tok = Tokenizer::from_gguf(&path).unwrap();
     let end_of_turn = tok
         .eos_ids()
         .iter()

@@ -148,10 +148,7 @@ impl Tracker {
         run: &TrackedRun,
         params: impl IntoIterator<Item = (K, V)>,
     ) -> Result<()> {
-        let Some((client, info)) = self.active(run) else {
-            return Ok(());
-        };
-        client.log(&info.run_id, &[], &key_values(params), &[])
+        self.log(run, &[], &key_values(params), &[])
     }
 
     /// Sets tags; batched 100 per call.
@@ -160,18 +157,12 @@ impl Tracker {
         run: &TrackedRun,
         tags: impl IntoIterator<Item = (K, V)>,
     ) -> Result<()> {
-        let Some((client, info)) = self.active(run) else {
-            return Ok(());
-        };
-        client.log(&info.run_id, &[], &[], &key_values(tags))
+        self.log(run, &[], &[], &key_values(tags))
     }
 
     /// Logs metric values; batched 1000 per call.
     pub fn log_metrics(&self, run: &TrackedRun, metrics: &[Metric]) -> Result<()> {
-        let Some((client, info)) = self.active(run) else {
-            return Ok(());
-        };
-        client.log(&info.run_id, metrics, &[], &[])
+        self.log(run, metrics, &[], &[])
     }
 
     /// Logs one value of `key` at `step`, stamped now.
@@ -192,9 +183,10 @@ impl Tracker {
         self.log_metrics(run, &metrics)
     }
 
-    /// Per-step training curves from `train_log.jsonl` entries: `train_loss`, `val_loss`,
-    /// `learning_rate`, `grad_norm` at each entry's step, timestamped by its elapsed time from `start_ms`
-    /// (milliseconds since the epoch when training started) so MLflow's time axis matches the log.
+    /// Per-step training curves from `train_log.jsonl` entries ([`TrainLogEntry::curves`]:
+    /// `train_loss`, `val_loss`, the validation metric, `learning_rate`, `grad_norm`) at each
+    /// entry's step, timestamped by its elapsed time from `start_ms` (milliseconds since the
+    /// epoch when training started) so MLflow's time axis matches the log.
     pub fn log_train_log(
         &self,
         run: &TrackedRun,
@@ -205,13 +197,7 @@ impl Tracker {
         for e in entries {
             let step = i64::try_from(e.step).unwrap_or(i64::MAX);
             let timestamp = start_ms + (e.elapsed_s * 1000.0) as i64;
-            let values = [
-                ("train_loss", e.train_loss),
-                ("val_loss", e.val_loss),
-                ("learning_rate", e.learning_rate),
-                ("grad_norm", e.grad_norm),
-            ];
-            for (key, value) in values {
+            for (key, value) in e.curves() {
                 if let Some(value) = value {
                     metrics.push(Metric {
                         key: key.to_string(),
@@ -282,6 +268,21 @@ impl Tracker {
 
     fn active<'a>(&'a self, run: &'a TrackedRun) -> Option<(&'a MlflowClient, &'a RunInfo)> {
         Some((self.client.as_ref()?, run.info.as_ref()?))
+    }
+
+    /// Sends metrics, params and tags to `run`, batched within MLflow's limits; nothing when
+    /// tracking is off or the run was never started on the server.
+    fn log(
+        &self,
+        run: &TrackedRun,
+        metrics: &[Metric],
+        params: &[KeyValue],
+        tags: &[KeyValue],
+    ) -> Result<()> {
+        let Some((client, info)) = self.active(run) else {
+            return Ok(());
+        };
+        client.log(&info.run_id, metrics, params, tags)
     }
 }
 

@@ -42,6 +42,8 @@ fn train_log(steps: u64) -> Vec<TrainLogEntry> {
             epoch: step as f64 / steps as f64,
             train_loss: Some(3.0 / step as f64),
             val_loss: (step % 2 == 0).then(|| 2.5 / step as f64),
+            val_accuracy: None,
+            val_micro_f1: None,
             learning_rate: Some(2e-4),
             grad_norm: None,
             tokens: Some(step * 64),

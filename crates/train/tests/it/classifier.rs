@@ -282,6 +282,7 @@ fn overfits_ten_examples_to_full_training_accuracy_and_round_trips_through_the_a
         &model,
         &enc,
         &[],
+        None,
         &crate::training::options(&fx, cfg, out.path()),
         &mut |p| {
             if let train::Progress::Step { loss, .. } = p {

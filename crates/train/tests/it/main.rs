@@ -4,4 +4,5 @@ mod encoding;
 mod fast_forward;
 mod gradients;
 mod optim;
+mod selection;
 mod training;

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use candle_core::{DType, Tensor};
-use config::{KernelChoice, Schedule, TrainForward, TrainingConfig, TruncateSide};
+use config::{KernelChoice, Schedule, SelectOn, TrainForward, TrainingConfig, TruncateSide};
 use lm::{LogitPositions, Model};
 use train::batch::choose_pad_id;
 use train::{train, Progress, TrainOptions};
@@ -32,6 +32,10 @@ pub fn config(epochs: u32, batch: usize, accum: usize, lr: f64) -> TrainingConfi
         recompute_activations: false,
         forward: TrainForward::Fast,
         seed: 11,
+        select_on: SelectOn::Loss,
+        metric_examples: 0,
+        log_metric: false,
+        head_learning_rate: None,
     }
 }
 
@@ -100,6 +104,7 @@ fn overfits_ten_examples_and_generation_reproduces_each_code_then_stops() {
         &model,
         &data,
         &[],
+        None,
         &options(&fx, config(40, 2, 1, 1e-2), out.path()),
         &mut |p| {
             if let Progress::Step { loss, .. } = p {
@@ -196,6 +201,7 @@ fn resume_after_interruption_gives_the_same_adapter_bit_for_bit() {
         &full,
         tr,
         val,
+        None,
         &options(&fx, resumable_config(), full_dir.path()),
         &mut |_| {},
     )
@@ -207,7 +213,7 @@ fn resume_after_interruption_gives_the_same_adapter_bit_for_bit() {
     let part = fx.lora_model(DType::F32, 4);
     let mut o = options(&fx, resumable_config(), part_dir.path());
     o.halt_after_step = Some(5);
-    let b = train(&part, tr, val, &o, &mut |_| {}).unwrap();
+    let b = train(&part, tr, val, None, &o, &mut |_| {}).unwrap();
     assert!(b.interrupted && b.adapter_dir.is_none());
     assert_eq!(b.steps_done, 5);
     let ckpts = train::checkpoint::list(&part_dir.path().join("checkpoints")).unwrap();
@@ -221,7 +227,7 @@ fn resume_after_interruption_gives_the_same_adapter_bit_for_bit() {
     let again = fx.lora_model(DType::F32, 4);
     let mut o = options(&fx, resumable_config(), part_dir.path());
     o.resume = true;
-    let c = train(&again, tr, val, &o, &mut |_| {}).unwrap();
+    let c = train(&again, tr, val, None, &o, &mut |_| {}).unwrap();
     assert_eq!(c.steps_done, 6);
     assert_eq!(c.best_step, a.best_step);
     let read = |d: &Path| std::fs::read(d.join("adapter/adapter_model.safetensors")).unwrap();
@@ -247,6 +253,7 @@ fn resume_after_interruption_gives_the_same_adapter_bit_for_bit() {
         &fx.lora_model(DType::F32, 4),
         tr,
         val,
+        None,
         &options(&fx, resumable_config(), part_dir.path()),
         &mut |_| {},
     )
@@ -270,11 +277,18 @@ fn early_stopping_keeps_the_best_adapter() {
     };
     let out = tempfile::tempdir().unwrap();
     let mut vals = Vec::new();
-    let r = train(&model, tr, val, &options(&fx, cfg, out.path()), &mut |p| {
-        if let Progress::Validation { val_loss, .. } = p {
-            vals.push(*val_loss);
-        }
-    })
+    let r = train(
+        &model,
+        tr,
+        val,
+        None,
+        &options(&fx, cfg, out.path()),
+        &mut |p| {
+            if let Progress::Validation { val_loss, .. } = p {
+                vals.push(*val_loss);
+            }
+        },
+    )
     .unwrap();
     assert!(r.stopped_early, "{r:?}");
     assert!(r.steps_done < 60);
@@ -309,18 +323,26 @@ fn resume_with_lora_dropout_is_bit_exact() {
             ..options(&fx, resumable_config(), dir)
         };
         let full_dir = tempfile::tempdir().unwrap();
-        train(&model(), tr, val, &options(full_dir.path()), &mut |_| {}).unwrap();
+        train(
+            &model(),
+            tr,
+            val,
+            None,
+            &options(full_dir.path()),
+            &mut |_| {},
+        )
+        .unwrap();
         let part_dir = tempfile::tempdir().unwrap();
         let mut o = options(part_dir.path());
         o.halt_after_step = Some(3);
         assert!(
-            train(&model(), tr, val, &o, &mut |_| {})
+            train(&model(), tr, val, None, &o, &mut |_| {})
                 .unwrap()
                 .interrupted
         );
         o.halt_after_step = None;
         o.resume = true;
-        train(&model(), tr, val, &o, &mut |_| {}).unwrap();
+        train(&model(), tr, val, None, &o, &mut |_| {}).unwrap();
         let read = |d: &Path| std::fs::read(d.join("adapter/adapter_model.safetensors")).unwrap();
         assert!(
             read(full_dir.path()) == read(part_dir.path()),
