@@ -462,7 +462,8 @@ impl Default for LoraConfig {
     }
 }
 
-/// The projection names a decoder layer has, as PEFT spells them.
+/// The projection names a decoder layer has, as PEFT spells them, in the layer's order (the `lm`
+/// crate re-exports this list and keeps a layer's LoRA pairs in this order).
 pub const LORA_TARGETS: [&str; 7] = [
     "q_proj",
     "k_proj",

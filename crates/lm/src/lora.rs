@@ -6,16 +6,9 @@ use rand::{Rng, SeedableRng};
 
 use crate::error::{LmError, Result};
 
-/// Projection names a decoder layer has, in PEFT's spelling and our layer order.
-pub const LORA_TARGETS: [&str; 7] = [
-    "q_proj",
-    "k_proj",
-    "v_proj",
-    "o_proj",
-    "gate_proj",
-    "up_proj",
-    "down_proj",
-];
+/// Projection names a decoder layer has, in PEFT's spelling and our layer order: the one list the
+/// config checks `[lora] targets` against.
+pub use config::LORA_TARGETS;
 
 /// LoRA settings: rank, alpha (scale = alpha / r, as PEFT without rsLoRA), dropout on the
 /// LoRA input during training, and the target projections.

@@ -42,6 +42,9 @@ mod validation_metric;
 #[path = "../../engine/tests/it/tiny.rs"]
 mod tiny;
 
+#[cfg(test)]
+mod fixtures;
+
 pub use compute::Compute;
 pub use console::Console;
 pub use settings::{Flags, Settings};

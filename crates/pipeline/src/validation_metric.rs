@@ -178,11 +178,11 @@ mod tests {
     use std::sync::Arc;
 
     use config::{EvalConfig, LoraConfig, SelectOn, TrainingConfig};
-    use icd::Code;
     use types::{Candidate, TrainLogEntry};
 
     use super::*;
     use crate::finetune::{prepare, train_adapter};
+    use crate::fixtures::example;
     use crate::predictor::{LmPredictor, Predictor};
     use crate::tiny;
 
@@ -191,15 +191,6 @@ mod tests {
     impl crate::Console for Quiet {
         fn say(&self, _: &str) {}
         fn note(&self, _: &str) {}
-    }
-
-    fn example(id: &str, text: &str, codes: &[&str]) -> Example {
-        Example {
-            id: id.into(),
-            text: text.into(),
-            codes: codes.iter().map(|c| Code::parse(c).unwrap()).collect(),
-            meta: Default::default(),
-        }
     }
 
     fn prediction(gold: &[&str], candidates: &[&str], set_size: Option<usize>) -> Prediction {

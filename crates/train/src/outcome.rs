@@ -38,22 +38,9 @@ pub struct TrainOutcome {
 }
 
 impl TrainOutcome {
-    /// A run halted before its last step, resumable from the checkpoint it wrote.
-    pub(crate) fn interrupted(
-        state: &TrainState,
-        total: u64,
-        last_loss: Option<f64>,
-        metric: Option<MetricKind>,
-        cfg: &TrainingConfig,
-    ) -> Self {
-        TrainOutcome {
-            interrupted: true,
-            ..Self::finished(state, total, last_loss, metric, cfg)
-        }
-    }
-
-    /// A run that reached its last step or stopped early (its adapter folder is set by the
-    /// caller once written). `metric` is the kind of metric the run's scorer measures.
+    /// A run that reached its last step or stopped early; the caller sets its adapter folder once
+    /// written, or marks it `interrupted` when it halted before its last step (resumable from the
+    /// checkpoint it wrote). `metric` is the kind of metric the run's scorer measures.
     pub(crate) fn finished(
         state: &TrainState,
         total: u64,
@@ -150,44 +137,47 @@ mod tests {
     }
 
     #[test]
-    fn summaries_name_the_steps_the_early_stop_and_the_best_loss() {
-        let early = outcome(true, Some(0.123_456));
-        assert_eq!(early.steps_summary(), "trained 12 steps (early stop)");
+    fn the_steps_summary_names_the_early_stop() {
         assert_eq!(
-            early.best_validation_summary(),
-            "best validation loss 0.1235"
+            outcome(true, None).steps_summary(),
+            "trained 12 steps (early stop)"
         );
-        let full = outcome(false, None);
-        assert_eq!(full.steps_summary(), "trained 12 steps");
-        assert_eq!(full.best_validation_summary(), "best validation loss n/a");
+        assert_eq!(outcome(false, None).steps_summary(), "trained 12 steps");
     }
 
+    /// (what chose the kept values, their metric, their loss) and the summary that leads with
+    /// what chose them.
     #[test]
-    fn the_summary_leads_with_what_chose_the_kept_values() {
-        let logged = TrainOutcome {
-            best_val_metric: Some((MetricKind::Accuracy, 0.5)),
-            ..outcome(false, Some(1.25))
-        };
-        assert_eq!(
-            logged.best_validation_summary(),
-            "best validation loss 1.2500 (accuracy 0.5000)"
-        );
-        let selected = TrainOutcome {
-            selected_on: SelectOn::Metric,
-            best_val_metric: Some((MetricKind::MicroF1, 0.75)),
-            ..outcome(false, Some(1.25))
-        };
-        assert_eq!(
-            selected.best_validation_summary(),
-            "best validation micro_f1 0.7500 (loss 1.2500)"
-        );
-        let never = TrainOutcome {
-            selected_on: SelectOn::Metric,
-            ..outcome(false, None)
-        };
-        assert_eq!(
-            never.best_validation_summary(),
-            "best validation metric n/a"
-        );
+    fn the_validation_summary_leads_with_what_chose_the_kept_values() {
+        let cases = [
+            (
+                SelectOn::Loss,
+                None,
+                Some(0.123_456),
+                "best validation loss 0.1235",
+            ),
+            (SelectOn::Loss, None, None, "best validation loss n/a"),
+            (
+                SelectOn::Loss,
+                Some((MetricKind::Accuracy, 0.5)),
+                Some(1.25),
+                "best validation loss 1.2500 (accuracy 0.5000)",
+            ),
+            (
+                SelectOn::Metric,
+                Some((MetricKind::MicroF1, 0.75)),
+                Some(1.25),
+                "best validation micro_f1 0.7500 (loss 1.2500)",
+            ),
+            (SelectOn::Metric, None, None, "best validation metric n/a"),
+        ];
+        for (selected_on, best_val_metric, loss, summary) in cases {
+            let kept = TrainOutcome {
+                selected_on,
+                best_val_metric,
+                ..outcome(false, loss)
+            };
+            assert_eq!(kept.best_validation_summary(), summary);
+        }
     }
 }

@@ -173,9 +173,10 @@ pub fn train(
         }
         if halt && state.step < total && !state.stopped_early {
             log.sync()?;
-            return Ok(TrainOutcome::interrupted(
-                &state, total, last_loss, kind, cfg,
-            ));
+            return Ok(TrainOutcome {
+                interrupted: true,
+                ..TrainOutcome::finished(&state, total, last_loss, kind, cfg)
+            });
         }
     }
     log.sync()?;

@@ -5,6 +5,7 @@ mod cache;
 mod common;
 mod export;
 mod fuzz;
+mod gradient_guard;
 mod loading;
 mod lora;
 mod parity;

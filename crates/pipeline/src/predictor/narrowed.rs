@@ -220,15 +220,7 @@ pub fn load_narrowed(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn example(id: &str, text: &str, codes: &[&str]) -> Example {
-        Example {
-            id: id.into(),
-            text: text.into(),
-            codes: codes.iter().map(|c| Code::parse(c).unwrap()).collect(),
-            meta: Default::default(),
-        }
-    }
+    use crate::fixtures::example;
 
     fn train() -> Vec<Example> {
         let topics = [

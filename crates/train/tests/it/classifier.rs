@@ -8,14 +8,14 @@ use config::{KernelChoice, TrainForward, TruncateSide};
 use icd::Code;
 use lm::classifier::{ClassifierMeta, Pooling, Problem, SCORE_KEY};
 use lm::Model;
-use train::batch::{choose_pad_id, collate, Batch};
 use train::classify::{class_loss_sum, encode_classified, label_set};
 use train::encode::{EncodeOptions, EncodedExample};
 use train::loss::scalar;
 use train::trainer::{accumulate_gradients, StepPass};
 use types::Example;
 
-use crate::common::{examples, randomise_lora, Fixture, CODES};
+use crate::common::{batch, check_central_differences, examples, randomise_lora, Fixture, CODES};
+use crate::gradient_guard::assert_gradients_reach_only_lora;
 
 /// Ten examples; with `multi`, examples 0, 3 and 6 carry a second code.
 pub fn labelled(n: usize, multi: bool) -> Vec<Example> {
@@ -43,6 +43,20 @@ pub fn classifier_model(fx: &Fixture, dtype: DType, exs: &[Example], pooling: Po
     model
 }
 
+/// `labelled(n, multi)` and a classifier over them whose LoRA values are seeded off PEFT's zero B
+/// (where A's gradient is exactly zero), as after an optimiser step.
+fn randomised_classifier(
+    fx: &Fixture,
+    dtype: DType,
+    (n, multi, pooling): (usize, bool, Pooling),
+    seed: u64,
+) -> (Vec<Example>, Model) {
+    let exs = labelled(n, multi);
+    let model = classifier_model(fx, dtype, &exs, pooling);
+    randomise_lora(&model, seed);
+    (exs, model)
+}
+
 pub fn encode(fx: &Fixture, model: &Model, exs: &[Example]) -> Vec<EncodedExample> {
     let opts = EncodeOptions {
         max_seq_len: 256,
@@ -52,16 +66,6 @@ pub fn encode(fx: &Fixture, model: &Model, exs: &[Example]) -> Vec<EncodedExampl
     let set = encode_classified(&fx.tok, &fx.chat, exs, labels, &opts).unwrap();
     assert_eq!(set.without_label, 0);
     set.examples
-}
-
-fn batch(fx: &Fixture, rows: &[EncodedExample]) -> Batch {
-    let rows: Vec<&EncodedExample> = rows.iter().collect();
-    collate(
-        &rows,
-        choose_pad_id(fx.tok.pad_id(), fx.tok.eos_ids()),
-        &Device::Cpu,
-    )
-    .unwrap()
 }
 
 fn max_abs(t: &Tensor) -> f64 {
@@ -117,9 +121,7 @@ fn classifier_examples_are_the_inference_prompt_with_label_indices() {
 fn every_lora_variable_and_the_head_get_a_gradient_and_no_base_tensor_does() {
     let fx = Fixture::new(61);
     for (multi, pooling) in CASES {
-        let exs = labelled(4, multi);
-        let model = classifier_model(&fx, DType::F32, &exs, pooling);
-        randomise_lora(&model, 1);
+        let (exs, model) = randomised_classifier(&fx, DType::F32, (4, multi, pooling), 1);
         model
             .assert_trainable(&model.expected_trainable().unwrap())
             .unwrap();
@@ -131,15 +133,7 @@ fn every_lora_variable_and_the_head_get_a_gradient_and_no_base_tensor_does() {
             .unwrap()
             .backward()
             .unwrap();
-        for (name, var) in &vars {
-            let g = grads
-                .get(var.as_tensor())
-                .unwrap_or_else(|| panic!("{name}: no gradient"));
-            assert!(max_abs(g) > 0.0, "{name}: zero gradient");
-        }
-        for (name, t) in model.base_tensors() {
-            assert!(grads.get(&t).is_none(), "{name} received a gradient");
-        }
+        assert_gradients_reach_only_lora(&model, &grads);
     }
 }
 
@@ -149,9 +143,7 @@ fn every_lora_variable_and_the_head_get_a_gradient_and_no_base_tensor_does() {
 fn fast_classifier_loss_and_gradients_match_the_reference() {
     let fx = Fixture::new(62);
     for (multi, pooling) in CASES {
-        let exs = labelled(7, multi);
-        let model = classifier_model(&fx, DType::F32, &exs, pooling);
-        randomise_lora(&model, 2);
+        let (exs, model) = randomised_classifier(&fx, DType::F32, (7, multi, pooling), 2);
         let enc = encode(&fx, &model, &exs);
         let batches = vec![batch(&fx, &enc[..3]), batch(&fx, &enc[3..])];
         let vars = model.lora_vars();
@@ -182,23 +174,18 @@ fn fast_classifier_loss_and_gradients_match_the_reference() {
     }
 }
 
-/// f64 model, central differences (eps 1e-3) of the per-example mean loss against the reference
-/// gradients of the head and of a LoRA pair, single- and multi-label. Attention scores are f32
-/// inside `lm`: tolerance 1e-3 absolute + 2 % relative, as for the LoRA check.
+/// f64 model, central differences (see [`check_central_differences`]) of the per-example mean
+/// loss against the reference gradients of the head and of a LoRA pair, single- and multi-label.
 #[test]
 fn classifier_gradients_match_finite_differences() {
     let fx = Fixture::new(63);
     for (multi, pooling) in [(false, Pooling::Last), (true, Pooling::Mean)] {
-        let exs = labelled(5, multi);
-        let model = classifier_model(&fx, DType::F64, &exs, pooling);
-        randomise_lora(&model, 3);
+        let (exs, model) = randomised_classifier(&fx, DType::F64, (5, multi, pooling), 3);
         let b = vec![batch(&fx, &encode(&fx, &model, &exs))];
         let vars = model.lora_vars();
         let pass = StepPass::deterministic(TrainForward::Reference);
         let (_, n, grads) = accumulate_gradients(&model, &vars, &b, &pass).unwrap();
-        let loss =
-            |m: &Model| scalar(&class_loss_sum(m, &b[0], false).unwrap()).unwrap() / n as f64;
-        let eps = 1e-3;
+        let loss = || scalar(&class_loss_sum(&model, &b[0], false).unwrap()).unwrap() / n as f64;
         let mut checked = 0;
         for (vi, (name, var)) in vars.iter().enumerate() {
             let picked =
@@ -206,35 +193,9 @@ fn classifier_gradients_match_finite_differences() {
             if !picked {
                 continue;
             }
-            let orig = var
-                .as_tensor()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f64>()
-                .unwrap();
-            let g = grads[vi].flatten_all().unwrap().to_vec1::<f64>().unwrap();
-            let set = |v: Vec<f64>| {
-                var.set(&Tensor::from_vec(v, var.dims(), &Device::Cpu).unwrap())
-                    .unwrap()
-            };
-            for j in [0, orig.len() / 3, orig.len() - 1] {
-                let mut plus = orig.clone();
-                plus[j] += eps;
-                set(plus);
-                let lp = loss(&model);
-                let mut minus = orig.clone();
-                minus[j] -= eps;
-                set(minus);
-                let lm_ = loss(&model);
-                set(orig.clone());
-                let fd = (lp - lm_) / (2.0 * eps);
-                assert!(
-                    (fd - g[j]).abs() <= 1e-3 + 0.02 * g[j].abs(),
-                    "{multi} {name}[{j}]: analytic {} vs finite difference {fd}",
-                    g[j]
-                );
-                checked += 1;
-            }
+            let at = |len: usize| [0, len / 3, len - 1];
+            let what = format!("{multi} {name}");
+            checked += check_central_differences(var, &grads[vi], at, loss, &what);
         }
         assert_eq!(checked, 3 * 3);
     }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, Var};
 use config::TruncateSide;
 use icd::Code;
 use lm::{LoadOptions, LoraSpec, Model};
@@ -11,8 +11,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 use tokenize::Tokenizer;
+use train::batch::{choose_pad_id, collate, Batch};
 use train::encode::{encode_all, EncodeOptions, EncodedExample};
-use types::Example;
+use train::{TrainError, TrainOptions, TrainOutcome, ValidationMetric};
+use types::{Example, TrainLogEntry};
 
 #[path = "../../../lm/tests/it/random_model.rs"]
 mod random_model;
@@ -136,6 +138,17 @@ impl Fixture {
         m
     }
 
+    /// Trains a fresh rank-4 LoRA model (as a new process would build it) without watching.
+    pub fn train_fresh(
+        &self,
+        train: &[EncodedExample],
+        val: &[EncodedExample],
+        metric: Option<&mut dyn ValidationMetric>,
+        opts: &TrainOptions,
+    ) -> Result<TrainOutcome, TrainError> {
+        train_unwatched(&self.lora_model(DType::F32, 4), train, val, metric, opts)
+    }
+
     /// The first `n` of [`examples`], encoded with this fixture's tokenizer and chat prompt.
     pub fn encoded(&self, n: usize) -> Vec<EncodedExample> {
         let o = EncodeOptions {
@@ -210,18 +223,84 @@ pub fn examples(n: usize) -> Vec<Example> {
 pub fn bytes(t: &Tensor) -> Vec<u8> {
     let t = t.flatten_all().unwrap();
     match t.dtype() {
-        DType::F32 => t
-            .to_vec1::<f32>()
-            .unwrap()
-            .iter()
-            .flat_map(|x| x.to_le_bytes())
-            .collect(),
-        DType::F64 => t
-            .to_vec1::<f64>()
-            .unwrap()
-            .iter()
-            .flat_map(|x| x.to_le_bytes())
-            .collect(),
+        DType::F32 => le_bytes(t.to_vec1::<f32>().unwrap(), f32::to_le_bytes),
+        DType::F64 => le_bytes(t.to_vec1::<f64>().unwrap(), f64::to_le_bytes),
         other => panic!("dtype {other:?}"),
     }
+}
+
+fn le_bytes<T, const N: usize>(values: Vec<T>, to_bytes: fn(T) -> [u8; N]) -> Vec<u8> {
+    values.into_iter().flat_map(to_bytes).collect()
+}
+
+/// Trains without watching the progress: the outcome and the run folder say what a test checks.
+pub fn train_unwatched(
+    model: &Model,
+    train: &[EncodedExample],
+    val: &[EncodedExample],
+    metric: Option<&mut dyn ValidationMetric>,
+    opts: &TrainOptions,
+) -> Result<TrainOutcome, TrainError> {
+    train::train(model, train, val, metric, opts, &mut |_| {})
+}
+
+/// The training log of the run written to `dir`.
+pub fn read_log(dir: &Path) -> Vec<TrainLogEntry> {
+    persist::read_jsonl::<TrainLogEntry>(&dir.join("train_log.jsonl")).unwrap()
+}
+
+/// Asserts that the runs written to `a` and `b` saved bit-for-bit the same adapter.
+pub fn assert_same_adapter(a: &Path, b: &Path, what: &str) {
+    let read = |d: &Path| std::fs::read(d.join("adapter/adapter_model.safetensors")).unwrap();
+    assert!(read(a) == read(b), "{what}: resumed adapter differs");
+}
+
+/// One padded batch of `rows`, with the pad id the trainer would choose.
+pub fn batch(fx: &Fixture, rows: &[EncodedExample]) -> Batch {
+    let rows: Vec<&EncodedExample> = rows.iter().collect();
+    collate(
+        &rows,
+        choose_pad_id(fx.tok.pad_id(), fx.tok.eos_ids()),
+        &Device::Cpu,
+    )
+    .unwrap()
+}
+
+/// Central differences (eps 1e-3) of `loss` at entries `at` of `var` against `grad`, its analytic
+/// gradient; `what` names the variable in a failure. Attention scores are computed in f32 inside
+/// `lm` (f64 elsewhere), which puts ~3e-7 of noise on the loss, i.e. ~1.5e-4 on a difference
+/// quotient: tolerance 1e-3 absolute + 2 % relative. Returns how many entries were checked.
+pub fn check_central_differences(
+    var: &Var,
+    grad: &Tensor,
+    at: impl Fn(usize) -> [usize; 3],
+    loss: impl Fn() -> f64,
+    what: &str,
+) -> usize {
+    let eps = 1e-3;
+    let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    let (orig, g) = (flat(var.as_tensor()), flat(grad));
+    let set = |v: Vec<f64>| {
+        var.set(&Tensor::from_vec(v, var.dims(), &Device::Cpu).unwrap())
+            .unwrap()
+    };
+    let picked = at(orig.len());
+    for j in picked {
+        let mut plus = orig.clone();
+        plus[j] += eps;
+        set(plus);
+        let lp = loss();
+        let mut minus = orig.clone();
+        minus[j] -= eps;
+        set(minus);
+        let lm_ = loss();
+        set(orig.clone());
+        let fd = (lp - lm_) / (2.0 * eps);
+        assert!(
+            (fd - g[j]).abs() <= 1e-3 + 0.02 * g[j].abs(),
+            "{what}[{j}]: analytic {} vs finite difference {fd}",
+            g[j]
+        );
+    }
+    picked.len()
 }

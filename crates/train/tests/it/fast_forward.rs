@@ -15,7 +15,7 @@ use train::forward::{self, DropoutSite, FastPass};
 use train::loss::scalar;
 use train::trainer::{accumulate_gradients, StepPass};
 
-use crate::common::{randomise_lora, spec, vocab, Fixture};
+use crate::common::{bytes, randomise_lora, spec, vocab, Fixture};
 
 const CHOICES: [KernelChoice; 2] = [KernelChoice::Auto, KernelChoice::Portable];
 
@@ -209,18 +209,8 @@ fn fast_guard_every_lora_variable_gets_a_gradient() {
     }
 }
 
-fn bits(ts: &[Tensor]) -> Vec<Vec<u32>> {
-    ts.iter()
-        .map(|t| {
-            t.flatten_all()
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap()
-                .iter()
-                .map(|x| x.to_bits())
-                .collect()
-        })
-        .collect()
+fn bits(ts: &[Tensor]) -> Vec<Vec<u8>> {
+    ts.iter().map(bytes).collect()
 }
 
 #[test]

@@ -1,24 +1,14 @@
 //! Gradients reach every LoRA variable and nothing else, match finite differences, and
 //! accumulate with per-token normalisation.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use config::TrainForward;
-use train::batch::{choose_pad_id, collate, Batch};
-use train::encode::EncodedExample;
+use train::batch::Batch;
 use train::loss::{batch_nll_sum, scalar};
 use train::trainer::{accumulate_gradients, StepPass};
 
-use crate::common::{randomise_lora, Fixture};
-
-fn batch(fx: &Fixture, exs: &[EncodedExample]) -> Batch {
-    let rows: Vec<_> = exs.iter().collect();
-    collate(
-        &rows,
-        choose_pad_id(fx.tok.pad_id(), fx.tok.eos_ids()),
-        &Device::Cpu,
-    )
-    .unwrap()
-}
+use crate::common::{batch, check_central_differences, randomise_lora, Fixture};
+use crate::gradient_guard::assert_gradients_reach_only_lora;
 
 #[test]
 fn guard_every_lora_variable_gets_a_gradient_and_no_base_tensor_does() {
@@ -32,19 +22,7 @@ fn guard_every_lora_variable_gets_a_gradient_and_no_base_tensor_does() {
     let grads = batch_nll_sum(&model, &b, true).unwrap().backward().unwrap();
     let vars = model.lora_vars();
     assert_eq!(vars.len(), 2 * 2 * 7);
-    for (name, var) in &vars {
-        let g = grads
-            .get(var.as_tensor())
-            .unwrap_or_else(|| panic!("{name}: no gradient"));
-        let norm = scalar(&g.sqr().unwrap().sum_all().unwrap()).unwrap();
-        assert!(norm > 0.0, "{name}: zero gradient");
-    }
-    for (name, t) in model.base_tensors() {
-        assert!(
-            grads.get(&t).is_none(),
-            "base tensor {name} received a gradient"
-        );
-    }
+    assert_gradients_reach_only_lora(&model, &grads);
 }
 
 /// Summed loss, supervised tokens and gradients of `batches` through the reference forward.
@@ -57,9 +35,7 @@ fn reference_gradients(
     accumulate_gradients(model, vars, batches, &pass).unwrap()
 }
 
-/// f64 model, central differences with eps 1e-3. Attention scores are computed in f32 inside
-/// `lm` (f64 elsewhere), which puts ~3e-7 of noise on the loss, i.e. ~1.5e-4 on a difference
-/// quotient: tolerance 1e-3 absolute + 2 % relative.
+/// f64 model, central differences (see [`check_central_differences`]).
 #[test]
 fn lora_gradients_match_finite_differences() {
     let fx = Fixture::new(4);
@@ -68,43 +44,15 @@ fn lora_gradients_match_finite_differences() {
     let b = vec![batch(&fx, &fx.encoded(3))];
     let vars = model.lora_vars();
     let (_, n_tok, grads) = reference_gradients(&model, &vars, &b);
-    let loss =
-        |m: &lm::Model| scalar(&batch_nll_sum(m, &b[0], false).unwrap()).unwrap() / n_tok as f64;
-    let eps = 1e-3;
+    let loss = || scalar(&batch_nll_sum(&model, &b[0], false).unwrap()).unwrap() / n_tok as f64;
     let mut checked = 0;
     // First and last layer, A and B of an attention and an MLP projection, a few entries each.
     for (vi, (name, var)) in vars.iter().enumerate() {
         if !(name.contains("q_proj") || name.contains("down_proj") || name.contains("v_proj")) {
             continue;
         }
-        let orig = var
-            .as_tensor()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f64>()
-            .unwrap();
-        let g = grads[vi].flatten_all().unwrap().to_vec1::<f64>().unwrap();
-        for j in [0, orig.len() / 2, orig.len() - 1] {
-            let mut plus = orig.clone();
-            plus[j] += eps;
-            var.set(&Tensor::from_vec(plus, var.dims(), &Device::Cpu).unwrap())
-                .unwrap();
-            let lp = loss(&model);
-            let mut minus = orig.clone();
-            minus[j] -= eps;
-            var.set(&Tensor::from_vec(minus, var.dims(), &Device::Cpu).unwrap())
-                .unwrap();
-            let lm_ = loss(&model);
-            var.set(&Tensor::from_vec(orig.clone(), var.dims(), &Device::Cpu).unwrap())
-                .unwrap();
-            let fd = (lp - lm_) / (2.0 * eps);
-            assert!(
-                (fd - g[j]).abs() <= 1e-3 + 0.02 * g[j].abs(),
-                "{name}[{j}]: analytic {} vs finite difference {fd}",
-                g[j]
-            );
-            checked += 1;
-        }
+        let at = |len: usize| [0, len / 2, len - 1];
+        checked += check_central_differences(var, &grads[vi], at, loss, name);
     }
     assert_eq!(checked, 2 * 3 * 2 * 3);
 }

@@ -2,9 +2,6 @@
 //! the step with the best metric even where the loss disagrees, patience counts evaluations
 //! without a metric improvement, resume restores the best-metric state exactly, the log carries
 //! the metric; and a classifier head's own learning rate touches the head only.
-
-use std::path::Path;
-
 use candle_core::{DType, Tensor};
 use config::{KernelChoice, SelectOn, TrainForward, TrainingConfig};
 use lm::classifier::{Pooling, SCORE_KEY};
@@ -14,8 +11,8 @@ use train::{train, EncodedExample, MetricError, MetricKind, TrainError, Validati
 use types::TrainLogEntry;
 
 use crate::classifier::{classifier_model, encode, labelled};
-use crate::common::{bytes, Fixture};
-use crate::training::{config, options};
+use crate::common::{assert_same_adapter, bytes, read_log, train_unwatched, Fixture};
+use crate::training::{config, options, resumable};
 
 /// A metric read from a script, one value per call, that also records the validation loss of
 /// the model it was handed (so a test can check it scored the current values).
@@ -70,10 +67,6 @@ fn selection_config(select_on: SelectOn) -> TrainingConfig {
     }
 }
 
-fn read_log(dir: &Path) -> Vec<TrainLogEntry> {
-    persist::read_jsonl::<TrainLogEntry>(&dir.join("train_log.jsonl")).unwrap()
-}
-
 /// (step, validation loss) of every validation line.
 fn validations(log: &[TrainLogEntry]) -> Vec<(u64, f64)> {
     log.iter()
@@ -96,15 +89,14 @@ fn selection_on_the_metric_keeps_the_best_metric_step_where_the_loss_disagrees()
         ..selection_config(SelectOn::Loss)
     };
     let mut logged = Scripted::new(MetricKind::Accuracy, &SCRIPT, val);
-    let by_loss = train(
-        &fx.lora_model(DType::F32, 4),
-        &data,
-        val,
-        Some(&mut logged),
-        &options(&fx, cfg, by_loss_dir.path()),
-        &mut |_| {},
-    )
-    .unwrap();
+    let by_loss = fx
+        .train_fresh(
+            &data,
+            val,
+            Some(&mut logged),
+            &options(&fx, cfg, by_loss_dir.path()),
+        )
+        .unwrap();
     let losses = validations(&read_log(by_loss_dir.path()));
     assert_eq!(
         losses.iter().map(|v| v.0).collect::<Vec<_>>(),
@@ -193,15 +185,14 @@ fn patience_counts_validations_without_a_metric_improvement_beyond_min_delta() {
     // 0.62 is above the best (0.6) but not by more than min_delta: the second bad evaluation.
     let mut metric = Scripted::new(MetricKind::MicroF1, &[0.5, 0.6, 0.6, 0.62, 0.9], val);
     let out = tempfile::tempdir().unwrap();
-    let r = train(
-        &fx.lora_model(DType::F32, 4),
-        &data,
-        val,
-        Some(&mut metric),
-        &options(&fx, cfg, out.path()),
-        &mut |_| {},
-    )
-    .unwrap();
+    let r = fx
+        .train_fresh(
+            &data,
+            val,
+            Some(&mut metric),
+            &options(&fx, cfg, out.path()),
+        )
+        .unwrap();
     assert!(r.stopped_early, "{r:?}");
     assert_eq!(r.steps_done, 8);
     assert_eq!(r.best_step, Some(4));
@@ -216,51 +207,31 @@ fn patience_counts_validations_without_a_metric_improvement_beyond_min_delta() {
     assert!(losses.windows(2).all(|w| w[1].1 < w[0].1), "{losses:?}");
 }
 
-/// Validation at steps 3 and 6, checkpoints at 4 and 5, halt after 5: the best metric (0.8 at
-/// step 3) must survive the resume, or step 6 (0.3) would be taken as an improvement.
-fn resumable(select_on: SelectOn) -> TrainingConfig {
-    TrainingConfig {
-        eval_every: 3,
-        checkpoint_every: 4,
-        keep_checkpoints: 2,
-        select_on,
-        ..config(3, 2, 2, 5e-3)
-    }
-}
-
 #[test]
 fn resume_restores_the_best_metric_state_and_gives_the_same_adapter() {
+    // Validation at steps 3 and 6, checkpoints at 4 and 5, halt after 5: the best metric (0.8 at
+    // step 3) must survive the resume, or step 6 (0.3) would be taken as an improvement.
     let fx = Fixture::new(53);
     let data = fx.encoded(10);
     let (tr, val) = data.split_at(8);
-    let read = |d: &Path| std::fs::read(d.join("adapter/adapter_model.safetensors")).unwrap();
 
     let full_dir = tempfile::tempdir().unwrap();
     let mut m = Scripted::new(MetricKind::Accuracy, &[0.8, 0.3], val);
-    let full = train(
-        &fx.lora_model(DType::F32, 4),
-        tr,
-        val,
-        Some(&mut m),
-        &options(&fx, resumable(SelectOn::Metric), full_dir.path()),
-        &mut |_| {},
-    )
-    .unwrap();
+    let full = fx
+        .train_fresh(
+            tr,
+            val,
+            Some(&mut m),
+            &options(&fx, resumable(SelectOn::Metric), full_dir.path()),
+        )
+        .unwrap();
     assert_eq!((full.steps_done, full.best_step), (6, Some(3)));
 
     let part_dir = tempfile::tempdir().unwrap();
     let mut o = options(&fx, resumable(SelectOn::Metric), part_dir.path());
     o.halt_after_step = Some(5);
     let mut first = Scripted::new(MetricKind::Accuracy, &[0.8], val);
-    let halted = train(
-        &fx.lora_model(DType::F32, 4),
-        tr,
-        val,
-        Some(&mut first),
-        &o,
-        &mut |_| {},
-    )
-    .unwrap();
+    let halted = fx.train_fresh(tr, val, Some(&mut first), &o).unwrap();
     assert!(halted.interrupted);
     assert_eq!(halted.best_val_metric, Some((MetricKind::Accuracy, 0.8)));
     let state: serde_json::Value = serde_json::from_slice(
@@ -274,22 +245,11 @@ fn resume_restores_the_best_metric_state_and_gives_the_same_adapter() {
     o.halt_after_step = None;
     o.resume = true;
     let mut rest = Scripted::new(MetricKind::Accuracy, &[0.3], val);
-    let resumed = train(
-        &fx.lora_model(DType::F32, 4),
-        tr,
-        val,
-        Some(&mut rest),
-        &o,
-        &mut |_| {},
-    )
-    .unwrap();
+    let resumed = fx.train_fresh(tr, val, Some(&mut rest), &o).unwrap();
     assert_eq!(resumed.best_step, Some(3));
     assert_eq!(resumed.best_val_metric, full.best_val_metric);
     assert_eq!(resumed.best_val_loss, full.best_val_loss);
-    assert!(
-        read(full_dir.path()) == read(part_dir.path()),
-        "resumed adapter differs"
-    );
+    assert_same_adapter(full_dir.path(), part_dir.path(), "metric selection");
     let curves = |l: &[TrainLogEntry]| {
         l.iter()
             .map(|e| (e.step, e.train_loss, e.val_loss, e.val_accuracy))
@@ -310,28 +270,13 @@ fn a_checkpoint_without_the_best_metric_still_resumes() {
     let (tr, val) = data.split_at(8);
     let full_dir = tempfile::tempdir().unwrap();
     let cfg = resumable(SelectOn::Loss);
-    train(
-        &fx.lora_model(DType::F32, 4),
-        tr,
-        val,
-        None,
-        &options(&fx, cfg.clone(), full_dir.path()),
-        &mut |_| {},
-    )
-    .unwrap();
+    fx.train_fresh(tr, val, None, &options(&fx, cfg.clone(), full_dir.path()))
+        .unwrap();
 
     let part_dir = tempfile::tempdir().unwrap();
     let mut o = options(&fx, cfg, part_dir.path());
     o.halt_after_step = Some(5);
-    train(
-        &fx.lora_model(DType::F32, 4),
-        tr,
-        val,
-        None,
-        &o,
-        &mut |_| {},
-    )
-    .unwrap();
+    fx.train_fresh(tr, val, None, &o).unwrap();
     let state_path = part_dir.path().join("checkpoints/step-00000005/state.json");
     let mut state: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();
@@ -341,20 +286,12 @@ fn a_checkpoint_without_the_best_metric_still_resumes() {
 
     o.halt_after_step = None;
     o.resume = true;
-    let resumed = train(
-        &fx.lora_model(DType::F32, 4),
-        tr,
-        val,
-        None,
-        &o,
-        &mut |_| {},
-    )
-    .unwrap();
+    let resumed = fx.train_fresh(tr, val, None, &o).unwrap();
     assert_eq!(resumed.steps_done, 6);
-    let read = |d: &Path| std::fs::read(d.join("adapter/adapter_model.safetensors")).unwrap();
-    assert!(
-        read(full_dir.path()) == read(part_dir.path()),
-        "resumed adapter differs"
+    assert_same_adapter(
+        full_dir.path(),
+        part_dir.path(),
+        "checkpoint without best_metric",
     );
 }
 
@@ -371,16 +308,8 @@ fn a_missing_failing_or_out_of_range_metric_is_an_error() {
     };
     let run = |metric: Option<&mut dyn ValidationMetric>| {
         let out = tempfile::tempdir().unwrap();
-        let model = fx.lora_model(DType::F32, 4);
-        train(
-            &model,
-            &data,
-            val,
-            metric,
-            &options(&fx, cfg(), out.path()),
-            &mut |_| {},
-        )
-        .unwrap_err()
+        fx.train_fresh(&data, val, metric, &options(&fx, cfg(), out.path()))
+            .unwrap_err()
     };
     let err = run(None);
     assert!(matches!(err, TrainError::Setup(_)), "{err}");
@@ -404,16 +333,9 @@ fn a_missing_failing_or_out_of_range_metric_is_an_error() {
 
     // Without validation examples nothing is scored, and no scorer is needed.
     let out = tempfile::tempdir().unwrap();
-    let model = fx.lora_model(DType::F32, 4);
-    let r = train(
-        &model,
-        &data,
-        &[],
-        None,
-        &options(&fx, cfg(), out.path()),
-        &mut |_| {},
-    )
-    .unwrap();
+    let r = fx
+        .train_fresh(&data, &[], None, &options(&fx, cfg(), out.path()))
+        .unwrap();
     assert_eq!((r.best_step, r.best_val_metric), (None, None));
 }
 
@@ -433,15 +355,7 @@ fn head_learning_rate_applies_to_the_head_only() {
             ..config(1, 6, 1, 1e-3)
         };
         let out = tempfile::tempdir().unwrap();
-        train(
-            &model,
-            &enc,
-            &[],
-            None,
-            &options(&fx, cfg, out.path()),
-            &mut |_| {},
-        )
-        .unwrap();
+        train_unwatched(&model, &enc, &[], None, &options(&fx, cfg, out.path())).unwrap();
         let lora: Vec<(String, Vec<u8>)> = model
             .lora_vars()
             .iter()

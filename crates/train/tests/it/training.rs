@@ -9,7 +9,7 @@ use lm::{LogitPositions, Model};
 use train::batch::choose_pad_id;
 use train::{train, Progress, TrainOptions};
 
-use crate::common::{bytes, examples, Fixture};
+use crate::common::{assert_same_adapter, bytes, examples, read_log, train_unwatched, Fixture};
 
 pub fn config(epochs: u32, batch: usize, accum: usize, lr: f64) -> TrainingConfig {
     TrainingConfig {
@@ -171,20 +171,20 @@ fn overfits_ten_examples_and_generation_reproduces_each_code_then_stops() {
         .unwrap();
     assert_eq!(bytes(&a), bytes(&b));
     // The log has one line per step.
-    let log =
-        persist::read_jsonl::<types::TrainLogEntry>(&out.path().join("train_log.jsonl")).unwrap();
+    let log = read_log(out.path());
     assert_eq!(log.len(), 200);
     assert!(log
         .iter()
         .all(|e| e.train_loss.is_some() && e.grad_norm.is_some() && e.learning_rate.is_some()));
 }
 
-fn resumable_config() -> TrainingConfig {
+/// Six steps, validation every three, checkpoints every four (the last two kept).
+pub fn resumable(select_on: SelectOn) -> TrainingConfig {
     TrainingConfig {
         eval_every: 3,
-        patience: 0,
         checkpoint_every: 4,
         keep_checkpoints: 2,
+        select_on,
         ..config(3, 2, 2, 5e-3)
     }
 }
@@ -196,24 +196,21 @@ fn resume_after_interruption_gives_the_same_adapter_bit_for_bit() {
     let (tr, val) = data.split_at(8);
 
     let full_dir = tempfile::tempdir().unwrap();
-    let full = fx.lora_model(DType::F32, 4);
-    let a = train(
-        &full,
-        tr,
-        val,
-        None,
-        &options(&fx, resumable_config(), full_dir.path()),
-        &mut |_| {},
-    )
-    .unwrap();
+    let a = fx
+        .train_fresh(
+            tr,
+            val,
+            None,
+            &options(&fx, resumable(SelectOn::Loss), full_dir.path()),
+        )
+        .unwrap();
     assert_eq!(a.total_steps, 6);
     assert!(a.best_val_loss.is_some());
 
     let part_dir = tempfile::tempdir().unwrap();
-    let part = fx.lora_model(DType::F32, 4);
-    let mut o = options(&fx, resumable_config(), part_dir.path());
+    let mut o = options(&fx, resumable(SelectOn::Loss), part_dir.path());
     o.halt_after_step = Some(5);
-    let b = train(&part, tr, val, None, &o, &mut |_| {}).unwrap();
+    let b = fx.train_fresh(tr, val, None, &o).unwrap();
     assert!(b.interrupted && b.adapter_dir.is_none());
     assert_eq!(b.steps_done, 5);
     let ckpts = train::checkpoint::list(&part_dir.path().join("checkpoints")).unwrap();
@@ -224,23 +221,14 @@ fn resume_after_interruption_gives_the_same_adapter_bit_for_bit() {
     );
 
     // A fresh process: new model object, same init seed; resume continues from step 5.
-    let again = fx.lora_model(DType::F32, 4);
-    let mut o = options(&fx, resumable_config(), part_dir.path());
+    let mut o = options(&fx, resumable(SelectOn::Loss), part_dir.path());
     o.resume = true;
-    let c = train(&again, tr, val, None, &o, &mut |_| {}).unwrap();
+    let c = fx.train_fresh(tr, val, None, &o).unwrap();
     assert_eq!(c.steps_done, 6);
     assert_eq!(c.best_step, a.best_step);
-    let read = |d: &Path| std::fs::read(d.join("adapter/adapter_model.safetensors")).unwrap();
-    assert!(
-        read(full_dir.path()) == read(part_dir.path()),
-        "resumed adapter differs"
-    );
-    let log_a =
-        persist::read_jsonl::<types::TrainLogEntry>(&full_dir.path().join("train_log.jsonl"))
-            .unwrap();
-    let log_c =
-        persist::read_jsonl::<types::TrainLogEntry>(&part_dir.path().join("train_log.jsonl"))
-            .unwrap();
+    assert_same_adapter(full_dir.path(), part_dir.path(), "interrupted run");
+    let log_a = read_log(full_dir.path());
+    let log_c = read_log(part_dir.path());
     let losses = |l: &[types::TrainLogEntry]| {
         l.iter()
             .map(|e| (e.step, e.train_loss, e.val_loss))
@@ -249,15 +237,8 @@ fn resume_after_interruption_gives_the_same_adapter_bit_for_bit() {
     assert_eq!(losses(&log_a), losses(&log_c));
 
     // Without --resume an existing checkpoint folder is refused.
-    let err = train(
-        &fx.lora_model(DType::F32, 4),
-        tr,
-        val,
-        None,
-        &options(&fx, resumable_config(), part_dir.path()),
-        &mut |_| {},
-    )
-    .unwrap_err();
+    o.resume = false;
+    let err = fx.train_fresh(tr, val, None, &o).unwrap_err();
     assert!(err.to_string().contains("--resume"), "{err}");
 }
 
@@ -320,33 +301,21 @@ fn resume_with_lora_dropout_is_bit_exact() {
     for kernels in [KernelChoice::Auto, KernelChoice::Portable] {
         let options = |dir: &Path| TrainOptions {
             kernels,
-            ..options(&fx, resumable_config(), dir)
+            ..options(&fx, resumable(SelectOn::Loss), dir)
         };
         let full_dir = tempfile::tempdir().unwrap();
-        train(
-            &model(),
-            tr,
-            val,
-            None,
-            &options(full_dir.path()),
-            &mut |_| {},
-        )
-        .unwrap();
+        train_unwatched(&model(), tr, val, None, &options(full_dir.path())).unwrap();
         let part_dir = tempfile::tempdir().unwrap();
         let mut o = options(part_dir.path());
         o.halt_after_step = Some(3);
         assert!(
-            train(&model(), tr, val, None, &o, &mut |_| {})
+            train_unwatched(&model(), tr, val, None, &o)
                 .unwrap()
                 .interrupted
         );
         o.halt_after_step = None;
         o.resume = true;
-        train(&model(), tr, val, None, &o, &mut |_| {}).unwrap();
-        let read = |d: &Path| std::fs::read(d.join("adapter/adapter_model.safetensors")).unwrap();
-        assert!(
-            read(full_dir.path()) == read(part_dir.path()),
-            "{kernels:?}: resumed adapter differs"
-        );
+        train_unwatched(&model(), tr, val, None, &o).unwrap();
+        assert_same_adapter(full_dir.path(), part_dir.path(), &format!("{kernels:?}"));
     }
 }
