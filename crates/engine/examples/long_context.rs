@@ -7,12 +7,13 @@
 //! SwiGLU, residuals, cache bookkeeping, LM head) is the difference. Prints a table.
 //!
 //! `eval`: constrained top-5 over every ICD-10-CM leaf on long dialogues (demo dialogues
-//! concatenated to 1,000-4,000 prompt tokens), with the shared prefix and with every prompt
+//! concatenated to prompts spread over 1,000-4,000 tokens, or each within `FROM-TO` tokens, e.g.
+//! `3300-3700`, whose keys then carry `_FROM_TO`), with the shared prefix and with every prompt
 //! prefilled whole; writes the dialogues to a CSV (column `Dialogue`) so the PyTorch side can
 //! run the same ones.
 //!
 //! Usage: long_context GGUF DIALOGUES_CSV prefill [LENGTHS]
-//!        long_context GGUF DIALOGUES_CSV eval N_DIALOGUES OUT_CSV
+//!        long_context GGUF DIALOGUES_CSV eval N_DIALOGUES OUT_CSV [FROM-TO]
 //! Output: `key value` lines (machine-readable) and, for `prefill`, a table.
 
 use std::path::Path;
@@ -160,29 +161,86 @@ fn prefill(engine: &Engine, texts: &[String], lengths: &[usize]) {
     }
 }
 
-/// `n` dialogues of demo dialogues concatenated until their prompts reach 1,000 to 4,000
-/// tokens, evenly spread.
-fn long_dialogues(engine: &Engine, texts: &[String], n: usize) -> Vec<String> {
+/// Prompt lengths of the dialogues `eval` builds: spread evenly over 1,000-4,000 tokens
+/// (whole demo dialogues, so a prompt may overshoot its target by one dialogue), or each within
+/// `from..=to` tokens (the last dialogue cut short).
+#[derive(Clone, Copy)]
+enum Lengths {
+    Spread,
+    Within(usize, usize),
+}
+
+impl Lengths {
+    /// `FROM-TO`, e.g. `3300-3700`.
+    fn parse(s: &str) -> Lengths {
+        let (from, to) = s.split_once('-').expect("range FROM-TO");
+        let (from, to) = (from.parse().expect("FROM"), to.parse().expect("TO"));
+        assert!(0 < from && from <= to, "range {s}: need 0 < FROM <= TO");
+        Lengths::Within(from, to)
+    }
+
+    /// Target prompt length of dialogue `i` of `n`.
+    fn target(self, i: usize, n: usize) -> usize {
+        let (from, to) = match self {
+            Lengths::Spread => (1000, 4000),
+            Lengths::Within(from, to) => (from, to),
+        };
+        from + (to - from) * i / (n - 1).max(1)
+    }
+
+    /// Infix of the output keys: none for the spread (the keys bench/long_context.sh always
+    /// had), `_FROM_TO` for a range.
+    fn tag(self) -> String {
+        match self {
+            Lengths::Spread => String::new(),
+            Lengths::Within(from, to) => format!("_{from}_{to}"),
+        }
+    }
+}
+
+/// `n` dialogues of demo dialogues concatenated until their prompts reach the lengths `lengths`
+/// asks for.
+fn long_dialogues(engine: &Engine, texts: &[String], n: usize, lengths: Lengths) -> Vec<String> {
+    let tokens = |text: &str| engine.prompt_ids(text).expect("prompt").len();
     (0..n)
         .map(|i| {
-            let target = 1000 + 3000 * i / (n - 1).max(1);
+            let target = lengths.target(i, n);
             let mut text = String::new();
             for (j, t) in texts.iter().cycle().skip(i).enumerate() {
                 if j > 0 {
                     text.push('\n');
                 }
                 text.push_str(t);
-                if engine.prompt_ids(&text).expect("prompt").len() >= target {
+                if tokens(&text) >= target {
                     break;
                 }
             }
-            text
+            match lengths {
+                Lengths::Within(_, to) if tokens(&text) > to => cut_to(&text, target, tokens),
+                _ => text,
+            }
         })
         .collect()
 }
 
-fn eval(engine: &mut Engine, texts: &[String], n: usize, out_csv: &Path) {
-    let long = long_dialogues(engine, texts, n.max(1));
+/// The longest prefix of `text` (at a character boundary) whose prompt has at most `target`
+/// tokens, found by bisection.
+fn cut_to(text: &str, target: usize, tokens: impl Fn(&str) -> usize) -> String {
+    let bounds: Vec<usize> = text.char_indices().map(|(i, _)| i).collect();
+    let (mut lo, mut hi) = (0, bounds.len());
+    while lo + 1 < hi {
+        let mid = (lo + hi) / 2;
+        if tokens(&text[..bounds[mid]]) <= target {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    text[..bounds[lo]].to_string()
+}
+
+fn eval(engine: &mut Engine, texts: &[String], n: usize, lengths: Lengths, out_csv: &Path) {
+    let long = long_dialogues(engine, texts, n.max(1), lengths);
     let mut w = csv::Writer::from_path(out_csv).expect("output csv");
     w.write_record(["Dialogue"]).expect("write");
     for t in &long {
@@ -205,9 +263,10 @@ fn eval(engine: &mut Engine, texts: &[String], n: usize, out_csv: &Path) {
         .iter()
         .map(|t| engine.prompt_ids(t).expect("prompt").len())
         .sum();
-    println!("long_dialogues {}", long.len());
+    let tag = lengths.tag();
+    println!("long{tag}_dialogues {}", long.len());
     println!(
-        "long_mean_prompt_tokens {:.0}",
+        "long{tag}_mean_prompt_tokens {:.0}",
         tokens as f64 / long.len() as f64
     );
     for (name, shared) in [("shared", true), ("plain", false)] {
@@ -218,7 +277,7 @@ fn eval(engine: &mut Engine, texts: &[String], n: usize, out_csv: &Path) {
             .expect("evaluate");
         let dt = start.elapsed().as_secs_f64();
         println!(
-            "ours_{name}_constrained_top5_dialogues_s {:.3}",
+            "ours_{name}_constrained_top5{tag}_dialogues_s {:.3}",
             p.len() as f64 / dt
         );
     }
@@ -226,7 +285,7 @@ fn eval(engine: &mut Engine, texts: &[String], n: usize, out_csv: &Path) {
     let start = Instant::now();
     let g = engine.evaluate(&examples, None, 5, 50).expect("evaluate");
     println!(
-        "ours_shared_greedy50_dialogues_s {:.3}",
+        "ours_shared_greedy50{tag}_dialogues_s {:.3}",
         g.len() as f64 / start.elapsed().as_secs_f64()
     );
 }
@@ -255,8 +314,9 @@ fn main() {
         Some("eval") => {
             let n: usize = args.get(4).map_or(8, |s| s.parse().expect("N"));
             let out = Path::new(args.get(5).expect("output CSV"));
-            eval(&mut engine, &texts, n, out);
+            let lengths = args.get(6).map_or(Lengths::Spread, |s| Lengths::parse(s));
+            eval(&mut engine, &texts, n, lengths, out);
         }
-        _ => panic!("usage: long_context GGUF CSV prefill [LENGTHS] | eval N OUT_CSV"),
+        _ => panic!("usage: long_context GGUF CSV prefill [LENGTHS] | eval N OUT_CSV [FROM-TO]"),
     }
 }

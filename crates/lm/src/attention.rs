@@ -4,9 +4,12 @@
 //! Keys and values are read where the cache keeps them: a prefix shared by every row that
 //! continues the same prompt (beams of one prompt attend to one copy of its prefill) and the
 //! tokens each row appended since. Nothing is gathered, repeated per query head or concatenated.
-//! On the CPU in f32 the scores are computed block by block of [`BLOCK`] queries against the keys
-//! up to the block's end only, so the masked half of a prefill is skipped and no `T x T` matrix
-//! exists; other devices and dtypes take the same math through stock candle ops.
+//! On the CPU in f32 attention is flash-style: one task per block of [`BLOCK`] query tokens and
+//! kv head takes the query heads sharing that kv head as one operand (each key tile is packed
+//! once for all of them) and walks tiles of [`KEYS`] keys up to the block's end with a running
+//! max and sum per query, so the masked half of a prefill is skipped, only tiles crossing the
+//! diagonal are masked, and no score matrix larger than one tile exists. Other devices and
+//! dtypes take the same math through stock candle ops.
 
 use candle_core::{DType, Device, Storage, Tensor};
 use kernels::{Mat, Threads};
@@ -16,8 +19,11 @@ use crate::error::{LmError, Result};
 use crate::fused::exp_in_place;
 use crate::mask::MASKED;
 
-/// Queries per block: a `BLOCK x Tkv` score block stays in L2.
+/// Query tokens per task.
 const BLOCK: usize = 64;
+
+/// Key slots per tile: the `[BLOCK * group, KEYS]` scores of a tile stay in L2.
+const KEYS: usize = 256;
 
 /// Head layout shared by every tensor of one attention call.
 #[derive(Debug, Clone, Copy)]
@@ -187,123 +193,215 @@ fn attend_cpu(
             })
         })
     })?;
-    // `[B, hq, T, D]` per (row, head) task, back to the token-major layout o_proj reads.
-    Ok(Tensor::from_vec(out, (b, hq, t, d), &Device::Cpu)?
-        .transpose(1, 2)?
-        .reshape((b, t, hq * d))?)
+    Ok(Tensor::from_vec(out, (b, t, hq * d), &Device::Cpu)?)
 }
 
 impl<'a> Views<'a> {
-    /// Output `[B, hq, T, D]`: one task per (row, head, block of queries).
+    /// Output `[B, T, hq * D]`. One task per (row, kv head, block of queries) writes the
+    /// block's query heads of that kv head, token-major, into a `[B, kv, T, group * D]` buffer
+    /// (so that tasks own contiguous chunks); one parallel pass then interleaves the kv heads
+    /// into the token-major layout o_proj reads.
     fn run(&self, b: usize) -> Vec<f32> {
-        let Heads { q: hq, dim: d, .. } = self.heads;
-        let t = self.t;
-        let mut out = vec![0f32; b * hq * t * d];
-        out.par_chunks_mut((t * d).max(1))
-            .enumerate()
-            .for_each(|(bh, o)| {
-                o.par_chunks_mut(BLOCK * d)
-                    .enumerate()
-                    .for_each(|(blk, o)| self.block(bh / hq, bh % hq, blk * BLOCK, o));
-            });
-        out
-    }
-
-    /// Queries `i0 ..` of row `b`, head `h` into `out` (`[rows, D]`).
-    fn block(&self, b: usize, h: usize, i0: usize, out: &mut [f32]) {
         let Heads {
             q: hq,
             kv: hkv,
             dim: d,
         } = self.heads;
-        let rows = out.len() / d;
-        let g = h / (hq / hkv);
-        let first = self.len - self.t;
-        // Own slots visible to the block's last query; earlier queries mask the tail.
-        let vis = first + i0 + rows;
-        let width = self.tp + vis;
-        let scale = 1.0 / (d as f32).sqrt();
-        let qm = Mat::strided(&self.q[((b * self.t + i0) * hq + h) * d..], rows, d, hq * d);
-        let mut s = vec![0f32; rows * width];
-        let p = self.rows[b];
-        // Row `j` of head `g` of prefix row `p` / own row `b`: rows are `hkv * d` apart.
-        let prefix =
-            |x: &'a [f32], n: usize| Mat::strided(&x[(p * self.tp * hkv + g) * d..], n, d, hkv * d);
-        let own = |x: &'a [f32], n: usize| {
-            Mat::strided(&x[(b * self.cap * hkv + g) * d..], n, d, hkv * d)
+        let t = self.t;
+        let width = hq / hkv * d;
+        let mut grouped = vec![0f32; b * hkv * t * width];
+        grouped
+            .par_chunks_mut((t * width).max(1))
+            .enumerate()
+            .for_each(|(bg, o)| {
+                o.par_chunks_mut(BLOCK * width)
+                    .enumerate()
+                    .for_each(|(blk, o)| self.block(bg / hkv, bg % hkv, blk * BLOCK, o));
+            });
+        if hkv == 1 {
+            return grouped;
+        }
+        let mut out = vec![0f32; b * t * hq * d];
+        out.par_chunks_mut((t * hq * d).max(1))
+            .enumerate()
+            .for_each(|(row, o)| {
+                for (i, token) in o.chunks_mut(hq * d).enumerate() {
+                    for (g, dst) in token.chunks_mut(width).enumerate() {
+                        let src = ((row * hkv + g) * t + i) * width;
+                        dst.copy_from_slice(&grouped[src..src + width]);
+                    }
+                }
+            });
+        out
+    }
+
+    /// Queries `i0 ..` of row `b`, the query heads of kv head `g`, into `out` (`[tokens, group *
+    /// D]`, the same memory as `[tokens * group, D]`): flash-style over tiles of at most
+    /// [`KEYS`] slots, prefix then own, keeping a running max and sum per query, so that one
+    /// tile's scores are all that exists at a time and fully masked tiles are never computed.
+    fn block(&self, b: usize, g: usize, i0: usize, out: &mut [f32]) {
+        let Heads {
+            q: hq,
+            kv: hkv,
+            dim: d,
+        } = self.heads;
+        let group = hq / hkv;
+        let width = group * d;
+        let tokens = out.len() / width;
+        // The query heads of one kv head are adjacent in `q`: one copy per token gives a
+        // `[tokens * group, D]` operand, so each key tile is packed and read once for all of them.
+        let mut qg = vec![0f32; out.len()];
+        for (r, dst) in qg.chunks_mut(width).enumerate() {
+            let src = ((b * self.t + i0 + r) * hq + g * group) * d;
+            dst.copy_from_slice(&self.q[src..src + width]);
+        }
+        let mut flash = Flash::new(&qg, out, group, d);
+        // Slots `j0 .. j0 + n` of head `g` of the `[rows, slots, kv, D]` buffer from row offset
+        // `base` (in slots): consecutive slots are `hkv * d` apart.
+        let slots = |x: &'a [f32], base: usize, j0: usize, n: usize| {
+            Mat::strided(&x[((base + j0) * hkv + g) * d..], n, d, hkv * d)
         };
         if self.tp > 0 {
-            gemm(
-                &mut s,
-                width,
-                qm,
-                prefix(self.sk, self.tp).t(),
-                scale,
-                false,
-            );
+            let p = self.rows[b];
+            let real = &self.sreal[p];
+            let padded = !real.iter().all(|&r| r);
+            for j0 in (0..self.tp).step_by(KEYS) {
+                let n = KEYS.min(self.tp - j0);
+                let mask = TileMask {
+                    real: padded.then(|| &real[j0..j0 + n]),
+                    causal: None,
+                };
+                let base = p * self.tp;
+                let (k, v) = (slots(self.sk, base, j0, n), slots(self.sv, base, j0, n));
+                flash.tile(k, v, n, &mask);
+            }
         }
-        gemm(
-            &mut s[self.tp..],
-            width,
-            qm,
-            own(self.ok, vis).t(),
-            scale,
-            false,
-        );
-        // Rows whose slots are all real need only the causal tail masked: no per-slot lookups.
-        let prefix_real = self.tp == 0 || self.sreal[p].iter().all(|&r| r);
-        let own_real = self.oreal[b][..vis].iter().all(|&r| r);
-        let mut inv = vec![0f32; rows];
-        for (r, row) in s.chunks_mut(width).enumerate() {
-            let (pre, own) = row.split_at_mut(self.tp);
-            if !prefix_real {
-                for (x, &real) in pre.iter_mut().zip(&self.sreal[p]) {
-                    if !real {
-                        *x = f32::NEG_INFINITY;
-                    }
+        // Own slots: token `r` of the block sees those up to `first + i0 + r`.
+        let first = self.len - self.t;
+        let seen_by_first = first + i0 + 1;
+        let vis = first + i0 + tokens;
+        let real = &self.oreal[b];
+        let padded = !real[..vis].iter().all(|&r| r);
+        let base = b * self.cap;
+        for j0 in (0..vis).step_by(KEYS) {
+            let n = KEYS.min(vis - j0);
+            let mask = TileMask {
+                real: padded.then(|| &real[j0..j0 + n]),
+                // Only tiles reaching past what the block's first query sees need the mask.
+                causal: (j0 + n > seen_by_first).then(|| seen_by_first as isize - j0 as isize),
+            };
+            let (k, v) = (slots(self.ok, base, j0, n), slots(self.ov, base, j0, n));
+            flash.tile(k, v, n, &mask);
+        }
+        flash.finish();
+    }
+}
+
+/// Which slots of one key tile each query of a block sees.
+struct TileMask<'a> {
+    /// Per slot, when some of the tile's slots are padding.
+    real: Option<&'a [bool]>,
+    /// Query token `r` of the block sees the tile's first `causal + r` slots (clamped to the
+    /// tile), when the tile crosses the causal diagonal.
+    causal: Option<isize>,
+}
+
+impl TileMask<'_> {
+    /// Sets the scores of token `r` that it must not see to `-inf`.
+    fn apply(&self, r: usize, scores: &mut [f32]) {
+        if let Some(real) = self.real {
+            for (x, &real) in scores.iter_mut().zip(real) {
+                if !real {
+                    *x = f32::NEG_INFINITY;
                 }
             }
-            let last = first + i0 + r;
-            if own_real {
-                own[last + 1..].fill(f32::NEG_INFINITY);
-            } else {
-                for (j, x) in own.iter_mut().enumerate() {
-                    if j > last || !self.oreal[b][j] {
-                        *x = f32::NEG_INFINITY;
-                    }
-                }
-            }
-            inv[r] = softmax_row_unscaled(row);
         }
-        if self.tp > 0 {
-            let probs = Mat::strided(&s, rows, self.tp, width);
-            gemm(out, d, probs, prefix(self.sv, self.tp), 1.0, false);
-        }
-        let probs = Mat::strided(&s[self.tp..], rows, vis, width);
-        gemm(out, d, probs, own(self.ov, vis), 1.0, self.tp > 0);
-        // The softmax's normalisation, applied to the `D` outputs instead of the `width` scores.
-        for (o, &inv) in out.chunks_mut(d).zip(&inv) {
-            o.iter_mut().for_each(|x| *x *= inv);
+        if let Some(c) = self.causal {
+            let seen = (c + r as isize).clamp(0, scores.len() as isize) as usize;
+            scores[seen..].fill(f32::NEG_INFINITY);
         }
     }
+}
+
+/// Online-softmax state of one block of queries `[m, D]` (`m` = tokens x heads, token-major).
+struct Flash<'q, 'o> {
+    q: &'q [f32],
+    /// `[m, D]`, zeros at the start: `sum_j exp(s_j - max) v_j` over the tiles so far
+    /// (normalised by `finish`).
+    out: &'o mut [f32],
+    group: usize,
+    d: usize,
+    scale: f32,
+    /// `[m, KEYS]` scores of the current tile.
+    scores: Vec<f32>,
+    max: Vec<f32>,
+    sum: Vec<f32>,
+}
+
+impl<'q, 'o> Flash<'q, 'o> {
+    fn new(q: &'q [f32], out: &'o mut [f32], group: usize, d: usize) -> Self {
+        let m = q.len() / d;
+        Self {
+            q,
+            out,
+            group,
+            d,
+            scale: 1.0 / (d as f32).sqrt(),
+            scores: vec![0f32; m * KEYS],
+            max: vec![f32::NEG_INFINITY; m],
+            sum: vec![0f32; m],
+        }
+    }
+
+    /// Folds in one tile of `n` keys `k` and values `v` (`[n, D]` views).
+    fn tile(&mut self, k: Mat<'_, f32>, v: Mat<'_, f32>, n: usize, mask: &TileMask<'_>) {
+        let d = self.d;
+        let m = self.max.len();
+        let scores = &mut self.scores[..m * n];
+        gemm(scores, n, Mat::new(self.q, m, d), k.t(), self.scale, false);
+        let rows = scores.chunks_mut(n).zip(self.out.chunks_mut(d));
+        for (i, ((row, out), (max, sum))) in rows
+            .zip(self.max.iter_mut().zip(self.sum.iter_mut()))
+            .enumerate()
+        {
+            mask.apply(i / self.group, row);
+            let rescale = online_softmax_row(row, max, sum);
+            if rescale != 1.0 {
+                out.iter_mut().for_each(|x| *x *= rescale);
+            }
+        }
+        gemm(self.out, d, Mat::new(scores, m, n), v, 1.0, true);
+    }
+
+    /// Normalises each query's output by its sum; a query that saw no key keeps zeros.
+    fn finish(self) {
+        for (out, &sum) in self.out.chunks_mut(self.d).zip(&self.sum) {
+            let inv = if sum > 0.0 { 1.0 / sum } else { 0.0 };
+            out.iter_mut().for_each(|x| *x *= inv);
+        }
+    }
+}
+
+/// One query's scores of one tile (masked ones at `-inf`) into `exp(s - max)` in place, with its
+/// running `max` and `sum` updated; returns the factor that rescales what the earlier tiles
+/// accumulated (1 when the max did not move). A row with nothing visible so far becomes zeros.
+fn online_softmax_row(row: &mut [f32], max: &mut f32, sum: &mut f32) -> f32 {
+    let new = max_of(row).max(*max);
+    if new == f32::NEG_INFINITY {
+        row.fill(0.0);
+        return 1.0;
+    }
+    row.iter_mut().for_each(|x| *x -= new);
+    exp_in_place(row);
+    let rescale = if new == *max { 1.0 } else { (*max - new).exp() };
+    *sum = *sum * rescale + sum_of(row);
+    *max = new;
+    rescale
 }
 
 /// Lanes of the vectorised reductions below: independent accumulators the compiler maps onto
 /// SIMD registers (a plain fold is one serial chain of dependent adds).
 const LANES: usize = 16;
-
-/// `exp(x - max)` of one score row in place (masked entries at `-inf` become 0), returning
-/// `1 / sum`, the factor that normalises it; all zeros and a factor of 0 when all are masked.
-fn softmax_row_unscaled(row: &mut [f32]) -> f32 {
-    let m = max_of(row);
-    if m == f32::NEG_INFINITY {
-        row.fill(0.0);
-        return 0.0;
-    }
-    row.iter_mut().for_each(|x| *x -= m);
-    exp_in_place(row);
-    1.0 / sum_of(row)
-}
 
 fn max_of(xs: &[f32]) -> f32 {
     let mut acc = [f32::NEG_INFINITY; LANES];
@@ -413,6 +511,23 @@ mod tests {
         pattern(shape, seed, 2.0)
     }
 
+    /// Like [`tensor`] but aperiodic (a hash of the index, not a pattern repeating every 1,000
+    /// elements), so that later key tiles raise the running max and the rescaling is exercised.
+    fn noise(shape: &[usize], seed: usize) -> Tensor {
+        let n: usize = shape.iter().product();
+        let data: Vec<f32> = (0..n as u64)
+            .map(|i| {
+                let mut z = i
+                    .wrapping_add(seed as u64)
+                    .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                z = (z ^ (z >> 31)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z ^= z >> 29;
+                (z >> 40) as f32 / (1u64 << 24) as f32 * 4.0 - 2.0
+            })
+            .collect();
+        Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
+    }
+
     const HEADS: Heads = Heads {
         q: 4,
         kv: 2,
@@ -453,6 +568,95 @@ mod tests {
         // Padding queries see no key: zeros here, an average there; compare the real ones.
         let real_rows = |x: &Tensor| x.narrow(1, 70, t - 70).unwrap();
         assert!(max_diff(&real_rows(&fast), &real_rows(&slow)) < 1e-5);
+    }
+
+    /// Head layouts the kernel groups differently: one query head per kv head (kv == q), three
+    /// (SmolLM2), and all query heads on one kv head.
+    const LAYOUTS: [Heads; 4] = [
+        Heads {
+            q: 4,
+            kv: 4,
+            dim: 8,
+        },
+        Heads {
+            q: 6,
+            kv: 2,
+            dim: 8,
+        },
+        Heads {
+            q: 9,
+            kv: 3,
+            dim: 16,
+        },
+        Heads {
+            q: 3,
+            kv: 1,
+            dim: 8,
+        },
+    ];
+
+    /// Causal prefills at lengths below, at and past the query block and the key tile (several
+    /// key tiles, a partial last block and tile) equal the stock ops for every head layout.
+    #[test]
+    fn prefill_equals_the_stock_ops_for_every_length_and_head_layout() {
+        for (n, heads) in LAYOUTS.into_iter().enumerate() {
+            for t in [1, 5, BLOCK, BLOCK + 1, KEYS + BLOCK + 3, 2 * KEYS + 1] {
+                let q = noise(&[2, t, heads.q, heads.dim], 10 + n);
+                let k = noise(&[2, t, heads.kv, heads.dim], 20 + n);
+                let v = noise(&[2, t, heads.kv, heads.dim], 30 + n);
+                let real = vec![vec![true; t]; 2];
+                let own = Own {
+                    k: &k,
+                    v: &v,
+                    len: t,
+                    real: &real,
+                };
+                let fast = attend_cpu(&q, None, &own, heads).unwrap();
+                let slow = attend_ops(&q, None, &own, heads).unwrap();
+                let diff = max_diff(&fast, &slow);
+                assert!(diff < 1e-5, "{heads:?}, {t} tokens: differs by {diff}");
+            }
+        }
+    }
+
+    /// Continuations against a shared prefix of several key tiles, with beams mapped onto two
+    /// prefix rows, padding in the prefix and in the own slots, a buffer larger than its filled
+    /// slots, one new token (decode) and a block of new tokens, for every head layout.
+    #[test]
+    fn shared_prefix_and_padding_equal_the_stock_ops() {
+        let tp = KEYS + 37;
+        for (n, heads) in LAYOUTS.into_iter().enumerate() {
+            let (kv, d) = (heads.kv, heads.dim);
+            let pk = noise(&[2, tp, kv, d], 40 + n);
+            let pv = noise(&[2, tp, kv, d], 50 + n);
+            let mut padded_row = vec![false; 9];
+            padded_row.resize(tp, true);
+            let prefix_real = vec![vec![true; tp], padded_row];
+            let shared = Shared {
+                k: &pk,
+                v: &pv,
+                rows: &[1, 0, 1],
+                real: &prefix_real,
+            };
+            for (len, t) in [(1, 1), (5, 1), (BLOCK + 6, BLOCK + 2)] {
+                let ok = noise(&[3, len + 3, kv, d], 60 + n);
+                let ov = noise(&[3, len + 3, kv, d], 70 + n);
+                let mut gap = vec![true; len];
+                gap[0] = false;
+                let own_real = vec![vec![true; len], gap, vec![true; len]];
+                let own = Own {
+                    k: &ok,
+                    v: &ov,
+                    len,
+                    real: &own_real,
+                };
+                let q = noise(&[3, t, heads.q, d], 80 + n);
+                let fast = attend_cpu(&q, Some(&shared), &own, heads).unwrap();
+                let slow = attend_ops(&q, Some(&shared), &own, heads).unwrap();
+                let diff = max_diff(&fast, &slow);
+                assert!(diff < 1e-5, "{heads:?}, {len} own slots, {t} new: {diff}");
+            }
+        }
     }
 
     /// The stock-op path other devices and dtypes take equals the CPU kernel: a prefill longer
