@@ -12,6 +12,7 @@ mod candidates;
 pub mod endpoint;
 mod method;
 mod sections;
+mod training;
 
 pub use backend::{
     Backend, Constrain, OpenAiModel, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_RETRIES,
@@ -20,6 +21,7 @@ pub use backend::{
 pub use candidates::{CandidatesConfig, Retriever, MAX_CANDIDATES};
 pub use method::{Method, Pooling};
 pub use sections::*;
+pub use training::*;
 
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
