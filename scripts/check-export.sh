@@ -15,11 +15,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TARGET=${CARGO_TARGET_DIR:-target}
-VENV=${EXPORT_VENV:-$TARGET/export-venv}
-OUT=$(realpath -m "${EXPORT_CHECK_DIR:-$TARGET/export-check}")
-SMOLLM2=models/SmolLM2-135M-Instruct.gguf
-PY="$VENV/bin/python"
+# shellcheck source=scripts/check-paths.sh
+. scripts/check-paths.sh export
 
 if ! "$PY" -c "import gguf" 2>/dev/null; then
   echo "creating $VENV with the gguf package"

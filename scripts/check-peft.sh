@@ -22,12 +22,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TARGET=${CARGO_TARGET_DIR:-target}
-VENV=${PEFT_VENV:-$TARGET/peft-venv}
-OUT=$(realpath -m "${PEFT_CHECK_DIR:-$TARGET/peft-check}")
-SMOLLM2=models/SmolLM2-135M-Instruct.gguf
+# shellcheck source=scripts/check-paths.sh
+. scripts/check-paths.sh peft
 DATASET=data/demo/demo_dialogues.csv
-PY="$VENV/bin/python"
 PACKAGES=("torch==2.15.0" "transformers==5.25.0" "peft==0.21.2" "safetensors==0.8.0")
 
 skip() {

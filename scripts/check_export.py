@@ -13,7 +13,6 @@ Subcommands:
   compare BASE.json EXPORT.json...        compare `icdtune predict` outputs (codes, logprobs)
 """
 
-import argparse
 import json
 import struct
 import sys
@@ -24,7 +23,7 @@ import gguf
 from gguf import GGMLQuantizationType as Q
 from gguf import GGUFValueType as V
 
-from checks import require, run_checks
+from checks import dispatch, require, run_checks, subcommands
 
 # The value type llama.cpp's GGUFWriter gives each key (add_uint32, add_float32, ...).
 ARCH_KEYS = {
@@ -327,8 +326,7 @@ def compare(args):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser, sub = subcommands(__doc__)
     c = sub.add_parser("check")
     c.add_argument("--reference", required=True)
     c.add_argument("files", nargs="+")
@@ -340,8 +338,7 @@ def main():
     p = sub.add_parser("compare")
     p.add_argument("base")
     p.add_argument("exports", nargs="+")
-    args = parser.parse_args()
-    return {"check": check, "adapter": adapter, "compare": compare}[args.command](args)
+    return dispatch(parser, {"check": check, "adapter": adapter, "compare": compare})
 
 
 if __name__ == "__main__":

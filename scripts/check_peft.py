@@ -20,7 +20,6 @@ Usage: check_peft.py check --base HF_DIR --adapter DIR --merged FILE --logits FI
        check_peft.py prompt --dataset CSV --out FILE   (the ChatML prompt whose logits are compared)
 """
 
-import argparse
 import csv
 import logging
 import re
@@ -31,7 +30,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from checks import require, run_checks
+from checks import dispatch, require, run_checks, subcommands
 
 LOGIT_TOL = 1e-4
 MERGE_TOL = 1e-5
@@ -206,8 +205,7 @@ def prompt(args):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser, sub = subcommands(__doc__)
     c = sub.add_parser("check")
     c.add_argument("--base", required=True)
     c.add_argument("--adapter", required=True)
@@ -216,8 +214,7 @@ def main():
     p = sub.add_parser("prompt")
     p.add_argument("--dataset", required=True)
     p.add_argument("--out", required=True)
-    args = parser.parse_args()
-    return {"check": check, "prompt": prompt}[args.command](args)
+    return dispatch(parser, {"check": check, "prompt": prompt})
 
 
 if __name__ == "__main__":

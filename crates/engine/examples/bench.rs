@@ -17,6 +17,8 @@ use candle_transformers::models::{llama, quantized_llama};
 use engine::{Engine, EngineOptions, LmStep, TriePlan};
 use infer::StepModel;
 
+mod dialogues;
+
 const PROMPT_TOKENS: usize = 512;
 /// Rows of the beam-shaped decode measurement (the width of constrained top-5).
 const BEAMS: usize = 5;
@@ -55,20 +57,6 @@ fn argmax(v: &[f32]) -> u32 {
     best as u32
 }
 
-fn dialogues(csv_path: &Path, n: usize) -> Vec<String> {
-    let mut reader = csv::Reader::from_path(csv_path).expect("dialogues csv");
-    let headers = reader.headers().expect("header").clone();
-    let col = headers
-        .iter()
-        .position(|h| h == "Dialogue")
-        .expect("Dialogue column");
-    reader
-        .records()
-        .take(n)
-        .map(|r| r.expect("row")[col].to_string())
-        .collect()
-}
-
 fn main() {
     // The same thread setting as the icdtune binary, so the numbers are the product's.
     lm::threads::prefer_single_elementwise_thread();
@@ -85,17 +73,10 @@ fn main() {
     );
     let (engine, load_s) = secs(|| Engine::load("smollm2", gguf, &opts).expect("load"));
     println!("ours_load_s {load_s:.3}");
-    let texts = dialogues(csv_path, n_dialogues.max(1));
+    let texts = dialogues::read(csv_path, n_dialogues.max(1));
 
     // The same 512-token prompt for every implementation: rendered dialogues, repeated.
-    let mut prompt = Vec::new();
-    for text in texts.iter().cycle() {
-        prompt.extend(engine.prompt_ids(text).expect("prompt"));
-        if prompt.len() >= PROMPT_TOKENS {
-            break;
-        }
-    }
-    prompt.truncate(PROMPT_TOKENS);
+    let prompt = dialogues::prompt_of(&engine, &texts, PROMPT_TOKENS);
     let ids = Tensor::new(prompt.as_slice(), &dev)
         .unwrap()
         .unsqueeze(0)
@@ -203,16 +184,7 @@ fn main() {
     let (trie, t) = secs(|| engine.build_trie(&TriePlan::Leaves, &table).unwrap());
     println!("trie_leaves {}", trie.len());
     println!("trie_build_s {t:.3}");
-    let examples: Vec<types::Example> = texts
-        .iter()
-        .enumerate()
-        .map(|(i, text)| types::Example {
-            id: format!("demo-{i}"),
-            text: text.clone(),
-            codes: Vec::new(),
-            meta: Default::default(),
-        })
-        .collect();
+    let examples = engine::unlabelled_examples(&texts, "demo-");
     let words: usize = texts.iter().map(|t| t.split_whitespace().count()).sum();
     println!("eval_dialogues {}", examples.len());
     println!(

@@ -23,6 +23,8 @@ use candle_core::{DType, Device, Tensor};
 use engine::{Engine, EngineOptions, LmStep, TriePlan};
 use infer::StepModel;
 
+mod dialogues;
+
 /// Timed runs per measurement after one untimed run; the fastest is reported, the least
 /// disturbed by other processes on a shared machine.
 const RUNS: usize = 2;
@@ -36,32 +38,6 @@ fn fastest(mut f: impl FnMut()) -> f64 {
             start.elapsed().as_secs_f64()
         })
         .fold(f64::INFINITY, f64::min)
-}
-
-fn dialogues(csv_path: &Path) -> Vec<String> {
-    let mut reader = csv::Reader::from_path(csv_path).expect("dialogues csv");
-    let headers = reader.headers().expect("header").clone();
-    let col = headers
-        .iter()
-        .position(|h| h == "Dialogue")
-        .expect("Dialogue column");
-    reader
-        .records()
-        .map(|r| r.expect("row")[col].to_string())
-        .collect()
-}
-
-/// A prompt of exactly `len` tokens: rendered dialogues, repeated.
-fn prompt_of(engine: &Engine, texts: &[String], len: usize) -> Vec<u32> {
-    let mut prompt = Vec::new();
-    for text in texts.iter().cycle() {
-        prompt.extend(engine.prompt_ids(text).expect("prompt"));
-        if prompt.len() >= len {
-            break;
-        }
-    }
-    prompt.truncate(len);
-    prompt
 }
 
 /// Seconds of the projections and of attention of one `t`-token prefill, every layer.
@@ -135,7 +111,7 @@ fn prefill(engine: &Engine, texts: &[String], lengths: &[usize]) {
         "attn_GF/s"
     );
     for &t in lengths {
-        let prompt = prompt_of(engine, texts, t);
+        let prompt = dialogues::prompt_of(engine, texts, t);
         let mut step = LmStep::new(engine.model()).plain();
         let total = fastest(|| {
             step.prefill(std::slice::from_ref(&prompt))
@@ -247,16 +223,7 @@ fn eval(engine: &mut Engine, texts: &[String], n: usize, lengths: Lengths, out_c
         w.write_record([t]).expect("write");
     }
     w.flush().expect("flush");
-    let examples: Vec<types::Example> = long
-        .iter()
-        .enumerate()
-        .map(|(i, text)| types::Example {
-            id: format!("long-{i}"),
-            text: text.clone(),
-            codes: Vec::new(),
-            meta: Default::default(),
-        })
-        .collect();
+    let examples = engine::unlabelled_examples(&long, "long-");
     let table = icd::CodeTable::icd10cm();
     let trie = engine.build_trie(&TriePlan::Leaves, &table).expect("trie");
     let tokens: usize = long
@@ -294,7 +261,7 @@ fn main() {
     lm::threads::prefer_single_elementwise_thread();
     let args: Vec<String> = std::env::args().collect();
     let gguf = Path::new(args.get(1).expect("GGUF path"));
-    let texts = dialogues(Path::new(args.get(2).expect("dialogues CSV")));
+    let texts = dialogues::read(Path::new(args.get(2).expect("dialogues CSV")), usize::MAX);
     let opts = EngineOptions::cpu(
         &config::PromptConfig::default().system,
         &config::PromptConfig::default().instruction,

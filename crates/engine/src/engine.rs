@@ -389,6 +389,22 @@ fn model_file_error(path: &Path, e: lm::LmError) -> EngineError {
     }
 }
 
+/// Dialogues without gold codes as examples for [`Engine::evaluate`], identified `<id_prefix><n>`
+/// (0-based, in order): what benchmarks and smoke runs score when only the predictions or their
+/// speed matter.
+pub fn unlabelled_examples<S: AsRef<str>>(texts: &[S], id_prefix: &str) -> Vec<Example> {
+    texts
+        .iter()
+        .enumerate()
+        .map(|(i, text)| Example {
+            id: format!("{id_prefix}{i}"),
+            text: text.as_ref().to_string(),
+            codes: Vec::new(),
+            meta: Default::default(),
+        })
+        .collect()
+}
+
 /// A ranked code with its table description and chapter.
 pub fn describe(code: &str, logprob: f64, table: &CodeTable) -> Suggestion {
     let parsed = Code::parse(code).ok();

@@ -16,7 +16,7 @@ mod resolve;
 mod step;
 
 pub use chat::{chat_prompt, system_prompt};
-pub use engine::{describe, Engine, EngineOptions, Suggestion, TriePlan};
+pub use engine::{describe, unlabelled_examples, Engine, EngineOptions, Suggestion, TriePlan};
 pub use error::{EngineError, Result};
 pub use fitting::{Evaluated, Suggested};
 pub use prefix::{common_prefix, SharedPrefix};

@@ -165,6 +165,22 @@ pub(crate) fn dtype_error(
     .into()
 }
 
+/// Checks that `t` (the op's `tensor`) has the shape of the input `like` (named `like_name`), as
+/// an upstream gradient or a paired input must.
+pub(crate) fn check_shape_of(
+    op: &'static str,
+    tensor: &'static str,
+    t: &Tensor,
+    like_name: &str,
+    like: &Tensor,
+) -> Result<()> {
+    if t.dims() == like.dims() {
+        return Ok(());
+    }
+    let expected = format!("{:?} (shape of {like_name})", like.dims());
+    Err(shape_error(op, tensor, t, expected))
+}
+
 pub(crate) fn shape_error(
     op: &'static str,
     tensor: &'static str,

@@ -30,14 +30,7 @@ pub fn rms_norm_backward(
     backend: Backend,
 ) -> Result<Tensor> {
     check(x, weight, backend)?;
-    if grad.dims() != x.dims() {
-        return Err(cpu::shape_error(
-            OP,
-            "grad",
-            grad,
-            format!("{:?} (shape of x)", x.dims()),
-        ));
-    }
+    cpu::check_shape_of(OP, "grad", grad, "x", x)?;
     backend::check_input(grad, OP, "grad", x.dtype(), backend)?;
     match backend {
         Backend::Cpu => dispatch!(x.dtype(), OP, T => cpu_backward::<T>(x, weight, eps, grad)),

@@ -42,14 +42,7 @@ fn check(gate: &Tensor, up: &Tensor, grad: Option<&Tensor>, backend: Backend) ->
     for (name, t) in [("up", Some(up)), ("grad", grad)] {
         let Some(t) = t else { continue };
         backend::check_input(t, OP, name, gate.dtype(), backend)?;
-        if t.dims() != gate.dims() {
-            return Err(cpu::shape_error(
-                OP,
-                name,
-                t,
-                format!("{:?} (shape of gate)", gate.dims()),
-            ));
-        }
+        cpu::check_shape_of(OP, name, t, "gate", gate)?;
     }
     Ok(())
 }

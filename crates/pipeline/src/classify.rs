@@ -14,7 +14,6 @@ use config::Config;
 use lm::classifier::{ClassifierMeta, Pooling, Problem};
 use types::Example;
 
-use crate::compute::Compute;
 use crate::console::Console;
 use crate::finetune::{encode_options, fit, lora_model, Prepared, TrainJob};
 use crate::predictor::{choose_threshold, ClassifierPredictor};
@@ -66,8 +65,7 @@ pub(crate) fn train_classifier(
         train_set.truncated,
         val_set.truncated
     ));
-    let compute = Compute::resolve(&config.compute)?;
-    let mut model = lora_model(&prepared.path, job.model, config, &compute)?;
+    let mut model = lora_model(&prepared.path, job.model, config)?;
     let meta = ClassifierMeta {
         labels,
         problem_type,

@@ -98,8 +98,7 @@ pub fn train_adapter(
         train_set.truncated,
         val_set.truncated
     ));
-    let compute = Compute::resolve(&config.compute)?;
-    let model = lora_model(path, job.model, config, &compute)?;
+    let model = lora_model(path, job.model, config)?;
     fit(
         &model,
         &train_set.examples,
@@ -148,13 +147,10 @@ pub(crate) fn train_options(job: &TrainJob, tok: &Tokenizer, config: &Config) ->
     }
 }
 
-/// The base model with fresh LoRA layers of `[lora]`, seeded by `training.seed`.
-pub(crate) fn lora_model(
-    path: &Path,
-    spec: &str,
-    config: &Config,
-    compute: &Compute,
-) -> anyhow::Result<Model> {
+/// The base model on the device of `[compute]`, with fresh LoRA layers of `[lora]` seeded by
+/// `training.seed`.
+pub(crate) fn lora_model(path: &Path, spec: &str, config: &Config) -> anyhow::Result<Model> {
+    let compute = Compute::resolve(&config.compute)?;
     let mut model = Model::load(path, &compute.load_options(None))
         .with_context(|| format!("loading model {spec}"))?;
     let l = &config.lora;

@@ -47,3 +47,11 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     enc.write_all(bytes).unwrap();
     enc.finish().unwrap()
 }
+
+/// Asserts that `text` (an error message or a report) holds every one of `parts`, showing the
+/// missing part and the whole text when one is absent.
+pub fn assert_mentions(text: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(text.contains(part), "missing {part:?} in: {text}");
+    }
+}

@@ -51,25 +51,27 @@ fn configs() -> Vec<DataConfig> {
     ]
 }
 
-#[test]
-fn csv_reader_never_panics() {
+/// Fuzzes the `format` corpus: each input is written as every file of `files` and loaded with the
+/// first `n` of [`configs`] (the configs that make sense for that format).
+fn fuzz_text_reader(format: &str, files: &[(&str, usize)]) {
     let dir = tempfile::tempdir().unwrap();
-    let corpus = corpus("csv");
+    let corpus = corpus(format);
     let configs = configs();
-    fuzzing::fuzz("csv", &corpus, fuzzing::Budget::from_env(), |bytes| {
-        load_all(dir.path(), "input.csv", bytes, &configs);
-        load_all(dir.path(), "input.csv.gz", bytes, &configs[..1]);
+    fuzzing::fuzz(format, &corpus, fuzzing::Budget::from_env(), |bytes| {
+        for &(name, n) in files {
+            load_all(dir.path(), name, bytes, &configs[..n]);
+        }
     });
 }
 
 #[test]
+fn csv_reader_never_panics() {
+    fuzz_text_reader("csv", &[("input.csv", 3), ("input.csv.gz", 1)]);
+}
+
+#[test]
 fn jsonl_reader_never_panics() {
-    let dir = tempfile::tempdir().unwrap();
-    let corpus = corpus("jsonl");
-    let configs = configs();
-    fuzzing::fuzz("jsonl", &corpus, fuzzing::Budget::from_env(), |bytes| {
-        load_all(dir.path(), "input.jsonl", bytes, &configs[..2]);
-    });
+    fuzz_text_reader("jsonl", &[("input.jsonl", 2)]);
 }
 
 #[test]

@@ -1,10 +1,12 @@
 //! Splits read from a column (`[data.split] column`): every format, every spelling of a part, and
 //! every way a column can be wrong.
 
+use std::path::Path;
+
 use config::{DataConfig, Policy, SplitConfig};
 use data::{DataError, Part, Split, SPLIT_METHOD_COLUMN};
 
-use crate::fixtures::{columns, load, write};
+use crate::fixtures::{assert_mentions, columns, load, write};
 
 /// Columns `text`, `codes`, `id`, with the split read from `column`.
 fn split_cfg(column: &str) -> DataConfig {
@@ -15,6 +17,13 @@ fn split_cfg(column: &str) -> DataConfig {
         },
         ..columns("text", "codes", Some("id"))
     }
+}
+
+/// Writes `csv` as `name` in `dir`, loads it with the split read from column `split` and splits it.
+fn split_by_column(dir: &Path, name: &str, csv: &[u8]) -> Result<Split, DataError> {
+    let cfg = split_cfg("split");
+    let spec = write(dir, name, csv);
+    data::split(&load(&spec, &cfg).unwrap(), &cfg.split)
 }
 
 fn ids(split: &Split, part: Part) -> Vec<&str> {
@@ -132,8 +141,7 @@ fn a_value_that_could_be_patient_text_is_not_shown() {
     let body = format!("id,text,codes,split\na,one,I10,\"{text}\"\n");
     let spec = write(dir.path(), "d.csv", body.as_bytes());
     let err = load(&spec, &split_cfg("split")).unwrap_err().to_string();
-    assert!(err.contains("row 1: field \"split\""), "{err}");
-    assert!(err.contains("characters, not shown"), "{err}");
+    assert_mentions(&err, &["row 1: field \"split\"", "characters, not shown"]);
     assert!(!err.contains("Maria"), "{err}");
 }
 
@@ -147,8 +155,13 @@ fn a_missing_split_column_is_named_with_the_columns_present() {
         "{err:?}"
     );
     let msg = err.to_string();
-    assert!(msg.contains("no column \"split\" for the split"), "{msg}");
-    assert!(msg.contains("\"id\", \"text\", \"codes\""), "{msg}");
+    assert_mentions(
+        &msg,
+        &[
+            "no column \"split\" for the split",
+            "\"id\", \"text\", \"codes\"",
+        ],
+    );
 }
 
 #[test]
@@ -170,33 +183,22 @@ fn the_split_column_cannot_be_the_text_codes_or_id_column() {
 #[test]
 fn test_and_train_must_have_rows_and_validation_may_be_empty() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = split_cfg("split");
-    let spec = write(
-        dir.path(),
-        "d.csv",
-        b"id,text,codes,split\na,one,I10,train\nb,two,I10,dev\n",
-    );
-    let d = load(&spec, &cfg).unwrap();
-    let err = data::split(&d, &cfg.split).unwrap_err().to_string();
+    let csv = b"id,text,codes,split\na,one,I10,train\nb,two,I10,dev\n";
+    let err = split_by_column(dir.path(), "d.csv", csv)
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("the split column \"split\" names no test row (1 train, 1 validation, 0 test"),
         "{err}"
     );
-    let spec = write(
-        dir.path(),
-        "e.csv",
-        b"id,text,codes,split\na,one,I10,test\nb,two,I10,dev\n",
-    );
-    let d = load(&spec, &cfg).unwrap();
-    let err = data::split(&d, &cfg.split).unwrap_err().to_string();
+    let csv = b"id,text,codes,split\na,one,I10,test\nb,two,I10,dev\n";
+    let err = split_by_column(dir.path(), "e.csv", csv)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("names no train row"), "{err}");
 
-    let spec = write(
-        dir.path(),
-        "f.csv",
-        b"id,text,codes,split\na,one,I10,train\nb,two,I10,test\n",
-    );
-    let split = data::split(&load(&spec, &cfg).unwrap(), &cfg.split).unwrap();
+    let csv = b"id,text,codes,split\na,one,I10,train\nb,two,I10,test\n";
+    let split = split_by_column(dir.path(), "f.csv", csv).unwrap();
     assert!(split.validation.is_empty());
     assert_eq!(split.counts[&Part::Validation].examples, 0);
 }
@@ -222,14 +224,9 @@ fn dropped_rows_leave_the_others_in_their_parts() {
 #[test]
 fn codes_the_given_split_keeps_out_of_train_or_test_are_listed() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = split_cfg("split");
-    let spec = write(
-        dir.path(),
-        "d.csv",
-        b"id,text,codes,split\na,one,I10,train\nb,two,I10,train\nc,three,I10,dev\n\
-          d,four,J06.9,test\n",
-    );
-    let split = data::split(&load(&spec, &cfg).unwrap(), &cfg.split).unwrap();
+    let csv = b"id,text,codes,split\na,one,I10,train\nb,two,I10,train\nc,three,I10,dev\n\
+          d,four,J06.9,test\n";
+    let split = split_by_column(dir.path(), "d.csv", csv).unwrap();
     assert_eq!(split.unsatisfied.len(), 1);
     let u = &split.unsatisfied[0];
     assert_eq!((u.code.as_str(), u.examples), ("I10", 3));

@@ -1,20 +1,33 @@
 //! Broken files fail with an error naming the file and the row, never a panic.
 
-use config::DataConfig;
-use data::{DataError, NoteKind};
+use std::path::Path;
 
-use crate::fixtures::{columns, gzip, load, write};
+use config::DataConfig;
+use data::{DataError, Dataset, NoteKind};
+
+use crate::fixtures::{assert_mentions, columns, gzip, load, write};
 
 fn jsonl_cfg() -> DataConfig {
     columns("text", "codes", None)
+}
+
+/// Writes `bytes` as `name` in `dir` and loads it with [`jsonl_cfg`]; the file must load.
+fn load_file(dir: &Path, name: &str, bytes: &[u8]) -> Dataset {
+    load(&write(dir, name, bytes), &jsonl_cfg()).unwrap()
+}
+
+/// The message of loading `bytes` as `name` in `dir` with [`jsonl_cfg`]; the file must fail.
+fn load_error(dir: &Path, name: &str, bytes: &[u8]) -> String {
+    load(&write(dir, name, bytes), &jsonl_cfg())
+        .unwrap_err()
+        .to_string()
 }
 
 /// Each file (name, bytes) fails to load with a message that contains the expected text.
 fn assert_load_errors(cases: &[(&str, &[u8], &str)]) {
     let dir = tempfile::tempdir().unwrap();
     for (name, bytes, expected) in cases {
-        let spec = write(dir.path(), name, bytes);
-        let err = load(&spec, &jsonl_cfg()).unwrap_err().to_string();
+        let err = load_error(dir.path(), name, bytes);
         assert!(err.contains(expected), "{name}: {err}");
     }
 }
@@ -29,17 +42,14 @@ fn truncated_gzip_names_file_and_row() {
         ));
     }
     let gz = gzip(body.as_bytes());
-    let spec = write(dir.path(), "cut.jsonl.gz", &gz[..gz.len() / 2]);
-    let err = load(&spec, &jsonl_cfg()).unwrap_err().to_string();
-    assert!(err.contains("cut.jsonl.gz: row "), "{err}");
-    assert!(err.contains("cannot read"), "{err}");
+    let err = load_error(dir.path(), "cut.jsonl.gz", &gz[..gz.len() / 2]);
+    assert_mentions(&err, &["cut.jsonl.gz: row ", "cannot read"]);
 
-    let spec = write(
+    let err = load_error(
         dir.path(),
         "cut.csv.gz",
         &gzip(b"text,codes\na,J06.9\n")[..15],
     );
-    let err = load(&spec, &jsonl_cfg()).unwrap_err().to_string();
     assert!(err.contains("cut.csv.gz"), "{err}");
 }
 
@@ -155,8 +165,7 @@ fn files_without_rows_are_errors_naming_the_file() {
         );
         assert!(msg.contains("\nhint: "), "{name}: {msg}");
     }
-    let spec = write(dir.path(), "header.csv.gz", &gzip(b"text,codes\n"));
-    let err = load(&spec, &jsonl_cfg()).unwrap_err().to_string();
+    let err = load_error(dir.path(), "header.csv.gz", &gzip(b"text,codes\n"));
     assert!(err.contains("no rows in"), "{err}");
 }
 
@@ -164,8 +173,7 @@ fn files_without_rows_are_errors_naming_the_file() {
 fn gzip_is_recognised_by_its_bytes_and_a_misleading_name_is_flagged() {
     let dir = tempfile::tempdir().unwrap();
     let body = b"{\"text\": \"a\", \"codes\": \"I10\"}\n";
-    let plain_named_gz = write(dir.path(), "plain.jsonl.gz", body);
-    let d = load(&plain_named_gz, &jsonl_cfg()).unwrap();
+    let d = load_file(dir.path(), "plain.jsonl.gz", body);
     assert_eq!(d.examples.len(), 1);
     let notes = &d.report.reader_notes;
     assert_eq!(notes.len(), 1, "{notes:?}");
@@ -174,13 +182,11 @@ fn gzip_is_recognised_by_its_bytes_and_a_misleading_name_is_flagged() {
     let json = serde_json::to_string(&d.report).unwrap();
     assert!(json.contains("\"compression_mismatch\""), "{json}");
 
-    let gz_named_plain = write(dir.path(), "packed.jsonl", &gzip(body));
-    let d = load(&gz_named_plain, &jsonl_cfg()).unwrap();
+    let d = load_file(dir.path(), "packed.jsonl", &gzip(body));
     assert_eq!(d.examples[0].text, "a");
     assert!(d.report.reader_notes[0].detail.contains("decompressed"));
 
-    let honest = write(dir.path(), "honest.jsonl.gz", &gzip(body));
-    let d = load(&honest, &jsonl_cfg()).unwrap();
+    let d = load_file(dir.path(), "honest.jsonl.gz", &gzip(body));
     assert!(d.report.reader_notes.is_empty());
     let json = serde_json::to_string(&d.report).unwrap();
     assert!(
@@ -194,8 +200,7 @@ fn a_quote_closed_on_a_later_line_is_flagged() {
     let dir = tempfile::tempdir().unwrap();
     // Row 2 opens a quote that row 3 closes: the reader merges the two lines into one record.
     let body = b"text,codes\nfirst,I10\n\"second,J06.9\nthird\",I10\nfourth,I10\nfifth,I10\n";
-    let spec = write(dir.path(), "quote.csv", body);
-    let d = load(&spec, &jsonl_cfg()).unwrap();
+    let d = load_file(dir.path(), "quote.csv", body);
     assert_eq!(d.report.rows_read, 4, "lines 3 and 4 became one row");
     let notes = &d.report.reader_notes;
     assert_eq!(notes.len(), 1, "{notes:?}");
@@ -212,8 +217,7 @@ fn a_quote_closed_on_a_later_line_is_flagged() {
 
     // Dialogue files hold line breaks in (nearly) every row: nothing to flag there.
     let body = b"text,codes\n\"Doctor: hi\nPatient: cough\",R05.9\n\"Doctor: hello\nPatient: fever\",R50.9\none line,I10\n";
-    let spec = write(dir.path(), "dialogues.csv", body);
-    let d = load(&spec, &jsonl_cfg()).unwrap();
+    let d = load_file(dir.path(), "dialogues.csv", body);
     assert!(
         d.report.reader_notes.is_empty(),
         "{:?}",

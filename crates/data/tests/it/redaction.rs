@@ -6,7 +6,7 @@
 use config::{DataConfig, Policy, PolicyConfig};
 use data::DataError;
 
-use crate::fixtures::{columns, load, write};
+use crate::fixtures::{assert_mentions, columns, load, write};
 use crate::marked_dialogues::{
     dialogue, dialogue_as_json_key, headerless_rows, swapped_columns, MARKER,
 };
@@ -77,8 +77,7 @@ fn headerless_csv_names_no_dialogue_and_says_the_header_is_missing() {
     let spec = write(dir.path(), "noheader.csv", headerless_rows(3).as_bytes());
     let shown = seen(load(&format!("medsynth:{spec}"), &DataConfig::default()));
     assert_no_marker("a headerless CSV", &shown);
-    assert!(shown.contains("characters, not shown"), "{shown}");
-    assert!(shown.contains("lack a header row"), "{shown}");
+    assert_mentions(&shown, &["characters, not shown", "lack a header row"]);
     // The short cells are still quoted: they help find the row.
     assert!(shown.contains("\"id0\""), "{shown}");
 }
@@ -93,11 +92,7 @@ fn swapped_text_and_code_columns_report_rows_not_dialogues() {
         let result = load(&spec, &cfg);
         let shown = seen(result);
         assert_no_marker(&format!("swapped columns ({policy:?})"), &shown);
-        assert!(
-            shown.contains("is the text in the codes column?"),
-            "{shown}"
-        );
-        assert!(shown.contains("row 1"), "{shown}");
+        assert_mentions(&shown, &["is the text in the codes column?", "row 1"]);
     }
 }
 
@@ -120,8 +115,7 @@ fn over_long_fields_and_bad_codes_are_described_not_echoed() {
         let shown = seen(load(&spec, &cfg));
         assert_no_marker(&format!("bad codes ({policy:?})"), &shown);
         // A short code-shaped value is quoted: it is most likely a mistyped code.
-        assert!(shown.contains("\"J06-9?\""), "{shown}");
-        assert!(shown.contains("10016 characters"), "{shown}");
+        assert_mentions(&shown, &["\"J06-9?\"", "10016 characters"]);
         assert!(shown.len() < 20_000, "{} bytes shown", shown.len());
     }
     // A text over the hard limit is an error naming row and field, never quoting it.
@@ -133,11 +127,7 @@ fn over_long_fields_and_bad_codes_are_described_not_echoed() {
     );
     let err = load(&spec, &columns("text", "codes", None)).unwrap_err();
     let shown = format!("{err}\n{err:?}");
-    assert!(
-        shown.contains("row 2") && shown.contains("\"text\""),
-        "{shown}"
-    );
-    assert!(shown.contains("more than the limit"), "{shown}");
+    assert_mentions(&shown, &["row 2", "\"text\"", "more than the limit"]);
     assert!(shown.len() < 2_000, "{} bytes", shown.len());
     assert!(!err.to_string().contains(MARKER));
 }

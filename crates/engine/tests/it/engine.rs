@@ -3,7 +3,7 @@
 //! forward over prompt + answer reproduces.
 
 use candle_core::Tensor;
-use engine::{Engine, EngineOptions, LmStep, TriePlan};
+use engine::{unlabelled_examples, Engine, EngineOptions, LmStep, TriePlan};
 use icd::{Code, CodeTable};
 use infer::{CodeTrie, StepModel};
 use lm::LogitPositions;
@@ -28,20 +28,6 @@ pub(crate) fn label_trie(engine: &Engine) -> (CodeTable, CodeTrie) {
     let table = CodeTable::icd10cm();
     let trie = engine.build_trie(&plan, &table).unwrap();
     (table, trie)
-}
-
-/// Unlabelled examples `e0`, `e1`, ... with the given texts.
-pub(crate) fn examples(texts: &[&str]) -> Vec<types::Example> {
-    texts
-        .iter()
-        .enumerate()
-        .map(|(i, t)| types::Example {
-            id: format!("e{i}"),
-            text: t.to_string(),
-            codes: Vec::new(),
-            meta: Default::default(),
-        })
-        .collect()
 }
 
 /// Sum of log-softmax of `answer` after `prompt` from one reference forward (all positions).
@@ -168,7 +154,7 @@ fn batched_constrained_evaluation_equals_one_prompt_at_a_time() {
         "Patient: sore throat and fever since Monday, worse at night",
         "Doctor: any pain? Patient: my knee hurts",
     ];
-    let examples = examples(&texts);
+    let examples = unlabelled_examples(&texts, "e");
     let batched = engine.evaluate(&examples, Some(&trie), 3, 8).unwrap();
     for (p, text) in batched.iter().zip(texts) {
         let (alone, _) = engine.suggest(&trie, text, 3, &table).unwrap();

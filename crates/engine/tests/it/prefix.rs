@@ -5,10 +5,10 @@
 
 use std::path::Path;
 
-use engine::{common_prefix, Engine, EngineOptions, LmStep, SharedPrefix};
+use engine::{common_prefix, unlabelled_examples, Engine, EngineOptions, LmStep, SharedPrefix};
 use infer::{Logits, StepModel};
 
-use crate::engine::{examples, label_trie};
+use crate::engine::label_trie;
 use crate::tiny;
 
 /// Log-probs of the two paths agree this closely (f32 forward, f64 search).
@@ -43,7 +43,7 @@ fn mid_word_prompts(engine: &Engine) -> Vec<Vec<u32>> {
 /// Constrained top-3 and greedy generation of both engines give the same answers.
 fn assert_same_predictions(shared: &Engine, plain: &Engine, texts: &[&str]) {
     let (table, trie) = label_trie(shared);
-    let ex = examples(texts);
+    let ex = unlabelled_examples(texts, "e");
     let a = shared.evaluate(&ex, Some(&trie), 3, 8).unwrap();
     let b = plain.evaluate(&ex, Some(&trie), 3, 8).unwrap();
     for (x, y) in a.iter().zip(&b) {

@@ -9,6 +9,12 @@ fn touch(p: &Path) {
     std::fs::write(p, b"x").unwrap();
 }
 
+/// Asserts `spec` resolves, offline against the cache `hub`, to `want`.
+fn assert_resolves(spec: &str, hub: &Path, want: impl AsRef<Path>) {
+    let got = resolve_model_in(spec, hub).unwrap();
+    assert_eq!(got, want.as_ref(), "{spec}");
+}
+
 #[test]
 fn local_folder_and_gguf_resolve_to_themselves() {
     let dir = tempfile::tempdir().unwrap();
@@ -17,14 +23,8 @@ fn local_folder_and_gguf_resolve_to_themselves() {
     let gguf = dir.path().join("x.gguf");
     touch(&gguf);
     let hub = dir.path().join("hub");
-    assert_eq!(
-        resolve_model_in(folder.to_str().unwrap(), &hub).unwrap(),
-        folder
-    );
-    assert_eq!(
-        resolve_model_in(gguf.to_str().unwrap(), &hub).unwrap(),
-        gguf
-    );
+    assert_resolves(folder.to_str().unwrap(), &hub, &folder);
+    assert_resolves(gguf.to_str().unwrap(), &hub, &gguf);
 }
 
 #[test]
@@ -36,10 +36,7 @@ fn hub_id_resolves_to_the_main_snapshot() {
     touch(&repo.join("snapshots/bbb/config.json"));
     std::fs::create_dir_all(repo.join("refs")).unwrap();
     std::fs::write(repo.join("refs/main"), "bbb\n").unwrap();
-    assert_eq!(
-        resolve_model_in("Org/Tiny", hub).unwrap(),
-        repo.join("snapshots/bbb")
-    );
+    assert_resolves("Org/Tiny", hub, repo.join("snapshots/bbb"));
 }
 
 #[test]
@@ -48,17 +45,11 @@ fn hub_id_with_only_a_gguf_gives_the_file_and_a_named_file_is_picked() {
     let hub = dir.path();
     let snap = hub.join("models--Org--Q/snapshots/s1");
     touch(&snap.join("q8.gguf"));
-    assert_eq!(
-        resolve_model_in("Org/Q", hub).unwrap(),
-        snap.join("q8.gguf")
-    );
+    assert_resolves("Org/Q", hub, snap.join("q8.gguf"));
     touch(&snap.join("q4.gguf"));
     // Two files: ambiguous without a name.
     assert!(resolve_model_in("Org/Q", hub).is_err());
-    assert_eq!(
-        resolve_model_in("Org/Q:q4.gguf", hub).unwrap(),
-        snap.join("q4.gguf")
-    );
+    assert_resolves("Org/Q:q4.gguf", hub, snap.join("q4.gguf"));
 }
 
 #[test]

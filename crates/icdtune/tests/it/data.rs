@@ -3,7 +3,7 @@
 use std::process::Command;
 
 use crate::cli::{repo_root, TestCommand};
-use crate::fixtures::{read_json, succeeded};
+use crate::fixtures::{assert_mentions, read_json, succeeded};
 
 fn fixture(name: &str) -> String {
     repo_root()
@@ -48,26 +48,22 @@ fn help_lists_the_data_subcommands() {
         assert!(out.contains(sub), "{out}");
     }
     let out = t.ok(&["data", "split", "--help"]);
-    assert!(
-        out.contains("--codes-separator") && out.contains("--seed"),
-        "{out}"
-    );
+    assert_mentions(&out, &["--codes-separator", "--seed"]);
 }
 
 #[test]
 fn validate_medsynth_fixture_reports_its_problems_and_writes_json() {
     let t = TestCommand::new();
     let out = on_medsynth_sample(&t, "validate");
-    assert!(out.contains("read 12, kept 10, dropped 2"), "{out}");
-    assert!(
-        out.contains("row 6 (id row-6), field \"Dialogue\": empty text"),
-        "{out}"
-    );
-    assert!(out.contains("malformed code \"E11-9\""), "{out}");
-    assert!(out.contains("non-leaf code \"M545\""), "{out}");
-    assert!(
-        out.contains("same text (after case and whitespace normalisation) as row 2"),
-        "{out}"
+    assert_mentions(
+        &out,
+        &[
+            "read 12, kept 10, dropped 2",
+            "row 6 (id row-6), field \"Dialogue\": empty text",
+            "malformed code \"E11-9\"",
+            "non-leaf code \"M545\"",
+            "same text (after case and whitespace normalisation) as row 2",
+        ],
     );
     let report = read_json(t.path("o/validation.json"));
     assert_eq!(report["rows_read"], 12);
@@ -97,10 +93,12 @@ fn validate_codiesp_like_list_column_flags_truncated_codes_with_rows() {
         ),
         "{out}"
     );
-    assert!(out.contains("\"W19.XXX\""), "{out}");
-    assert!(
-        out.contains("row 7 (id CE-0007), field \"icd10cm_diagnosis\": missing label"),
-        "{out}"
+    assert_mentions(
+        &out,
+        &[
+            "\"W19.XXX\"",
+            "row 7 (id CE-0007), field \"icd10cm_diagnosis\": missing label",
+        ],
     );
 }
 
@@ -109,8 +107,7 @@ fn stats_prints_true_chapters_and_writes_stats_json() {
     let t = TestCommand::new();
     let out = on_medsynth_sample(&t, "stats");
     // I10 is chapter IX (circulatory), J codes chapter X, E11.9 chapter IV.
-    assert!(out.contains("IX       I00-I99"), "{out}");
-    assert!(out.contains("X        J00-J99"), "{out}");
+    assert_mentions(&out, &["IX       I00-I99", "X        J00-J99"]);
     let stats = read_json(t.path("o/stats.json"));
     assert_eq!(stats["examples"], 10);
     assert_eq!(stats["distinct_codes"], 9);
@@ -172,10 +169,7 @@ fn malformed_input_fails_with_file_and_row() {
         "--text-column",
         "text",
     ]);
-    assert!(
-        err.contains("no column \"text\"") && err.contains("\"body\", \"codes\""),
-        "{err}"
-    );
+    assert_mentions(&err, &["no column \"text\"", "\"body\", \"codes\""]);
     assert!(!err.contains("panicked"), "{err}");
 }
 

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::cli::TestCommand;
-use crate::fixtures::read_json;
+use crate::fixtures::{assert_mentions, read_json};
 
 /// Six conditions, each with its own vocabulary; every generated dialogue mixes two of its phrases.
 const TOPICS: [(&str, &str, [&str; 4]); 6] = [
@@ -240,10 +240,7 @@ fn tfidf_trains_on_one_file_and_scores_another_multi_label() {
         &dev,
         &["--id-column", "id", "--out", "cx", "--bootstrap", "200"],
     ));
-    assert!(
-        out.contains("micro_f1") && out.contains("top_5") && out.contains("CI"),
-        "{out}"
-    );
+    assert_mentions(&out, &["micro_f1", "top_5", "CI"]);
     assert!(
         !out.contains("accuracy "),
         "multi-label data prints no accuracy line:\n{out}"
@@ -268,7 +265,7 @@ fn unknown_models_and_conflicting_flags_are_clear_errors() {
     let t = TestCommand::new();
     let spec = write_medsynth(&t);
     let err = t.fails(&["eval", "--model", "gpt-9", "--dataset", &spec, "--out", "o"]);
-    assert!(err.contains("gpt-9") && err.contains("hint:"), "{err}");
+    assert_mentions(&err, &["gpt-9", "hint:"]);
     let err = t.fails(&eval_args(
         "tfidf",
         &spec,

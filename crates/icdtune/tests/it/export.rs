@@ -10,6 +10,7 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use crate::cli::TestCommand;
+use crate::fixtures::assert_mentions;
 
 #[path = "../../../engine/tests/it/tiny.rs"]
 #[allow(dead_code, clippy::duplicate_mod, clippy::manual_is_multiple_of)]
@@ -233,9 +234,9 @@ fn export_refuses_what_it_cannot_write_with_hints() {
     // The character-level WordLevel tokenizer has no llama.cpp vocabulary form.
     tiny::write_tiny_model(&t.path("tiny"), 12);
     let err = t.fails(&export_tiny("gguf", "g", &[]));
-    assert!(
-        err.contains("WordLevel") && err.contains("hint: export with --format safetensors"),
-        "{err}"
+    assert_mentions(
+        &err,
+        &["WordLevel", "hint: export with --format safetensors"],
     );
     assert!(!t.path("g/model-f16.gguf").exists());
 

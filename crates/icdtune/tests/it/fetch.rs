@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
-use crate::fixtures::{failed, succeeded};
+use crate::fixtures::{assert_mentions, failed, succeeded};
 
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 const TOKEN: &str = "hf_test_secret_token";
@@ -379,8 +379,7 @@ fn model_lands_in_the_hub_cache_layout() {
         "{blobs:?}"
     );
     assert!(stdout.contains(&snap.display().to_string()), "{stdout}");
-    assert!(stdout.contains("HF_HUB_CACHE"), "{stdout}");
-    assert!(stdout.contains("models--org--tiny.tar"), "{stdout}");
+    assert_mentions(&stdout, &["HF_HUB_CACHE", "models--org--tiny.tar"]);
 
     // A second run reuses the blobs and downloads nothing.
     let before = hub.requests().len();
@@ -414,8 +413,7 @@ fn include_adds_files_beyond_the_default_selection() {
 fn sha256_mismatch_is_an_error_naming_the_file() {
     let (_hub, tmp, out) = run_fresh(&["fetch", "model", "org/corrupt"]);
     let stderr = failed(&out);
-    assert!(stderr.contains("sha256 mismatch"), "{stderr}");
-    assert!(stderr.contains("model.safetensors"), "{stderr}");
+    assert_mentions(&stderr, &["sha256 mismatch", "model.safetensors"]);
     let blobs = tmp.path().join("hub/models--org--corrupt/blobs");
     let left: Vec<_> = std::fs::read_dir(&blobs)
         .unwrap()
@@ -429,16 +427,14 @@ fn sha256_mismatch_is_an_error_naming_the_file() {
 fn missing_repo_names_the_id() {
     let (_hub, _tmp, out) = run_fresh(&["fetch", "model", "org/nope"]);
     let stderr = failed(&out);
-    assert!(stderr.contains("org/nope"), "{stderr}");
-    assert!(stderr.contains("not found"), "{stderr}");
+    assert_mentions(&stderr, &["org/nope", "not found"]);
 }
 
 #[test]
 fn gated_repo_hints_at_the_token_and_works_with_it_without_printing_it() {
     let (hub, tmp, out) = run_fresh(&["fetch", "model", "org/gated"]);
     let stderr = failed(&out);
-    assert!(stderr.contains("org/gated"), "{stderr}");
-    assert!(stderr.contains("HF_TOKEN"), "{stderr}");
+    assert_mentions(&stderr, &["org/gated", "HF_TOKEN"]);
 
     let out = icdtune(
         tmp.path(),
@@ -469,8 +465,7 @@ fn offline_mode_refuses_and_says_fetch_is_the_networked_command() {
         &[("HF_HUB_OFFLINE", "1")],
     );
     let stderr = failed(&out);
-    assert!(stderr.contains("HF_HUB_OFFLINE"), "{stderr}");
-    assert!(stderr.contains("icdtune fetch"), "{stderr}");
+    assert_mentions(&stderr, &["HF_HUB_OFFLINE", "icdtune fetch"]);
     assert!(hub.requests().is_empty(), "{:?}", hub.requests());
 }
 
@@ -499,6 +494,5 @@ fn fetched_medsynth_is_found_by_data_stats() {
     let snapshot_csv =
         format!("datasets--Ahmad0067--MedSynth/snapshots/{COMMIT}/MedSynth_huggingface_final.csv");
     assert!(stdout.contains(&snapshot_csv), "{stdout}");
-    assert!(stdout.contains("(preset medsynth)"), "{stdout}");
-    assert!(stdout.contains("examples 3"), "{stdout}");
+    assert_mentions(&stdout, &["(preset medsynth)", "examples 3"]);
 }

@@ -60,3 +60,12 @@ pub const MARKER: &str = "ZQXMARKER7731";
 pub fn contains_marker(bytes: &[u8]) -> bool {
     bytes.windows(MARKER.len()).any(|w| w == MARKER.as_bytes())
 }
+
+/// Asserts that `out` (a command's stdout or stderr, or an error message) holds every one of
+/// `parts`; a failure names the missing part and shows the whole output, so the checks a test
+/// makes of one output read as one list.
+pub fn assert_mentions(out: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(out.contains(part), "missing {part:?} in:\n{out}");
+    }
+}

@@ -4,7 +4,7 @@
 use std::process::Output;
 
 use crate::cli::TestCommand;
-use crate::fixtures::succeeded;
+use crate::fixtures::{assert_mentions, succeeded};
 
 #[path = "../../../engine/tests/it/tiny.rs"]
 #[allow(dead_code, clippy::duplicate_mod)]
@@ -29,6 +29,15 @@ fn run_with_stdin(t: &TestCommand, args: &[&str], stdin: &str) -> Output {
 
 fn ok_json(out: &Output) -> serde_json::Value {
     serde_json::from_str(&succeeded(out)).expect("JSON on stdout")
+}
+
+/// The JSON answer of `icdtune predict --model tiny EXTRA` on [`dialogue`], in a fresh temp dir
+/// holding a tiny model of seed 5.
+fn predict_with_tiny(extra: &[&str]) -> serde_json::Value {
+    let t = TestCommand::new();
+    tiny::write_tiny_model(&t.path("tiny"), 5);
+    let args = [&["predict", "--model", "tiny"], extra].concat();
+    ok_json(&run_with_stdin(&t, &args, &dialogue()))
 }
 
 #[test]
@@ -77,13 +86,7 @@ fn predict_with_a_label_set_ranks_only_those_codes() {
 
 #[test]
 fn predict_over_all_leaves_returns_valid_billable_codes() {
-    let t = TestCommand::new();
-    tiny::write_tiny_model(&t.path("tiny"), 5);
-    let json = ok_json(&run_with_stdin(
-        &t,
-        &["predict", "--model", "tiny", "--top-k", "4"],
-        &dialogue(),
-    ));
+    let json = predict_with_tiny(&["--top-k", "4"]);
     let table = icd::CodeTable::icd10cm();
     let s = json["suggestions"].as_array().unwrap();
     assert_eq!(s.len(), 4);
@@ -95,13 +98,7 @@ fn predict_over_all_leaves_returns_valid_billable_codes() {
 
 #[test]
 fn predict_unconstrained_returns_raw_text() {
-    let t = TestCommand::new();
-    tiny::write_tiny_model(&t.path("tiny"), 5);
-    let json = ok_json(&run_with_stdin(
-        &t,
-        &["predict", "--model", "tiny", "--no-constrain"],
-        &dialogue(),
-    ));
+    let json = predict_with_tiny(&["--no-constrain"]);
     assert!(json["raw_text"].is_string());
     assert!(json["suggestions"].is_array());
 }
@@ -143,8 +140,7 @@ fn predict_on_device_cuda_in_a_cpu_build_fails_with_the_build_hint() {
         assert!(!out.status.success(), "{args:?} must fail");
         assert!(out.stdout.is_empty(), "{args:?}: no JSON on failure");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains("[compute] device = \"cuda\""), "{stderr}");
-        assert!(stderr.contains("--features cuda"), "{stderr}");
+        assert_mentions(&stderr, &["[compute] device = \"cuda\"", "--features cuda"]);
     }
 }
 
@@ -188,10 +184,7 @@ fn predict_with_an_unknown_device_names_the_flag() {
     );
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("--device") && stderr.contains("\"tpu\""),
-        "{stderr}"
-    );
+    assert_mentions(&stderr, &["--device", "\"tpu\""]);
 }
 
 fn write_dataset(t: &TestCommand) -> String {

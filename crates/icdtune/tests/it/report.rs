@@ -1,6 +1,7 @@
 //! `icdtune report RUN_DIR...`: rebuilding and merging reports from saved runs.
 
 use crate::cli::TestCommand;
+use crate::fixtures::assert_mentions;
 
 fn fixture_run(t: &TestCommand, out: &str) {
     // A tiny single-label CSV with two well-separated codes.
@@ -73,8 +74,5 @@ fn report_on_an_empty_directory_says_what_is_missing() {
     let t = TestCommand::new();
     std::fs::create_dir_all(t.path("empty")).unwrap();
     let err = t.fails(&["report", "empty"]);
-    assert!(
-        err.contains("metrics.json") && err.contains("hint:"),
-        "{err}"
-    );
+    assert_mentions(&err, &["metrics.json", "hint:"]);
 }

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::cli::TestCommand;
-use crate::fixtures::{read_json, succeeded, three_topic_csv};
+use crate::fixtures::{assert_mentions, read_json, succeeded, three_topic_csv};
 
 #[path = "../../../engine/tests/it/tiny.rs"]
 #[allow(dead_code, clippy::duplicate_mod, clippy::manual_is_multiple_of)]
@@ -241,10 +241,7 @@ fn model_flags_replace_the_configured_models() {
     let results = read_json(newest.join("results.json"));
     assert_eq!(model_names(&results), ["mine", "mine-untrained"]);
     let resolved = std::fs::read_to_string(newest.join("config.resolved.toml")).unwrap();
-    assert!(
-        resolved.contains("name = \"mine\"") && resolved.contains("limit = 2"),
-        "{resolved}"
-    );
+    assert_mentions(&resolved, &["name = \"mine\"", "limit = 2"]);
 }
 
 #[test]
@@ -377,8 +374,7 @@ fn a_run_killed_mid_training_continues_from_its_checkpoints() {
     assert!(!run.join("tiny-slm/adapter").exists());
 
     let out = t.ok(&args);
-    assert!(out.contains("continuing run"), "{out}");
-    assert!(out.contains("continuing training"), "{out}");
+    assert_mentions(&out, &["continuing run", "continuing training"]);
     assert_eq!(only_run(&t), run);
     // One continuous curve: every step once, in order, the early ones kept from the first attempt.
     assert_eq!(train_steps(&log), (1..=steps).collect::<Vec<_>>());

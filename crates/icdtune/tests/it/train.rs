@@ -2,7 +2,7 @@
 //! MedSynth-shaped CSV: PEFT adapter, training log, checkpoints, resume.
 
 use crate::cli::TestCommand;
-use crate::fixtures::{succeeded, three_topic_csv};
+use crate::fixtures::{assert_mentions, succeeded, three_topic_csv};
 
 // Same fixture file as predict.rs (shared with the engine tests).
 #[path = "../../../engine/tests/it/tiny.rs"]
@@ -113,10 +113,7 @@ fn train_method_classifier_writes_a_seq_cls_adapter_with_labels() {
     let err = refused(&["--method", "classifier", "--merged"]);
     assert!(err.contains("--merged"), "{err}");
     let err = refused(&["--method", "regress"]);
-    assert!(
-        err.contains("generate") && err.contains("classifier"),
-        "{err}"
-    );
+    assert_mentions(&err, &["generate", "classifier"]);
     assert!(!t.path("cls").exists(), "a refused command wrote output");
 
     let a = args(&["--method", "classifier", "--pooling", "mean"]);
@@ -150,8 +147,7 @@ fn train_method_classifier_writes_a_seq_cls_adapter_with_labels() {
         "--config",
         &cfg,
     ]);
-    assert!(err.contains("classifier adapter"), "{err}");
-    assert!(err.contains("hint:"), "{err}");
+    assert_mentions(&err, &["classifier adapter", "hint:"]);
     assert!(!t.path("cls/privacy.json").exists());
 }
 

@@ -5,7 +5,6 @@ use std::time::Instant;
 
 use icd::Code;
 use infer::{CodeTrie, TextCodec, TrieAnchors, TrieSpec};
-use prompt::chat::{ChatPrompt, ChatTemplate};
 
 #[path = "../../../tokenize/tests/it/smollm2_gguf.rs"]
 mod smollm2_gguf;
@@ -17,19 +16,7 @@ fn smollm2_trie_of_all_leaves_matches_the_rendered_training_text() {
     };
     let table = icd::CodeTable::icd10cm();
     let leaves: Vec<Code> = table.leaves().map(|e| e.code.clone()).collect();
-    let end_of_turn: Vec<String> = tok
-        .eos_ids()
-        .iter()
-        .filter_map(|&id| tok.id_to_token(id))
-        .collect();
-    let chat = ChatPrompt::new(
-        ChatTemplate::new(tok.chat_template().unwrap()).unwrap(),
-        tok.bos_token(),
-        tok.eos_token(),
-        end_of_turn,
-        None,
-        "Give the ICD-10-CM code.".into(),
-    );
+    let chat = smollm2_gguf::chat_prompt(&tok, None, "Give the ICD-10-CM code.");
     let anchors = TrieAnchors::from_chat(&chat).unwrap();
     assert_eq!(anchors.end_of_turn, "<|im_end|>");
     assert!(

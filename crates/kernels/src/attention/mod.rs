@@ -137,14 +137,7 @@ pub fn causal_attention_backward(
     let dims = Dims::check(q, k, v, mask, backend)?;
     for (name, t) in [("out", out), ("grad", grad)] {
         backend::check_input(t, OP, name, q.dtype(), backend)?;
-        if t.dims() != q.dims() {
-            return Err(cpu::shape_error(
-                OP,
-                name,
-                t,
-                format!("{:?} (shape of q)", q.dims()),
-            ));
-        }
+        cpu::check_shape_of(OP, name, t, "q", q)?;
     }
     if lse.dims() != [dims.b, dims.hq, dims.t] {
         return Err(cpu::shape_error(
@@ -154,19 +147,40 @@ pub fn causal_attention_backward(
             format!("[{}, {}, {}]", dims.b, dims.hq, dims.t),
         ));
     }
+    let saved = Saved {
+        q,
+        k,
+        v,
+        out,
+        lse,
+        grad,
+    };
     match backend {
         Backend::Cpu => {
             let cpu = CpuAttention::new(dims, mask)?;
-            dispatch!(q.dtype(), OP, T => cpu.backward::<T>(q, k, v, out, lse, grad))
+            dispatch!(q.dtype(), OP, T => cpu.backward::<T>(saved))
         }
-        Backend::Portable => Portable::new(dims, mask)?.backward(
-            &q.detach(),
-            &k.detach(),
-            &v.detach(),
-            &out.detach(),
-            &lse.detach(),
-            &grad.detach(),
-        ),
+        Backend::Portable => Portable::new(dims, mask)?.backward(saved),
+    }
+}
+
+/// What a backend's backward reads: the forward's inputs, output and log-sum-exps, and the
+/// upstream gradient, checked against each other by [`causal_attention_backward`].
+#[derive(Clone, Copy)]
+struct Saved<'a> {
+    q: &'a Tensor,
+    k: &'a Tensor,
+    v: &'a Tensor,
+    out: &'a Tensor,
+    lse: &'a Tensor,
+    grad: &'a Tensor,
+}
+
+impl Saved<'_> {
+    /// `[q, k, v, out, lse, grad]` cut from any autograd graph, for the portable ops, which are
+    /// candle ops and would otherwise record one.
+    fn detached(&self) -> [Tensor; 6] {
+        [self.q, self.k, self.v, self.out, self.lse, self.grad].map(Tensor::detach)
     }
 }
 
@@ -202,14 +216,7 @@ impl Dims {
                 ))
             }
         };
-        if v.dims() != k.dims() {
-            return Err(cpu::shape_error(
-                OP,
-                "v",
-                v,
-                format!("{:?} (shape of k)", k.dims()),
-            ));
-        }
+        cpu::check_shape_of(OP, "v", v, "k", k)?;
         if (mask.batch, mask.len) != (b, t) {
             return Err(KernelError::Invalid {
                 op: OP,
@@ -320,15 +327,15 @@ impl<'m> CpuAttention<'m> {
         Ok((cpu::tensor(out, q.shape())?, cpu::tensor(lse, (b, hq, t))?))
     }
 
-    fn backward<T: Real>(
-        &self,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        out: &Tensor,
-        lse: &Tensor,
-        grad: &Tensor,
-    ) -> Result<Grads3> {
+    fn backward<T: Real>(&self, saved: Saved) -> Result<Grads3> {
+        let Saved {
+            q,
+            k,
+            v,
+            out,
+            lse,
+            grad,
+        } = saved;
         let Dims { hq, hkv, t, d, .. } = self.dims;
         let group = self.dims.group();
         let scale = T::from_f64(self.dims.scale());

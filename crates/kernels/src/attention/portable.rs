@@ -111,15 +111,8 @@ impl<'m> Portable<'m> {
         Ok((out, lse))
     }
 
-    pub(super) fn backward(
-        &self,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        out: &Tensor,
-        lse: &Tensor,
-        grad: &Tensor,
-    ) -> Result<Grads3> {
+    pub(super) fn backward(&self, saved: Saved) -> Result<Grads3> {
+        let [q, k, v, out, lse, grad] = &saved.detached();
         let Dims { b, hq, hkv, t, d } = self.dims;
         let dtype = backend::reduce_dtype(q.dtype());
         let scale = self.dims.scale();

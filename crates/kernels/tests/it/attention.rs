@@ -1,8 +1,10 @@
 //! `causal_attention` against softmax(q k^T / sqrt(d) + mask) v built from candle's matmul and
 //! `ops::softmax`, with kv heads repeated for grouped-query attention.
 
-use crate::check::{assert_close, finite_difference, project, projected, upstream, var, BACKENDS};
-use candle_core::{DType, Device, Result, Tensor, D};
+use crate::check::{
+    assert_close, assert_grad_close, finite_difference, project, projected, upstream, var, BACKENDS,
+};
+use candle_core::{DType, Device, Result, Tensor, Var, D};
 use kernels::{causal_attention, causal_attention_backward, AttentionMask, Backend};
 
 fn repeat_kv(x: &Tensor, group: usize) -> Result<Tensor> {
@@ -46,6 +48,18 @@ fn mask(
     AttentionMask::new(tensor.as_ref(), (b, t), &Device::Cpu, backend)
 }
 
+/// Seeded `q` `[b, hq, t, d]` and `k`, `v` `[b, hkv, t, d]` (seeds 1, 2, 3), values in `[-1, 1]`.
+fn qkv(
+    (b, hq, hkv, t, d): (usize, usize, usize, usize, usize),
+    dtype: DType,
+) -> Result<(Var, Var, Var)> {
+    Ok((
+        var(&[b, hq, t, d], 1, 1.0, dtype)?,
+        var(&[b, hkv, t, d], 2, 1.0, dtype)?,
+        var(&[b, hkv, t, d], 3, 1.0, dtype)?,
+    ))
+}
+
 /// Forward and backward for the upstream gradient of `project(out, seed)`.
 fn run(
     (q, k, v): (&Tensor, &Tensor, &Tensor),
@@ -64,10 +78,8 @@ fn run(
 /// reference on both backends.
 #[test]
 fn attention_matches_reference() -> Result<()> {
-    let (b, hq, hkv, t, d) = (2, 6, 2, 150, 32);
-    let q = var(&[b, hq, t, d], 1, 1.0, DType::F32)?;
-    let k = var(&[b, hkv, t, d], 2, 1.0, DType::F32)?;
-    let v = var(&[b, hkv, t, d], 3, 1.0, DType::F32)?;
+    let (b, t) = (2, 150);
+    let (q, k, v) = qkv((b, 6, 2, t, 32), DType::F32)?;
     let keep = vec![vec![1u8; t], (0..t).map(|j| u8::from(j < 111)).collect()];
     for padded in [false, true] {
         let keep_ref = if padded {
@@ -82,8 +94,7 @@ fn attention_matches_reference() -> Result<()> {
             let (y, (dq, dk, dv)) = run((&q, &k, &v), &m, 4, backend)?;
             assert_close(&format!("{backend:?} forward"), &y, &want, 1e-5)?;
             for (name, got, x) in [("q", &dq, &q), ("k", &dk, &k), ("v", &dv, &v)] {
-                let want = want_grads.get(x).expect("ref grad");
-                assert_close(&format!("{backend:?} d{name}"), got, want, 1e-5)?;
+                assert_grad_close(&format!("{backend:?} d{name}"), got, &want_grads, x, 1e-5)?;
             }
         }
     }
@@ -94,10 +105,8 @@ fn attention_matches_reference() -> Result<()> {
 /// and no gradient; the real positions match a run on the unpadded sequence.
 #[test]
 fn attention_left_padding_gives_zero_rows() -> Result<()> {
-    let (t, pad, d) = (9, 3, 8);
-    let q = var(&[1, 2, t, d], 1, 1.0, DType::F32)?;
-    let k = var(&[1, 1, t, d], 2, 1.0, DType::F32)?;
-    let v = var(&[1, 1, t, d], 3, 1.0, DType::F32)?;
+    let (t, pad) = (9, 3);
+    let (q, k, v) = qkv((1, 2, 1, t, 8), DType::F32)?;
     let keep = vec![(0..t).map(|j| u8::from(j >= pad)).collect::<Vec<u8>>()];
     for backend in BACKENDS {
         let (y, (dq, _, _)) = run(
@@ -120,10 +129,8 @@ fn attention_left_padding_gives_zero_rows() -> Result<()> {
 
 #[test]
 fn attention_matches_finite_differences() -> Result<()> {
-    let (b, hq, hkv, t, d) = (1, 4, 2, 5, 3);
-    let q = var(&[b, hq, t, d], 1, 1.0, DType::F64)?;
-    let k = var(&[b, hkv, t, d], 2, 1.0, DType::F64)?;
-    let v = var(&[b, hkv, t, d], 3, 1.0, DType::F64)?;
+    let (b, t) = (1, 5);
+    let (q, k, v) = qkv((b, 4, 2, t, 3), DType::F64)?;
     let keep = [vec![1, 1, 0, 1, 1]];
     for backend in BACKENDS {
         let m = mask(Some(&keep), (b, t), backend)?;
@@ -139,8 +146,7 @@ fn attention_matches_finite_differences() -> Result<()> {
 /// A mask built for the CPU kernels is refused by the portable ops with a hint.
 #[test]
 fn mask_of_another_backend_is_refused() -> Result<()> {
-    let q = var(&[1, 2, 4, 8], 1, 1.0, DType::F32)?;
-    let k = var(&[1, 1, 4, 8], 2, 1.0, DType::F32)?;
+    let (q, k, _) = qkv((1, 2, 1, 4, 8), DType::F32)?;
     let m = mask(None, (1, 4), Backend::Cpu)?;
     let err = causal_attention(&q, &k, &k, &m, Backend::Portable)
         .unwrap_err()

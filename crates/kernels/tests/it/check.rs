@@ -1,5 +1,6 @@
 //! Shared test helpers: seeded random tensors, error metrics, finite differences, the backends.
 
+use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Result, Tensor, Var};
 use kernels::Backend;
 use rand::{Rng, SeedableRng};
@@ -35,6 +36,19 @@ pub fn assert_close(what: &str, got: &Tensor, want: &Tensor, tol: f64) -> Result
     eprintln!("{what}: relative error {err:.1e} (tolerance {tol:.0e})");
     assert!(err <= tol, "{what}: relative error {err:e} above {tol:e}");
     Ok(())
+}
+
+/// Asserts an analytic gradient equals the one the reference's autograd (`reference`) gave `x`:
+/// every op's gradient is checked against the same oracle, in one place.
+pub fn assert_grad_close(
+    what: &str,
+    got: &Tensor,
+    reference: &GradStore,
+    x: &Tensor,
+    tol: f64,
+) -> Result<()> {
+    let want = reference.get(x).expect("reference gradient");
+    assert_close(what, got, want, tol)
 }
 
 /// A fixed random projection turning any output into a scalar loss `sum(y * r)`, so upstream

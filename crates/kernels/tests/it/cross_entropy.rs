@@ -2,7 +2,7 @@
 //! `gather` of `hidden W^T` from candle's ops.
 
 use crate::check::{assert_close, finite_difference, random, var, BACKENDS};
-use candle_core::{DType, Device, Result, Tensor, D};
+use candle_core::{DType, Device, Result, Tensor, Var, D};
 use kernels::{fused_cross_entropy, fused_cross_entropy_backward, Targets};
 
 fn reference(logits: &Tensor, targets: &[u32], weights: &[f64], normaliser: f64) -> Result<Tensor> {
@@ -27,13 +27,25 @@ fn batch(n: usize, vocab: usize) -> (Vec<u32>, Vec<u32>, Vec<f64>) {
     (op_targets, targets, weights)
 }
 
+/// Seeded hidden states `[n, h]` (values in `[-1, 1]`, a variable) and frozen `lm_head` weight
+/// `[vocab, h]` (values in `[-head_scale, head_scale]`).
+fn hidden_and_head(
+    (n, h, vocab): (usize, usize, usize),
+    head_scale: f64,
+    dtype: DType,
+) -> Result<(Var, Tensor)> {
+    Ok((
+        var(&[n, h], 1, 1.0, dtype)?,
+        random(&[vocab, h], 2, head_scale, dtype)?,
+    ))
+}
+
 /// f32, 300 rows over a vocabulary of 30011: several CPU row blocks and two portable ones. Loss
 /// and `d hidden` within 1e-5 of the reference; unscored rows get zero gradient.
 #[test]
 fn fused_cross_entropy_matches_reference() -> Result<()> {
-    let (n, h, vocab) = (300, 48, 30011);
-    let hidden = var(&[n, h], 1, 1.0, DType::F32)?;
-    let w = random(&[vocab, h], 2, 0.5, DType::F32)?;
+    let (n, vocab) = (300, 30011);
+    let (hidden, w) = hidden_and_head((n, 48, vocab), 0.5, DType::F32)?;
     let (op_targets, ref_targets, weights) = batch(n, vocab);
     // The normaliser is the answer-token count of a larger accumulated batch.
     let norm = 250.0;
@@ -58,9 +70,8 @@ fn fused_cross_entropy_matches_reference() -> Result<()> {
 
 #[test]
 fn fused_cross_entropy_matches_finite_differences() -> Result<()> {
-    let (n, h, vocab) = (5, 3, 6);
-    let hidden = var(&[n, h], 1, 1.0, DType::F64)?;
-    let w = random(&[vocab, h], 2, 1.0, DType::F64)?;
+    let (n, vocab) = (5, 6);
+    let (hidden, w) = hidden_and_head((n, 3, vocab), 1.0, DType::F64)?;
     let (op_targets, _, weights) = batch(n, vocab);
     let weights: Vec<f64> = weights.iter().map(|w| w * 0.5).collect();
     let targets = Targets::new(&op_targets, &weights, vocab, 2.0)?;

@@ -47,14 +47,7 @@ pub fn merged_tensors(model: &Model, path: &Path) -> Result<Vec<NamedTensor>> {
     )];
     for (i, layer) in model.layers().iter().enumerate() {
         let p = format!("model.layers.{i}");
-        out.push((
-            format!("{p}.input_layernorm.weight"),
-            layer.input_norm.clone(),
-        ));
-        out.push((
-            format!("{p}.post_attention_layernorm.weight"),
-            layer.post_attention_norm.clone(),
-        ));
+        out.extend(layer.named_norms(&p));
         for target in LORA_TARGETS {
             let name = format!("{p}.{}.{target}", block_of(target));
             let linear = layer

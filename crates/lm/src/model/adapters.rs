@@ -128,14 +128,7 @@ impl Model {
             }
         }
         for (i, layer) in self.layers.iter().enumerate() {
-            out.push((
-                format!("model.layers.{i}.input_layernorm.weight"),
-                layer.input_norm.clone(),
-            ));
-            out.push((
-                format!("model.layers.{i}.post_attention_layernorm.weight"),
-                layer.post_attention_norm.clone(),
-            ));
+            out.extend(layer.named_norms(&format!("model.layers.{i}")));
         }
         out
     }

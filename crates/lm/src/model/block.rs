@@ -77,6 +77,21 @@ impl Layer {
         })
     }
 
+    /// The layer's two RMSNorm weights under their Hugging Face names below `prefix`
+    /// (`model.layers.{i}`), as checkpoints store them.
+    pub(crate) fn named_norms(&self, prefix: &str) -> [(String, Tensor); 2] {
+        [
+            (
+                format!("{prefix}.input_layernorm.weight"),
+                self.input_norm.clone(),
+            ),
+            (
+                format!("{prefix}.post_attention_layernorm.weight"),
+                self.post_attention_norm.clone(),
+            ),
+        ]
+    }
+
     pub fn projection_mut(&mut self, target: &str) -> Option<&mut Linear> {
         Some(match target {
             "q_proj" => &mut self.q_proj,

@@ -6,7 +6,7 @@
 use candle_core::{Device, IndexOp, Tensor};
 use lm::{LogitPositions, Model};
 
-use crate::common::{ids, load, max_diff, tiny_model_dir};
+use crate::common::{ids, max_diff, tiny_model};
 
 const TOL: f32 = 1e-4;
 
@@ -37,8 +37,7 @@ fn step(model: &Model, cache: &mut lm::KvCache, toks: &[u32]) -> Tensor {
 /// continuation per row, then single-token steps past the first cache chunk.
 #[test]
 fn long_prefill_multi_token_continuation_and_growth_match_reference() {
-    let (dir, _) = tiny_model_dir("llama", 21);
-    let model = load(dir.path());
+    let (_dir, model) = tiny_model("llama", 21);
     let long = tokens(1, 150);
     let short = tokens(2, 137);
     let pad = long.len() - short.len();
@@ -101,8 +100,7 @@ fn long_prefill_multi_token_continuation_and_growth_match_reference() {
 /// shared), and a clone stepped independently of its original.
 #[test]
 fn forked_rows_after_decoding_continue_their_own_sequences() {
-    let (dir, _) = tiny_model_dir("qwen2", 23);
-    let model = load(dir.path());
+    let (_dir, model) = tiny_model("qwen2", 23);
     let mut seqs = vec![tokens(3, 9), tokens(4, 9)];
     let mut cache = model.new_cache();
     model

@@ -87,6 +87,14 @@ pub fn tiny_model_dir(kind: &str, seed: u64) -> (tempfile::TempDir, Value) {
     (dir, cfg)
 }
 
+/// A tiny random model of `kind` loaded from its temp folder, returned beside it so that the
+/// folder lives as long as the test needs it.
+pub fn tiny_model(kind: &str, seed: u64) -> (tempfile::TempDir, Model) {
+    let (dir, _) = tiny_model_dir(kind, seed);
+    let model = load(dir.path());
+    (dir, model)
+}
+
 pub fn load(dir: &Path) -> Model {
     Model::load(dir, &LoadOptions::default()).expect("load model")
 }
@@ -110,6 +118,14 @@ pub fn cached_logits(model: &Model, x: &Tensor) -> Tensor {
     model
         .forward(x, None, &mut cache, &LogitPositions::All)
         .expect("cached forward")
+}
+
+/// Asserts an error message names every one of `parts` (the file, key, shape or hint a user needs
+/// to act on it), printing the whole message when one is missing.
+pub fn assert_mentions(err: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(err.contains(part), "{part:?} missing from: {err}");
+    }
 }
 
 /// Max absolute difference of two tensors of equal shape.

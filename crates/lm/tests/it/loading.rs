@@ -8,8 +8,8 @@ use candle_core::{Device, IndexOp, Tensor};
 use lm::{LogitPositions, Model, ModelConfig, RopeScaling};
 
 use crate::common::{
-    cached_logits, ids, load, max_diff, random_weights, reference_logits, tiny_config,
-    write_model_dir,
+    assert_mentions, cached_logits, ids, load, max_diff, random_weights, reference_logits,
+    tiny_config, write_model_dir,
 };
 
 #[test]
@@ -38,10 +38,7 @@ fn config_fields_and_unknown_architecture() {
     let err = ModelConfig::from_hf_json(&bad.to_string(), Path::new("/m/config.json"))
         .unwrap_err()
         .to_string();
-    assert!(
-        err.contains("gpt_neox") && err.contains("/m/config.json"),
-        "{err}"
-    );
+    assert_mentions(&err, &["gpt_neox", "/m/config.json"]);
 }
 
 #[test]

@@ -7,8 +7,8 @@ use candle_core::{DType, Device, Tensor, D};
 use lm::{LogitPositions, LoraSpec};
 
 use crate::common::{
-    all_targets, cached_logits, ids, load, max_abs, max_diff, randomise_lora, reference_logits,
-    tiny_model_dir,
+    all_targets, cached_logits, ids, max_abs, max_diff, randomise_lora, reference_logits,
+    tiny_model,
 };
 use crate::gradient_guard::assert_gradients_reach_only_lora;
 
@@ -23,8 +23,7 @@ fn spec(targets: Vec<String>) -> LoraSpec {
 
 #[test]
 fn fresh_lora_equals_base_and_names_are_peft() {
-    let (dir, _) = tiny_model_dir("llama", 21);
-    let mut model = load(dir.path());
+    let (_dir, mut model) = tiny_model("llama", 21);
     let x = ids(&[&[3, 4, 5, 6, 7, 8]]);
     let base = reference_logits(&model, &x);
     model.add_lora(&spec(all_targets()), 1).unwrap();
@@ -53,8 +52,7 @@ fn fresh_lora_equals_base_and_names_are_peft() {
 
 #[test]
 fn lora_target_subset_and_bad_target() {
-    let (dir, _) = tiny_model_dir("qwen2", 22);
-    let mut model = load(dir.path());
+    let (_dir, mut model) = tiny_model("qwen2", 22);
     let err = model
         .add_lora(&spec(vec!["q_proj".into(), "w_proj".into()]), 0)
         .unwrap_err()
@@ -79,8 +77,7 @@ fn lora_target_subset_and_bad_target() {
 #[test]
 fn merged_equals_unmerged_and_unmerge_restores_base() {
     for kind in ["llama", "qwen2", "mistral"] {
-        let (dir, _) = tiny_model_dir(kind, 23);
-        let mut model = load(dir.path());
+        let (_dir, mut model) = tiny_model(kind, 23);
         let x = ids(&[&[9, 8, 7, 6, 5, 4, 3]]);
         let base = reference_logits(&model, &x);
         model.add_lora(&spec(all_targets()), 2).unwrap();
@@ -107,8 +104,7 @@ fn merged_equals_unmerged_and_unmerge_restores_base() {
 /// nonzero gradient and no base tensor is a variable or gets one. Dropout on (train mode).
 #[test]
 fn guard_every_lora_var_gets_a_gradient_and_no_base_tensor_does() {
-    let (dir, _) = tiny_model_dir("llama3", 24);
-    let mut model = load(dir.path());
+    let (_dir, mut model) = tiny_model("llama3", 24);
     // Dropout 0.1 in train mode: the dropout path must stay differentiable too.
     let lspec = spec(all_targets());
     model.add_lora(&lspec, 4).unwrap();

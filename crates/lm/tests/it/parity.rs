@@ -4,9 +4,9 @@
 use candle_core::{DType, Device, IndexOp, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::{llama, mistral, qwen2};
-use lm::{LogitPositions, Model};
+use lm::LogitPositions;
 
-use crate::common::{ids, load, max_diff, reference_logits, tiny_model_dir};
+use crate::common::{ids, load, max_diff, reference_logits, tiny_model, tiny_model_dir};
 
 const TOL: f32 = 1e-4;
 const PROMPT: [u32; 7] = [1, 17, 42, 5, 88, 23, 60];
@@ -173,8 +173,7 @@ fn mistral_head_dim_matches_candle_transformers() {
 /// alone, in prefill and in the decode steps after it, in both forwards.
 #[test]
 fn padded_batches_equal_individual_sequences() {
-    let (dir, _) = tiny_model_dir("qwen2", 11);
-    let model: Model = load(dir.path());
+    let (_dir, model) = tiny_model("qwen2", 11);
     let seqs: [&[u32]; 3] = [
         &[5, 6, 7, 8, 9],
         &[11, 12, 13, 14, 15, 16, 17, 18],
@@ -254,8 +253,7 @@ fn padded_batches_equal_individual_sequences() {
 /// Selected positions return exactly those rows of the all-position logits.
 #[test]
 fn selected_positions_match_all_positions() {
-    let (dir, _) = tiny_model_dir("llama", 3);
-    let model = load(dir.path());
+    let (_dir, model) = tiny_model("llama", 3);
     let batch = ids(&[&[1, 2, 3, 4, 5], &[6, 7, 8, 9, 10]]);
     let all = reference_logits(&model, &batch);
     let sel = Tensor::new(&[[4u32, 1], [0, 3]], &Device::Cpu).unwrap();
@@ -274,8 +272,7 @@ fn selected_positions_match_all_positions() {
 /// Reordering cache rows (beam search) continues each row as if it had been alone.
 #[test]
 fn cache_row_selection_continues_rows() {
-    let (dir, _) = tiny_model_dir("mistral", 5);
-    let model = load(dir.path());
+    let (_dir, model) = tiny_model("mistral", 5);
     let batch = ids(&[&[1, 2, 3], &[4, 5, 6]]);
     let mut cache = model.new_cache();
     model

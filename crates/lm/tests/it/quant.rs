@@ -6,8 +6,8 @@ use candle_core::{Device, Tensor};
 use lm::{LoadOptions, Model, Quantization};
 
 use crate::common::{
-    cached_logits, ids, max_abs, max_diff, random_weights_scaled, reference_logits, tiny_config,
-    write_model_dir,
+    assert_mentions, cached_logits, ids, max_abs, max_diff, random_weights_scaled,
+    reference_logits, tiny_config, write_model_dir,
 };
 
 /// Max abs logit error relative to the largest dense logit, quantised inference forward
@@ -75,7 +75,7 @@ fn quantised_logits_agree_with_dense() {
     )
     .unwrap_err()
     .to_string();
-    assert!(err.contains("256") && err.contains("q_proj"), "{err}");
+    assert_mentions(&err, &["256", "q_proj"]);
     let mut wide = cfg.clone();
     wide["hidden_size"] = serde_json::json!(256);
     wide["intermediate_size"] = serde_json::json!(256);

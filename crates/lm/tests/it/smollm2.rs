@@ -1,9 +1,9 @@
 //! Opt-in: real SmolLM2-135M-Instruct GGUF (set ICDTUNE_SMOLLM2_GGUF to its path).
 
 use candle_core::quantized::gguf_file;
-use candle_core::{Device, IndexOp};
+use candle_core::{Device, IndexOp, Tensor};
 use candle_transformers::models::quantized_llama::ModelWeights;
-use lm::{LogitPositions, Model};
+use lm::{KvCache, LogitPositions, Model};
 
 use crate::common::{cached_logits, ids, max_abs, max_diff, reference_logits};
 
@@ -156,36 +156,25 @@ fn smollm2_4096_tokens_matches_quantized_llama() {
     let want = oracle.forward(&ids(&[&prompt]), 0).unwrap().i(0).unwrap();
     let scale = max_abs(&want);
 
-    let mut cache = ours.new_cache();
-    let whole = ours
-        .forward(&ids(&[&prompt]), None, &mut cache, &LogitPositions::Last)
-        .unwrap()
-        .i(0)
-        .unwrap();
-    let d = max_diff(&whole, &want);
-    eprintln!("{T} tokens prefilled whole: max diff {d} (max |logit| {scale})");
-    assert!(d < 1e-4 * scale.max(1.0), "prefilled whole: {d}");
+    // Our inference forward of `tokens` after what `cache` holds, at the last position.
+    let last_logits = |tokens: &[u32], cache: &mut KvCache| {
+        ours.forward(&ids(&[tokens]), None, cache, &LogitPositions::Last)
+            .unwrap()
+            .i(0)
+            .unwrap()
+    };
+    let assert_matches_oracle = |what: &str, got: &Tensor| {
+        let d = max_diff(got, &want);
+        eprintln!("{T} tokens {what}: max diff {d} (max |logit| {scale})");
+        assert!(d < 1e-4 * scale.max(1.0), "{what}: {d}");
+    };
+
+    let whole = last_logits(&prompt, &mut ours.new_cache());
+    assert_matches_oracle("prefilled whole", &whole);
 
     let mut cache = ours.new_cache();
-    ours.forward(
-        &ids(&[&prompt[..SPLIT]]),
-        None,
-        &mut cache,
-        &LogitPositions::Last,
-    )
-    .unwrap();
+    last_logits(&prompt[..SPLIT], &mut cache);
     let mut rest = cache.prefix_of(SPLIT).unwrap();
-    let continued = ours
-        .forward(
-            &ids(&[&prompt[SPLIT..]]),
-            None,
-            &mut rest,
-            &LogitPositions::Last,
-        )
-        .unwrap()
-        .i(0)
-        .unwrap();
-    let d = max_diff(&continued, &want);
-    eprintln!("{T} tokens after a shared prefix of {SPLIT}: max diff {d}");
-    assert!(d < 1e-4 * scale.max(1.0), "after a shared prefix: {d}");
+    let continued = last_logits(&prompt[SPLIT..], &mut rest);
+    assert_matches_oracle(&format!("after a shared prefix of {SPLIT}"), &continued);
 }

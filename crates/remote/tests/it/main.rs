@@ -15,6 +15,14 @@ use remote::{ChatRequest, OpenAiClient, RemoteError};
 /// A dialogue that must never appear in an error.
 const DIALOGUE: &str = "Patient Maria Lopez: I have had a sore throat for three days.";
 
+/// Asserts that `text` (an error message) holds every one of `parts`, showing the
+/// missing part and the whole text when one is absent.
+fn assert_mentions(text: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(text.contains(part), "missing {part:?} in: {text}");
+    }
+}
+
 fn settings(base_url: &str) -> OpenAiModel {
     OpenAiModel {
         entry: "smol-remote".into(),
@@ -164,13 +172,15 @@ fn a_failing_server_is_retried_a_bounded_number_of_times_and_the_error_names_ent
         "{err}"
     );
     let msg = err.to_string();
-    assert!(
-        msg.contains("\"smol-remote\"")
-            && msg.contains("HTTP 500")
-            && msg.contains("/chat/completions"),
-        "{msg}"
+    assert_mentions(
+        &msg,
+        &[
+            "\"smol-remote\"",
+            "HTTP 500",
+            "/chat/completions",
+            "invalid_request_error",
+        ],
     );
-    assert!(msg.contains("invalid_request_error"), "{msg}");
     assert!(
         !msg.contains("Maria") && !msg.contains("sore throat"),
         "{msg}"

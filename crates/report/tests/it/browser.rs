@@ -10,7 +10,7 @@ use std::process::Command;
 use metrics::MetricsConfig;
 use report::{assemble, load_run, render_html, write_report, PLOT_IDS};
 
-use crate::fixture::write_run;
+use crate::fixture::fixture_run;
 
 fn chromium() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
@@ -55,8 +55,7 @@ fn report_renders_in_headless_chromium_without_console_errors() {
              hint: apt-get install -y chromium, or set ICDTUNE_SKIP_BROWSER=1 to skip"
         );
     };
-    let run = tempfile::tempdir().unwrap();
-    write_run(run.path());
+    let run = fixture_run();
     let cfg = MetricsConfig {
         bootstrap_samples: 200,
         ..MetricsConfig::default()

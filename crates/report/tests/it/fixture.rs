@@ -56,8 +56,15 @@ pub fn set_parameters(dir: &Path, model: &str, parameters: Option<u64>) {
     report::write_model_info(&folder, &info).unwrap();
 }
 
+/// A fresh temp folder holding the run of [`write_run`]; the folder is removed when the value drops.
+pub fn fixture_run() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    write_run(dir.path());
+    dir
+}
+
 /// Writes the run into `dir`.
-pub fn write_run(dir: &Path) {
+fn write_run(dir: &Path) {
     let table = icd::CodeTable::icd10cm();
     let cfg = MetricsConfig {
         bootstrap_samples: 200,

@@ -7,7 +7,7 @@ use report::{
     MembershipAudit, PrivacyAudit,
 };
 
-use crate::fixture::write_run;
+use crate::fixture::fixture_run;
 
 fn audit() -> PrivacyAudit {
     PrivacyAudit {
@@ -65,8 +65,7 @@ fn audit() -> PrivacyAudit {
 
 #[test]
 fn a_typed_audit_round_trips_and_renders_as_tables() {
-    let dir = tempfile::tempdir().unwrap();
-    write_run(dir.path());
+    let dir = fixture_run();
     let written = audit();
     std::fs::write(
         dir.path().join("privacy.json"),

@@ -1,7 +1,7 @@
 use metrics::MetricsConfig;
 use report::{assemble, load_run, render_html, ModelKind, Results, PLOT_IDS, SCHEMA_VERSION};
 
-use crate::fixture::{set_parameters, write_run, SLM_PARAMETERS};
+use crate::fixture::{fixture_run, set_parameters, SLM_PARAMETERS};
 
 fn build(dirs: &[&std::path::Path]) -> (Results, String) {
     let runs = dirs.iter().map(|d| load_run(d).unwrap()).collect();
@@ -35,8 +35,7 @@ fn info_row<'a>(html: &'a str, model: &str) -> &'a str {
 
 #[test]
 fn results_follow_the_schema_and_order_the_arms() {
-    let dir = tempfile::tempdir().unwrap();
-    write_run(dir.path());
+    let dir = fixture_run();
     let (results, _) = build(&[dir.path()]);
     assert_eq!(results.schema_version, SCHEMA_VERSION);
     assert_eq!(results.primary_metric, "accuracy");
@@ -70,8 +69,7 @@ fn results_follow_the_schema_and_order_the_arms() {
 
 #[test]
 fn html_is_self_contained_and_answers_the_question() {
-    let dir = tempfile::tempdir().unwrap();
-    write_run(dir.path());
+    let dir = fixture_run();
     let (results, html) = build(&[dir.path()]);
     for id in PLOT_IDS {
         assert!(
@@ -99,8 +97,7 @@ fn html_is_self_contained_and_answers_the_question() {
 
 #[test]
 fn the_question_names_the_zero_shot_models_and_says_larger_only_when_they_are() {
-    let dir = tempfile::tempdir().unwrap();
-    write_run(dir.path());
+    let dir = fixture_run();
     let (_, html) = build(&[dir.path()]);
     let text = answer(&html);
     assert!(
@@ -149,8 +146,7 @@ fn the_question_names_the_zero_shot_models_and_says_larger_only_when_they_are() 
 
 #[test]
 fn only_baselines_are_said_to_be_trained_on_the_training_split() {
-    let dir = tempfile::tempdir().unwrap();
-    write_run(dir.path());
+    let dir = fixture_run();
     let (results, html) = build(&[dir.path()]);
     let tfidf = info_row(&html, "tfidf");
     assert!(tfidf.contains("trained on 140 examples"), "{tfidf}");
@@ -179,8 +175,7 @@ fn only_baselines_are_said_to_be_trained_on_the_training_split() {
 
 #[test]
 fn missing_arms_are_named_in_the_answer() {
-    let dir = tempfile::tempdir().unwrap();
-    write_run(dir.path());
+    let dir = fixture_run();
     std::fs::remove_dir_all(dir.path().join("slm-lora")).unwrap();
     std::fs::remove_dir_all(dir.path().join("llm-8b")).unwrap();
     let (_, html) = build(&[dir.path()]);
@@ -192,10 +187,8 @@ fn missing_arms_are_named_in_the_answer() {
 
 #[test]
 fn merging_two_runs_keeps_models_apart_and_preserves_the_audit() {
-    let a = tempfile::tempdir().unwrap();
-    let b = tempfile::tempdir().unwrap();
-    write_run(a.path());
-    write_run(b.path());
+    let a = fixture_run();
+    let b = fixture_run();
     std::fs::write(b.path().join("privacy.json"), r#"{"canary_exposure": 1.5}"#).unwrap();
     let (results, html) = build(&[a.path(), b.path()]);
     assert_eq!(results.runs.len(), 2);
@@ -218,8 +211,7 @@ fn an_empty_run_directory_is_a_clear_error() {
 /// A retrieval-narrowed arm shows its retriever's recall@k beside its scores; the others a dash.
 #[test]
 fn a_narrowed_arm_shows_its_retrievers_recall_in_the_table() {
-    let dir = tempfile::tempdir().unwrap();
-    write_run(dir.path());
+    let dir = fixture_run();
     let (_, before) = build(&[dir.path()]);
     assert!(
         !before.contains("retriever recall@k"),

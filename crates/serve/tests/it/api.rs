@@ -40,8 +40,7 @@ async fn unscored_candidates_are_validated_and_carry_null_scores() {
 
 #[tokio::test]
 async fn healthy_request_returns_only_valid_codes_with_descriptions_and_chapters() {
-    let suggester = Fixed::new(fake::mixed_candidates());
-    let app = fake::app(ServeConfig::default(), suggester.clone());
+    let (app, suggester) = fake::mixed_app(ServeConfig::default());
     let (status, content_type, body) = fake::send(
         &app,
         fake::post(r#"{"text": "Patient has a sore throat and a runny nose.", "top_k": 5}"#),
@@ -238,8 +237,7 @@ async fn wrong_shapes_are_400_naming_the_field() {
 
 #[tokio::test]
 async fn empty_text_is_422() {
-    let suggester = Fixed::new(fake::mixed_candidates());
-    let app = fake::app(ServeConfig::default(), suggester.clone());
+    let (app, suggester) = fake::mixed_app(ServeConfig::default());
     for body in [r#"{"text": ""}"#, r#"{"text": "  \n\t "}"#] {
         let (status, error) = fake::send_error(&app, fake::post(body)).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");

@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serve::ServeConfig;
@@ -23,6 +24,36 @@ fn chromium() -> Option<PathBuf> {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
     path.exists().then_some(path)
+}
+
+/// The Chromium binary; `None` (the test passes over the browser) only when it is missing and
+/// `ICDTUNE_SKIP_BROWSER=1`, since a silently skipped page test would hide a broken page.
+fn chromium_unless_skipped() -> Option<PathBuf> {
+    if let Some(binary) = chromium() {
+        return Some(binary);
+    }
+    if std::env::var("ICDTUNE_SKIP_BROWSER").as_deref() == Ok("1") {
+        eprintln!("skipping the browser test: ICDTUNE_SKIP_BROWSER=1 and no chromium");
+        return None;
+    }
+    panic!(
+        "chromium not found at /usr/bin/chromium (or $ICDTUNE_CHROMIUM); the page test needs \
+         it\nhint: apt-get install chromium, or set ICDTUNE_SKIP_BROWSER=1 to skip"
+    );
+}
+
+/// A real loopback server over a [`Fixed`] model answering the mixed candidates, and the URL of
+/// its page running [`DIALOGUE`] at once with the extra fragment parameters `params`
+/// (`"top_k=4&"`, or `""`).
+async fn serve_page(config: ServeConfig, params: &str) -> (fake::Running, Arc<Fixed>, String) {
+    let suggester = Fixed::new(fake::mixed_candidates());
+    let server = fake::serve_on_loopback(fake::state(config, suggester.clone())).await;
+    let url = format!(
+        "http://127.0.0.1:{}/#autorun=1&{params}text={}",
+        server.addr.port(),
+        encode(DIALOGUE)
+    );
+    (server, suggester, url)
 }
 
 /// Percent-encodes everything but unreserved characters, for a URL fragment parameter.
@@ -86,28 +117,12 @@ fn run_chromium(binary: &Path, profile: &Path, extra: &[String], url: &str) -> S
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn page_suggests_codes_in_headless_chromium() {
-    let Some(binary) = chromium() else {
-        if std::env::var("ICDTUNE_SKIP_BROWSER").as_deref() == Ok("1") {
-            eprintln!("skipping the browser test: ICDTUNE_SKIP_BROWSER=1 and no chromium");
-            return;
-        }
-        panic!(
-            "chromium not found at /usr/bin/chromium (or $ICDTUNE_CHROMIUM); the page test needs \
-             it\nhint: apt-get install chromium, or set ICDTUNE_SKIP_BROWSER=1 to skip"
-        );
+    let Some(binary) = chromium_unless_skipped() else {
+        return;
     };
 
-    let suggester = Fixed::new(fake::mixed_candidates());
-    let state = fake::state(ServeConfig::default(), suggester.clone());
-    let server = fake::serve_on_loopback(state).await;
-    let addr = server.addr;
-
+    let (server, suggester, url) = serve_page(ServeConfig::default(), "top_k=4&").await;
     let dir = tempfile::tempdir().unwrap();
-    let url = format!(
-        "http://127.0.0.1:{}/#autorun=1&top_k=4&text={}",
-        addr.port(),
-        encode(DIALOGUE)
-    );
     let screenshot = dir.path().join("page.png");
     let (dom, png) = tokio::task::spawn_blocking({
         let dir = dir.path().to_path_buf();
@@ -181,27 +196,16 @@ async fn page_suggests_codes_in_headless_chromium() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn page_asks_for_the_token_when_one_is_required() {
-    let Some(binary) = chromium() else {
-        if std::env::var("ICDTUNE_SKIP_BROWSER").as_deref() == Ok("1") {
-            eprintln!("skipping the browser test: ICDTUNE_SKIP_BROWSER=1 and no chromium");
-            return;
-        }
-        panic!("chromium not found at /usr/bin/chromium (or $ICDTUNE_CHROMIUM)");
+    let Some(binary) = chromium_unless_skipped() else {
+        return;
     };
     let config = ServeConfig {
         token: Some(serve::Token::new("page-token-0123456789abcdef").unwrap()),
         ..ServeConfig::default()
     };
-    let state = fake::state(config, Fixed::new(fake::mixed_candidates()));
-    let server = fake::serve_on_loopback(state).await;
-    let addr = server.addr;
-    let dir = tempfile::tempdir().unwrap();
     // Without the token the page shows the server's 401 message instead of results.
-    let url = format!(
-        "http://127.0.0.1:{}/#autorun=1&text={}",
-        addr.port(),
-        encode(DIALOGUE)
-    );
+    let (server, _, url) = serve_page(config, "").await;
+    let dir = tempfile::tempdir().unwrap();
     let dom = tokio::task::spawn_blocking({
         let profile = dir.path().join("profile");
         move || run_chromium(&binary, &profile, &["--dump-dom".into()], &url)

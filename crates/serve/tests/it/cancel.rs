@@ -2,10 +2,14 @@
 //! decoding step and frees its slot at once; requests queued behind it are not charged for its
 //! time (issue #14). The model is a deliberately slow fake that checks the flag every step.
 
+use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
+use axum::response::Response;
 use serve::ServeConfig;
+use tokio::task::JoinHandle;
 use tower::ServiceExt;
 
 use crate::fake::{self, Stepper};
@@ -15,10 +19,24 @@ const STEP: Duration = Duration::from_millis(10);
 fn config(timeout_ms: u64) -> ServeConfig {
     ServeConfig {
         request_timeout: Duration::from_millis(timeout_ms),
-        max_running: 1,
-        max_waiting: 4,
-        ..ServeConfig::default()
+        ..fake::with_slots(1, 4)
     }
+}
+
+/// A 10 s model (1000 steps) behind a router whose requests have `timeout_ms`.
+fn slow_app(timeout_ms: u64) -> (axum::Router, Arc<Stepper>) {
+    let model = Stepper::new(STEP, 1000);
+    (fake::app(config(timeout_ms), model.clone()), model)
+}
+
+/// Sends a slow request in the background and gives it `head_start_ms` to take the model slot.
+async fn occupy_the_slot(
+    app: &axum::Router,
+    head_start_ms: u64,
+) -> JoinHandle<Result<Response, Infallible>> {
+    let request = tokio::spawn(app.clone().oneshot(fake::post(body("slow dialogue"))));
+    tokio::time::sleep(Duration::from_millis(head_start_ms)).await;
+    request
 }
 
 fn body(text: &str) -> String {
@@ -27,9 +45,7 @@ fn body(text: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_504_the_next_request_starts_within_a_second() {
-    // 1000 steps of 10 ms: 10 s if never cancelled.
-    let model = Stepper::new(STEP, 1000);
-    let app = fake::app(config(200), model.clone());
+    let (app, model) = slow_app(200);
     let (status, error) = fake::send_error(&app, fake::post(body("slow dialogue"))).await;
     assert_eq!(
         (status, error.code.as_str()),
@@ -56,10 +72,8 @@ async fn after_a_504_the_next_request_starts_within_a_second() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queued_request_is_not_charged_for_the_time_of_the_one_ahead() {
-    let model = Stepper::new(STEP, 1000);
-    let app = fake::app(config(300), model.clone());
-    let slow = tokio::spawn(app.clone().oneshot(fake::post(body("slow dialogue"))));
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (app, _) = slow_app(300);
+    let slow = occupy_the_slot(&app, 100).await;
     // Waits ~200 ms for the slot, then computes 25 steps (~250 ms): 450 ms in all, more than
     // the 300 ms deadline, yet each phase is within it.
     let started = Instant::now();
@@ -83,10 +97,8 @@ async fn a_queued_request_is_not_charged_for_the_time_of_the_one_ahead() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_goes_away_cancels_its_computation() {
-    let model = Stepper::new(STEP, 1000);
-    let app = fake::app(config(60_000), model.clone());
-    let request = tokio::spawn(app.clone().oneshot(fake::post(body("slow dialogue"))));
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    let (app, model) = slow_app(60_000);
+    let request = occupy_the_slot(&app, 150).await;
     // Dropping the response future is what the HTTP server does when the connection closes.
     request.abort();
     let _ = request.await;

@@ -180,6 +180,28 @@ pub fn app(config: ServeConfig, suggester: Arc<dyn Suggester>) -> axum::Router {
     serve::router(state(config, suggester))
 }
 
+/// The router over a [`Fixed`] model answering [`mixed_candidates`]; the model comes back too, so
+/// that a test can check what it was asked, or that a refused request never reached it.
+pub fn mixed_app(config: ServeConfig) -> (axum::Router, Arc<Fixed>) {
+    let suggester = Fixed::new(mixed_candidates());
+    (app(config, suggester.clone()), suggester)
+}
+
+/// The default config with `running` model slots and `waiting` queue places: the limits that
+/// decide between serving, queueing and a 503.
+pub fn with_slots(running: usize, waiting: usize) -> ServeConfig {
+    ServeConfig {
+        max_running: running,
+        max_waiting: waiting,
+        ..ServeConfig::default()
+    }
+}
+
+/// A suggest body whose text is `len` bytes of ASCII, to probe the body and text size limits.
+pub fn body_with_text_of(len: usize) -> String {
+    format!(r#"{{"text": "{}"}}"#, "a".repeat(len))
+}
+
 pub fn post(body: impl Into<Body>) -> Request<Body> {
     Request::post("/v1/suggest")
         .header(header::CONTENT_TYPE, "application/json")

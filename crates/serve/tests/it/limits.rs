@@ -12,13 +12,11 @@ use crate::fake::{self, Fixed, Gated};
 
 #[tokio::test]
 async fn oversize_body_is_413() {
-    let config = ServeConfig {
+    let (app, suggester) = fake::mixed_app(ServeConfig {
         max_body_bytes: 1024,
         ..ServeConfig::default()
-    };
-    let suggester = Fixed::new(fake::mixed_candidates());
-    let app = fake::app(config, suggester.clone());
-    let big = format!(r#"{{"text": "{}"}}"#, "a".repeat(2000));
+    });
+    let big = fake::body_with_text_of(2000);
     let (status, error) = fake::send_error(&app, fake::post(big.clone())).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(error.code, "payload_too_large");
@@ -33,7 +31,7 @@ async fn oversize_body_is_413() {
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(suggester.seen.lock().unwrap().is_empty());
 
-    let fits = format!(r#"{{"text": "{}"}}"#, "a".repeat(900));
+    let fits = fake::body_with_text_of(900);
     assert_eq!(fake::send(&app, fake::post(fits)).await.0, StatusCode::OK);
 }
 
@@ -44,13 +42,8 @@ async fn health(app: &axum::Router) -> Health {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_full_is_503_at_once() {
-    let config = ServeConfig {
-        max_running: 1,
-        max_waiting: 1,
-        ..ServeConfig::default()
-    };
     let (suggester, gate) = Gated::new();
-    let app = fake::app(config, suggester);
+    let app = fake::app(fake::with_slots(1, 1), suggester);
     let body = r#"{"text": "cough"}"#;
 
     let running = tokio::spawn(app.clone().oneshot(fake::post(body)));
@@ -206,8 +199,7 @@ fn zero_limits_are_refused() {
 
 #[tokio::test]
 async fn non_json_content_types_are_415() {
-    let suggester = Fixed::new(fake::mixed_candidates());
-    let app = fake::app(ServeConfig::default(), suggester.clone());
+    let (app, suggester) = fake::mixed_app(ServeConfig::default());
     let body = r#"{"text": "cough"}"#;
     for content_type in [
         Some("text/plain"),
@@ -245,13 +237,11 @@ async fn non_json_content_types_are_415() {
 
 #[tokio::test]
 async fn text_beyond_the_hard_limit_is_413_before_the_model() {
-    let config = ServeConfig {
+    let (app, suggester) = fake::mixed_app(ServeConfig {
         max_text_bytes: 100,
         ..ServeConfig::default()
-    };
-    let suggester = Fixed::new(fake::mixed_candidates());
-    let app = fake::app(config, suggester.clone());
-    let long = format!(r#"{{"text": "{}"}}"#, "a".repeat(101));
+    });
+    let long = fake::body_with_text_of(101);
     let (status, error) = fake::send_error(&app, fake::post(long)).await;
     assert_eq!(
         (status, error.code.as_str()),

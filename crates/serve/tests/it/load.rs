@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use serve::{LoadError, ServeConfig};
+use serve::{LoadError, LoadReport, ServeConfig};
 
 use crate::fake::{self, Fixed};
 
@@ -15,18 +15,28 @@ async fn start(config: ServeConfig, delay: Duration) -> fake::Running {
 
 const BODY: &str = r#"{"text": "Patient reports fever and cough.", "top_k": 3}"#;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn within_capacity_every_request_succeeds() {
-    let config = ServeConfig {
-        max_running: 2,
-        max_waiting: 2,
-        ..ServeConfig::default()
-    };
-    let server = start(config, Duration::from_millis(2)).await;
-    let report = serve::load_test(server.addr, 4, 25, BODY, None)
+/// Runs `clients` x `per_client` requests against a fresh server with `slots` (running, waiting)
+/// whose model answers after `delay_ms`; prints the report under `label` for the test log.
+async fn load_with_slots(
+    label: &str,
+    slots: (usize, usize),
+    delay_ms: u64,
+    clients: usize,
+    per_client: usize,
+) -> LoadReport {
+    let config = fake::with_slots(slots.0, slots.1);
+    let server = start(config, Duration::from_millis(delay_ms)).await;
+    let report = serve::load_test(server.addr, clients, per_client, BODY, None)
         .await
         .unwrap();
-    println!("load test within capacity: {report}");
+    println!("load test {label}: {report}");
+    server.stop().await;
+    report
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn within_capacity_every_request_succeeds() {
+    let report = load_with_slots("within capacity", (2, 2), 2, 4, 25).await;
     assert_eq!(report.requests, 100);
     assert_eq!(
         (report.ok, report.status_503, report.other_errors),
@@ -41,26 +51,15 @@ async fn within_capacity_every_request_succeeds() {
         "{report}"
     );
     assert!(report.rps > 0.0);
-    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn over_capacity_only_503s_are_errors() {
-    let config = ServeConfig {
-        max_running: 1,
-        max_waiting: 1,
-        ..ServeConfig::default()
-    };
-    let server = start(config, Duration::from_millis(5)).await;
-    let report = serve::load_test(server.addr, 8, 10, BODY, None)
-        .await
-        .unwrap();
-    println!("load test over capacity: {report}");
+    let report = load_with_slots("over capacity", (1, 1), 5, 8, 10).await;
     assert_eq!(report.requests, 80);
     assert_eq!(report.other_errors, 0, "{report}");
     assert_eq!(report.ok + report.status_503, 80, "{report}");
     assert!(report.ok >= 1 && report.status_503 > 0, "{report}");
-    server.stop().await;
 }
 
 #[tokio::test]

@@ -12,6 +12,14 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// Asserts an error message names every one of `parts` (the file, key, shape or hint a user needs
+/// to act on it), printing the whole message when one is missing.
+fn assert_mentions(err: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(err.contains(part), "{part:?} missing from: {err}");
+    }
+}
+
 fn every_type() -> Vec<(&'static str, GgufValue)> {
     vec![
         ("t.u8", GgufValue::U8(200)),
@@ -86,9 +94,9 @@ fn typed_accessors_convert_integer_widths_and_reject_other_types() {
     assert_eq!(meta.get_u32("absent").unwrap(), None);
 
     let err = meta.get_u32("t.u64").unwrap_err().to_string();
-    assert!(err.contains("t.u64") && err.contains("u32"), "{err}");
+    assert_mentions(&err, &["t.u64", "u32"]);
     let err = meta.get_u64("t.i8").unwrap_err().to_string();
-    assert!(err.contains("t.i8") && err.contains("negative"), "{err}");
+    assert_mentions(&err, &["t.i8", "negative"]);
     let err = meta.get_str("t.u8").unwrap_err();
     match &err {
         TokenizeError::KeyType {
@@ -110,10 +118,7 @@ fn typed_accessors_convert_integer_widths_and_reject_other_types() {
         .require_str("tokenizer.ggml.model")
         .unwrap_err()
         .to_string();
-    assert!(
-        err.contains("typed.gguf") && err.contains("`tokenizer.ggml.model` is missing"),
-        "{err}"
-    );
+    assert_mentions(&err, &["typed.gguf", "`tokenizer.ggml.model` is missing"]);
 }
 
 #[test]
@@ -203,20 +208,14 @@ fn errors_name_the_file_and_the_key() {
     let at = huge.len() - 1 - 8;
     huge[at..at + 8].copy_from_slice(&(1u64 << 40).to_le_bytes());
     let (_, err) = read_err(&huge);
-    assert!(
-        err.contains("`general.name`") && err.contains("exceeds"),
-        "{err}"
-    );
+    assert_mentions(&err, &["`general.name`", "exceeds"]);
 
     // Unknown value type tag.
     let mut bad_tag = gguf_bytes(3, 0, &[("general.name", GgufValue::U8(1))]);
     let at = bad_tag.len() - 1 - 4;
     bad_tag[at..at + 4].copy_from_slice(&99u32.to_le_bytes());
     let (_, err) = read_err(&bad_tag);
-    assert!(
-        err.contains("`general.name`") && err.contains("type tag 99"),
-        "{err}"
-    );
+    assert_mentions(&err, &["`general.name`", "type tag 99"]);
 
     // The same key twice.
     let dup = gguf_bytes(
@@ -225,7 +224,7 @@ fn errors_name_the_file_and_the_key() {
         &[("a.b", GgufValue::U8(1)), ("a.b", GgufValue::U8(2))],
     );
     let (_, err) = read_err(&dup);
-    assert!(err.contains("`a.b`") && err.contains("twice"), "{err}");
+    assert_mentions(&err, &["`a.b`", "twice"]);
 
     let err = GgufMetadata::read(Path::new("/nonexistent/model.gguf"))
         .unwrap_err()

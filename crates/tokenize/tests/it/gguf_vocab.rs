@@ -60,6 +60,17 @@ fn byte_alphabet() -> Vec<String> {
         .collect()
 }
 
+/// The keys every vocabulary file carries: the architecture, the tokenizer `model`, the tokens
+/// and their types; each vocabulary adds its own after them.
+fn vocab_kvs(model: &str, tokens: &[String], types: &[i32]) -> Vec<(&'static str, GgufValue)> {
+    vec![
+        ("general.architecture", s("llama")),
+        ("tokenizer.ggml.model", s(model)),
+        ("tokenizer.ggml.tokens", str_array(tokens)),
+        ("tokenizer.ggml.token_type", i32_array(types)),
+    ]
+}
+
 const SPECIALS: [&str; 3] = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
 
 /// A byte-level vocabulary: 3 control tokens, the 256 byte characters, then one token per merge.
@@ -73,17 +84,15 @@ fn byte_level_kvs(pre: &str, merges: &[(&str, &str)]) -> Vec<(&'static str, Gguf
         types.push(1);
     }
     let merges: Vec<String> = merges.iter().map(|(l, r)| format!("{l} {r}")).collect();
-    vec![
-        ("general.architecture", s("llama")),
-        ("tokenizer.ggml.model", s("gpt2")),
+    let mut kvs = vocab_kvs("gpt2", &tokens, &types);
+    kvs.extend([
         ("tokenizer.ggml.pre", s(pre)),
-        ("tokenizer.ggml.tokens", str_array(&tokens)),
-        ("tokenizer.ggml.token_type", i32_array(&types)),
         ("tokenizer.ggml.merges", str_array(&merges)),
         ("tokenizer.ggml.bos_token_id", GgufValue::U32(1)),
         ("tokenizer.ggml.eos_token_id", GgufValue::U32(0)),
         ("tokenizer.ggml.padding_token_id", GgufValue::U32(2)),
-    ]
+    ]);
+    kvs
 }
 
 fn build(kvs: &[(&str, GgufValue)]) -> Result<Tokenizer, tokenize::TokenizeError> {
@@ -208,16 +217,14 @@ fn sentencepiece_kvs(pieces: &[(&str, f32)]) -> Vec<(&'static str, GgufValue)> {
         types.push(1);
         scores.push(*score);
     }
-    vec![
-        ("general.architecture", s("llama")),
-        ("tokenizer.ggml.model", s("llama")),
-        ("tokenizer.ggml.tokens", str_array(&tokens)),
-        ("tokenizer.ggml.token_type", i32_array(&types)),
+    let mut kvs = vocab_kvs("llama", &tokens, &types);
+    kvs.extend([
         ("tokenizer.ggml.scores", f32_array(&scores)),
         ("tokenizer.ggml.unknown_token_id", GgufValue::U32(0)),
         ("tokenizer.ggml.bos_token_id", GgufValue::U32(1)),
         ("tokenizer.ggml.eos_token_id", GgufValue::U32(2)),
-    ]
+    ]);
+    kvs
 }
 
 const PIECES: [(&str, f32); 9] = [

@@ -5,11 +5,11 @@
 use std::path::Path;
 
 use icd::Code;
-use prompt::chat::{ChatPrompt, ChatTemplate, Message, RenderOptions, Role};
+use prompt::chat::{ChatTemplate, Message, RenderOptions, Role};
 use serde_json::Value;
 
 use crate::reference::{assert_encodes_like_transformers, ids_of, opt_id};
-use crate::smollm2_gguf::smollm2;
+use crate::smollm2_gguf::{chat_prompt, smollm2};
 
 fn reference() -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smollm2_reference.json");
@@ -103,19 +103,7 @@ fn smollm2_training_text_and_loss_span_match_transformers() {
     let (instruction, dialogue) = messages[1].content.split_once("\n\nDialogue:\n").unwrap();
     assert_eq!(messages[2].content, "J06.9");
 
-    let end_of_turn = tok
-        .eos_ids()
-        .iter()
-        .map(|id| tok.id_to_token(*id).unwrap())
-        .collect();
-    let prompt = ChatPrompt::new(
-        ChatTemplate::new(tok.chat_template().unwrap()).unwrap(),
-        tok.bos_token(),
-        tok.eos_token(),
-        end_of_turn,
-        Some(messages[0].content.clone()),
-        instruction.to_string(),
-    );
+    let prompt = chat_prompt(&tok, Some(messages[0].content.clone()), instruction);
     let training = prompt
         .training_text(dialogue, &[Code::parse("J06.9").unwrap()])
         .unwrap();

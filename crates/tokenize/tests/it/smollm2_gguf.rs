@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use prompt::chat::{ChatPrompt, ChatTemplate};
 use tokenize::Tokenizer;
 
 pub const ENV: &str = "ICDTUNE_SMOLLM2_GGUF";
@@ -17,4 +18,22 @@ pub fn smollm2() -> Option<Tokenizer> {
     };
     assert!(path.is_file(), "{ENV}={} is not a file", path.display());
     Some(Tokenizer::from_gguf(&path).unwrap())
+}
+
+/// The chat prompt of `tok`'s own template with its BOS/EOS tokens and its EOS tokens as the
+/// end of turn, as inference builds it, so both tiers check the prompt the model is asked with.
+pub fn chat_prompt(tok: &Tokenizer, system: Option<String>, instruction: &str) -> ChatPrompt {
+    let end_of_turn = tok
+        .eos_ids()
+        .iter()
+        .map(|&id| tok.id_to_token(id).expect("EOS id in the vocabulary"))
+        .collect();
+    ChatPrompt::new(
+        ChatTemplate::new(tok.chat_template().expect("a chat template")).unwrap(),
+        tok.bos_token(),
+        tok.eos_token(),
+        end_of_turn,
+        system,
+        instruction.to_string(),
+    )
 }

@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
+use tempfile::TempDir;
+
 use track::mlflow::{Metric, MlflowClient, Run, RunStatus};
 use track::{Manifest, RunDir, TrackedRun, Tracker, TrackerOptions, TrackingRecord, TrainLogEntry};
 
@@ -33,6 +35,30 @@ fn tracker_from_env() -> Option<Tracker> {
         })
         .expect("tracking URI accepted"),
     )
+}
+
+/// What a test of a recorded experiment starts from: the tracker and its client on the live server,
+/// and a fresh run directory (in `out`) whose config names MLflow experiment `experiment`.
+struct LiveRun {
+    tracker: Tracker,
+    client: MlflowClient,
+    out: TempDir,
+    run: RunDir,
+}
+
+/// A [`LiveRun`], or `None` when no server is configured (see [`tracker_from_env`]).
+fn live_run(experiment: &str) -> Option<LiveRun> {
+    let tracker = tracker_from_env()?;
+    let client = tracker.client().unwrap().clone();
+    let out = tempfile::tempdir().unwrap();
+    let config = format!("[tracking]\nexperiment_name = \"{experiment}\"\n");
+    let run = RunDir::create(out.path(), &config).unwrap();
+    Some(LiveRun {
+        tracker,
+        client,
+        out,
+        run,
+    })
 }
 
 fn train_log(steps: u64) -> Vec<TrainLogEntry> {
@@ -123,13 +149,15 @@ fn artifact_paths(client: &MlflowClient, run_id: &str, dir: Option<&str>) -> Vec
 
 #[test]
 fn experiment_is_found_again_through_the_rest_api() {
-    let Some(tracker) = tracker_from_env() else {
+    let Some(LiveRun {
+        tracker,
+        client,
+        out,
+        run,
+    }) = live_run("it")
+    else {
         return;
     };
-    let client = tracker.client().unwrap().clone();
-
-    let out = tempfile::tempdir().unwrap();
-    let run = RunDir::create(out.path(), "[tracking]\nexperiment_name = \"it\"\n").unwrap();
     let manifest = Manifest::new(
         run.run_id(),
         "0.0.0-test",
@@ -295,12 +323,15 @@ fn non_finite_losses_are_recorded() {
 /// child per model, one continuous loss curve.
 #[test]
 fn resumed_run_continues_the_same_mlflow_runs() {
-    let Some(tracker) = tracker_from_env() else {
+    let Some(LiveRun {
+        tracker,
+        client,
+        out: _out,
+        run,
+    }) = live_run("resume")
+    else {
         return;
     };
-    let client = tracker.client().unwrap().clone();
-    let out = tempfile::tempdir().unwrap();
-    let run = RunDir::create(out.path(), "[tracking]\nexperiment_name = \"resume\"\n").unwrap();
     let experiment = format!("icdtune-it-resume-{}-{}", run.run_id(), std::process::id());
 
     // First attempt: killed after step 2 (runs left RUNNING, ids recorded in tracking.json).

@@ -57,6 +57,19 @@ fn randomised_classifier(
     (exs, model)
 }
 
+/// `labelled(n, multi)`, an f32 last-token classifier over them (PEFT's fresh LoRA) and their
+/// encodings: the setup of the tests of what the classifier is trained on and learns.
+fn encoded_classifier(
+    fx: &Fixture,
+    n: usize,
+    multi: bool,
+) -> (Vec<Example>, Model, Vec<EncodedExample>) {
+    let exs = labelled(n, multi);
+    let model = classifier_model(fx, DType::F32, &exs, Pooling::Last);
+    let enc = encode(fx, &model, &exs);
+    (exs, model, enc)
+}
+
 pub fn encode(fx: &Fixture, model: &Model, exs: &[Example]) -> Vec<EncodedExample> {
     let opts = EncodeOptions {
         max_seq_len: 256,
@@ -94,9 +107,7 @@ fn label_set_is_sorted_and_multi_label_when_any_example_has_two_codes() {
 #[test]
 fn classifier_examples_are_the_inference_prompt_with_label_indices() {
     let fx = Fixture::new(60);
-    let exs = labelled(4, true);
-    let model = classifier_model(&fx, DType::F32, &exs, Pooling::Last);
-    let enc = encode(&fx, &model, &exs);
+    let (exs, model, enc) = encoded_classifier(&fx, 4, true);
     for (e, ex) in enc.iter().zip(&exs) {
         let p = fx.chat.inference_prompt(&ex.text).unwrap();
         assert_eq!(e.ids, fx.tok.encode(&p.text, !p.starts_with_bos).unwrap());
@@ -225,9 +236,7 @@ fn argmax(v: &[f32]) -> u32 {
 #[test]
 fn overfits_ten_examples_to_full_training_accuracy_and_round_trips_through_the_adapter() {
     let fx = Fixture::new(64);
-    let exs = labelled(10, false);
-    let model = classifier_model(&fx, DType::F32, &exs, Pooling::Last);
-    let enc = encode(&fx, &model, &exs);
+    let (_, model, enc) = encoded_classifier(&fx, 10, false);
     let before = predicted(&model, &enc);
     let accuracy = |p: &[Vec<f32>]| {
         p.iter()

@@ -2,17 +2,22 @@
 //! the step with the best metric even where the loss disagrees, patience counts evaluations
 //! without a metric improvement, resume restores the best-metric state exactly, the log carries
 //! the metric; and a classifier head's own learning rate touches the head only.
+
+use std::path::Path;
+
 use candle_core::{DType, Tensor};
 use config::{KernelChoice, SelectOn, TrainForward, TrainingConfig};
 use lm::classifier::{Pooling, SCORE_KEY};
 use lm::Model;
 use train::trainer::evaluate;
-use train::{train, EncodedExample, MetricError, MetricKind, TrainError, ValidationMetric};
+use train::{
+    train, EncodedExample, MetricError, MetricKind, TrainError, TrainOutcome, ValidationMetric,
+};
 use types::TrainLogEntry;
 
 use crate::classifier::{classifier_model, encode, labelled};
-use crate::common::{assert_same_adapter, bytes, read_log, train_unwatched, Fixture};
-use crate::training::{config, options, resumable};
+use crate::common::{bytes, read_log, train_unwatched, Fixture};
+use crate::training::{config, options, resumable, Resume};
 
 /// A metric read from a script, one value per call, that also records the validation loss of
 /// the model it was handed (so a test can check it scored the current values).
@@ -57,6 +62,20 @@ impl ValidationMetric for Scripted {
     }
 }
 
+/// Trains a fresh model on `data` under `cfg` into `out`, validated on the script's own examples
+/// and scored by it.
+fn train_scripted(
+    fx: &Fixture,
+    data: &[EncodedExample],
+    metric: &mut Scripted,
+    cfg: TrainingConfig,
+    out: &Path,
+) -> TrainOutcome {
+    let val = metric.val.clone();
+    fx.train_fresh(data, &val, Some(metric), &options(fx, cfg, out))
+        .unwrap()
+}
+
 /// Ten steps, validation every two (steps 2, 4, 6, 8, 10) on examples the model trains on, so
 /// the validation loss falls throughout.
 fn selection_config(select_on: SelectOn) -> TrainingConfig {
@@ -89,14 +108,7 @@ fn selection_on_the_metric_keeps_the_best_metric_step_where_the_loss_disagrees()
         ..selection_config(SelectOn::Loss)
     };
     let mut logged = Scripted::new(MetricKind::Accuracy, &SCRIPT, val);
-    let by_loss = fx
-        .train_fresh(
-            &data,
-            val,
-            Some(&mut logged),
-            &options(&fx, cfg, by_loss_dir.path()),
-        )
-        .unwrap();
+    let by_loss = train_scripted(&fx, &data, &mut logged, cfg, by_loss_dir.path());
     let losses = validations(&read_log(by_loss_dir.path()));
     assert_eq!(
         losses.iter().map(|v| v.0).collect::<Vec<_>>(),
@@ -185,14 +197,7 @@ fn patience_counts_validations_without_a_metric_improvement_beyond_min_delta() {
     // 0.62 is above the best (0.6) but not by more than min_delta: the second bad evaluation.
     let mut metric = Scripted::new(MetricKind::MicroF1, &[0.5, 0.6, 0.6, 0.62, 0.9], val);
     let out = tempfile::tempdir().unwrap();
-    let r = fx
-        .train_fresh(
-            &data,
-            val,
-            Some(&mut metric),
-            &options(&fx, cfg, out.path()),
-        )
-        .unwrap();
+    let r = train_scripted(&fx, &data, &mut metric, cfg, out.path());
     assert!(r.stopped_early, "{r:?}");
     assert_eq!(r.steps_done, 8);
     assert_eq!(r.best_step, Some(4));
@@ -211,31 +216,19 @@ fn patience_counts_validations_without_a_metric_improvement_beyond_min_delta() {
 fn resume_restores_the_best_metric_state_and_gives_the_same_adapter() {
     // Validation at steps 3 and 6, checkpoints at 4 and 5, halt after 5: the best metric (0.8 at
     // step 3) must survive the resume, or step 6 (0.3) would be taken as an improvement.
-    let fx = Fixture::new(53);
-    let data = fx.encoded(10);
-    let (tr, val) = data.split_at(8);
-
-    let full_dir = tempfile::tempdir().unwrap();
+    let r = Resume::new(53);
+    let (fx, (tr, val)) = (&r.fx, r.split());
     let mut m = Scripted::new(MetricKind::Accuracy, &[0.8, 0.3], val);
-    let full = fx
-        .train_fresh(
-            tr,
-            val,
-            Some(&mut m),
-            &options(&fx, resumable(SelectOn::Metric), full_dir.path()),
-        )
-        .unwrap();
+    let full = train_scripted(fx, tr, &mut m, resumable(SelectOn::Metric), r.full.path());
     assert_eq!((full.steps_done, full.best_step), (6, Some(3)));
 
-    let part_dir = tempfile::tempdir().unwrap();
-    let mut o = options(&fx, resumable(SelectOn::Metric), part_dir.path());
-    o.halt_after_step = Some(5);
+    let mut o = r.halted(SelectOn::Metric);
     let mut first = Scripted::new(MetricKind::Accuracy, &[0.8], val);
     let halted = fx.train_fresh(tr, val, Some(&mut first), &o).unwrap();
     assert!(halted.interrupted);
     assert_eq!(halted.best_val_metric, Some((MetricKind::Accuracy, 0.8)));
     let state: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(part_dir.path().join("checkpoints/step-00000005/state.json")).unwrap(),
+        &std::fs::read(r.part.path().join("checkpoints/step-00000005/state.json")).unwrap(),
     )
     .unwrap();
     assert_eq!(state["best_metric"], 0.8);
@@ -249,15 +242,15 @@ fn resume_restores_the_best_metric_state_and_gives_the_same_adapter() {
     assert_eq!(resumed.best_step, Some(3));
     assert_eq!(resumed.best_val_metric, full.best_val_metric);
     assert_eq!(resumed.best_val_loss, full.best_val_loss);
-    assert_same_adapter(full_dir.path(), part_dir.path(), "metric selection");
+    r.assert_same_adapter("metric selection");
     let curves = |l: &[TrainLogEntry]| {
         l.iter()
             .map(|e| (e.step, e.train_loss, e.val_loss, e.val_accuracy))
             .collect::<Vec<_>>()
     };
     assert_eq!(
-        curves(&read_log(full_dir.path())),
-        curves(&read_log(part_dir.path()))
+        curves(&read_log(r.full.path())),
+        curves(&read_log(r.part.path()))
     );
 }
 
@@ -265,19 +258,15 @@ fn resume_restores_the_best_metric_state_and_gives_the_same_adapter() {
 /// still resumes a run that selects on the loss, to the same adapter.
 #[test]
 fn a_checkpoint_without_the_best_metric_still_resumes() {
-    let fx = Fixture::new(54);
-    let data = fx.encoded(10);
-    let (tr, val) = data.split_at(8);
-    let full_dir = tempfile::tempdir().unwrap();
+    let r = Resume::new(54);
+    let (fx, (tr, val)) = (&r.fx, r.split());
     let cfg = resumable(SelectOn::Loss);
-    fx.train_fresh(tr, val, None, &options(&fx, cfg.clone(), full_dir.path()))
+    fx.train_fresh(tr, val, None, &options(fx, cfg, r.full.path()))
         .unwrap();
 
-    let part_dir = tempfile::tempdir().unwrap();
-    let mut o = options(&fx, cfg, part_dir.path());
-    o.halt_after_step = Some(5);
+    let mut o = r.halted(SelectOn::Loss);
     fx.train_fresh(tr, val, None, &o).unwrap();
-    let state_path = part_dir.path().join("checkpoints/step-00000005/state.json");
+    let state_path = r.part.path().join("checkpoints/step-00000005/state.json");
     let mut state: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();
     assert!(state["best_metric"].is_null());
@@ -288,11 +277,7 @@ fn a_checkpoint_without_the_best_metric_still_resumes() {
     o.resume = true;
     let resumed = fx.train_fresh(tr, val, None, &o).unwrap();
     assert_eq!(resumed.steps_done, 6);
-    assert_same_adapter(
-        full_dir.path(),
-        part_dir.path(),
-        "checkpoint without best_metric",
-    );
+    r.assert_same_adapter("checkpoint without best_metric");
 }
 
 /// A metric run without a scorer, a failing scorer and a value outside [0, 1] stop with errors

@@ -7,7 +7,7 @@ use candle_core::{DType, Tensor};
 use config::{KernelChoice, Schedule, SelectOn, TrainForward, TrainingConfig, TruncateSide};
 use lm::{LogitPositions, Model};
 use train::batch::choose_pad_id;
-use train::{train, Progress, TrainOptions};
+use train::{train, EncodedExample, Progress, TrainOptions};
 
 use crate::common::{assert_same_adapter, bytes, examples, read_log, train_unwatched, Fixture};
 
@@ -189,31 +189,68 @@ pub fn resumable(select_on: SelectOn) -> TrainingConfig {
     }
 }
 
+/// What the resume tests share: ten encoded examples (the first eight to train on, the last two
+/// to validate on), one output folder for the uninterrupted run and one for the run that is
+/// interrupted after step 5 (between the checkpoints at 4 and 5 and the validation at 6) and
+/// resumed.
+pub struct Resume {
+    pub fx: Fixture,
+    data: Vec<EncodedExample>,
+    pub full: tempfile::TempDir,
+    pub part: tempfile::TempDir,
+}
+
+impl Resume {
+    pub fn new(seed: u64) -> Resume {
+        let fx = Fixture::new(seed);
+        let data = fx.encoded(10);
+        Resume {
+            fx,
+            data,
+            full: tempfile::tempdir().unwrap(),
+            part: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// The training and the validation examples.
+    pub fn split(&self) -> (&[EncodedExample], &[EncodedExample]) {
+        self.data.split_at(8)
+    }
+
+    /// Options of the [`resumable`] run in the interrupted run's folder, halted after step 5.
+    pub fn halted(&self, select_on: SelectOn) -> TrainOptions {
+        let mut o = options(&self.fx, resumable(select_on), self.part.path());
+        o.halt_after_step = Some(5);
+        o
+    }
+
+    /// Asserts the resumed run wrote the uninterrupted run's adapter, byte for byte.
+    pub fn assert_same_adapter(&self, what: &str) {
+        assert_same_adapter(self.full.path(), self.part.path(), what);
+    }
+}
+
 #[test]
 fn resume_after_interruption_gives_the_same_adapter_bit_for_bit() {
-    let fx = Fixture::new(31);
-    let data = fx.encoded(10);
-    let (tr, val) = data.split_at(8);
-
-    let full_dir = tempfile::tempdir().unwrap();
+    let r = Resume::new(31);
+    let (fx, (tr, val)) = (&r.fx, r.split());
     let a = fx
         .train_fresh(
             tr,
             val,
             None,
-            &options(&fx, resumable(SelectOn::Loss), full_dir.path()),
+            &options(fx, resumable(SelectOn::Loss), r.full.path()),
         )
         .unwrap();
     assert_eq!(a.total_steps, 6);
     assert!(a.best_val_loss.is_some());
 
-    let part_dir = tempfile::tempdir().unwrap();
-    let mut o = options(&fx, resumable(SelectOn::Loss), part_dir.path());
-    o.halt_after_step = Some(5);
-    let b = fx.train_fresh(tr, val, None, &o).unwrap();
+    let b = fx
+        .train_fresh(tr, val, None, &r.halted(SelectOn::Loss))
+        .unwrap();
     assert!(b.interrupted && b.adapter_dir.is_none());
     assert_eq!(b.steps_done, 5);
-    let ckpts = train::checkpoint::list(&part_dir.path().join("checkpoints")).unwrap();
+    let ckpts = train::checkpoint::list(&r.part.path().join("checkpoints")).unwrap();
     assert_eq!(
         ckpts.iter().map(|c| c.0).collect::<Vec<_>>(),
         vec![4, 5],
@@ -221,14 +258,14 @@ fn resume_after_interruption_gives_the_same_adapter_bit_for_bit() {
     );
 
     // A fresh process: new model object, same init seed; resume continues from step 5.
-    let mut o = options(&fx, resumable(SelectOn::Loss), part_dir.path());
+    let mut o = options(fx, resumable(SelectOn::Loss), r.part.path());
     o.resume = true;
     let c = fx.train_fresh(tr, val, None, &o).unwrap();
     assert_eq!(c.steps_done, 6);
     assert_eq!(c.best_step, a.best_step);
-    assert_same_adapter(full_dir.path(), part_dir.path(), "interrupted run");
-    let log_a = read_log(full_dir.path());
-    let log_c = read_log(part_dir.path());
+    r.assert_same_adapter("interrupted run");
+    let log_a = read_log(r.full.path());
+    let log_c = read_log(r.part.path());
     let losses = |l: &[types::TrainLogEntry]| {
         l.iter()
             .map(|e| (e.step, e.train_loss, e.val_loss))
