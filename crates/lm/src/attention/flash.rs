@@ -5,7 +5,7 @@ use candle_core::{DType, Device, Storage, Tensor};
 use kernels::{Mat, Threads};
 use rayon::prelude::*;
 
-use super::{Heads, Own, Shared, BLOCK, KEYS};
+use super::{Call, Heads, BLOCK, KEYS};
 use crate::error::{LmError, Result};
 use crate::fused::exp_in_place;
 
@@ -39,12 +39,8 @@ struct Views<'a> {
     heads: Heads,
 }
 
-pub(super) fn attend_cpu(
-    q: &Tensor,
-    shared: Option<&Shared<'_>>,
-    own: &Own<'_>,
-    heads: Heads,
-) -> Result<Tensor> {
+pub(super) fn attend_cpu(call: &Call<'_>) -> Result<Tensor> {
+    let (q, shared, own, heads) = (call.q, call.shared, call.own, call.heads);
     let (b, t, hq, d) = q.dims4()?;
     let q = q.contiguous()?;
     let cap = own.k.dim(1)?;

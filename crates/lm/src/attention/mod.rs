@@ -64,13 +64,27 @@ pub(crate) fn attend(
     own: &Own<'_>,
     heads: Heads,
 ) -> Result<Tensor> {
-    let (b, t, hq, d) = q.dims4()?;
-    check(b, t, hq, d, shared, own, heads)?;
+    let call = Call {
+        q,
+        shared,
+        own,
+        heads,
+    };
+    call.check()?;
     if q.device().is_cpu() && q.dtype() == DType::F32 {
-        attend_cpu(q, shared, own, heads)
+        attend_cpu(&call)
     } else {
-        attend_ops(q, shared, own, heads)
+        attend_ops(&call)
     }
+}
+
+/// The operands of one [`attend`] call, checked against each other once before either backend
+/// (the CPU kernel or the stock ops) reads them.
+struct Call<'a> {
+    q: &'a Tensor,
+    shared: Option<&'a Shared<'a>>,
+    own: &'a Own<'a>,
+    heads: Heads,
 }
 
 /// Causal self-attention of a fresh prefill: `q` `[B, T, q_heads, head_dim]`, `k`, `v` `[B, T,
@@ -90,46 +104,43 @@ pub fn causal_prefill(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
     attend(q, None, &own, Heads { q: hq, kv, dim: d })
 }
 
-fn check(
-    b: usize,
-    t: usize,
-    hq: usize,
-    d: usize,
-    shared: Option<&Shared<'_>>,
-    own: &Own<'_>,
-    heads: Heads,
-) -> Result<()> {
-    let bad = |what: &str| Err(LmError::Input(format!("attention: {what}")));
-    if hq != heads.q || d != heads.dim || heads.kv == 0 || !hq.is_multiple_of(heads.kv) {
-        return bad("query heads do not match the model");
-    }
-    let (ob, cap, okv, od) = own.k.dims4()?;
-    if ob != b || okv != heads.kv || od != d || own.v.dims() != own.k.dims() {
-        return bad("own keys / values do not match the queries");
-    }
-    if own.len < t || own.len > cap || own.real.len() != b {
-        return bad("own slots do not hold the queries");
-    }
-    if let Some(s) = shared {
-        let (p, _, skv, sd) = s.k.dims4()?;
-        if skv != heads.kv || sd != d || s.v.dims() != s.k.dims() || s.real.len() != p {
-            return bad("shared keys / values do not match the queries");
+impl Call<'_> {
+    fn check(&self) -> Result<()> {
+        let Self {
+            q,
+            shared,
+            own,
+            heads,
+        } = self;
+        let (b, t, hq, d) = q.dims4()?;
+        let bad = |what: &str| Err(LmError::Input(format!("attention: {what}")));
+        if hq != heads.q || d != heads.dim || heads.kv == 0 || !hq.is_multiple_of(heads.kv) {
+            return bad("query heads do not match the model");
         }
-        if s.rows.len() != b || s.rows.iter().any(|&r| r >= p) {
-            return bad("row map does not match the shared prefix");
+        let (ob, cap, okv, od) = own.k.dims4()?;
+        if ob != b || okv != heads.kv || od != d || own.v.dims() != own.k.dims() {
+            return bad("own keys / values do not match the queries");
         }
+        if own.len < t || own.len > cap || own.real.len() != b {
+            return bad("own slots do not hold the queries");
+        }
+        if let Some(s) = shared {
+            let (p, _, skv, sd) = s.k.dims4()?;
+            if skv != heads.kv || sd != d || s.v.dims() != s.k.dims() || s.real.len() != p {
+                return bad("shared keys / values do not match the queries");
+            }
+            if s.rows.len() != b || s.rows.iter().any(|&r| r >= p) {
+                return bad("row map does not match the shared prefix");
+            }
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Stock-op attention for devices and dtypes the CPU kernel does not cover: gathers each row's
 /// keys (prefix rows, then own slots) and applies an additive mask, with scores in f32.
-fn attend_ops(
-    q: &Tensor,
-    shared: Option<&Shared<'_>>,
-    own: &Own<'_>,
-    heads: Heads,
-) -> Result<Tensor> {
+fn attend_ops(call: &Call<'_>) -> Result<Tensor> {
+    let (q, shared, own, heads) = (call.q, call.shared, call.own, call.heads);
     let (b, t, hq, d) = q.dims4()?;
     let dev = q.device();
     let in_dtype = q.dtype();

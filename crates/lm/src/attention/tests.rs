@@ -33,6 +33,22 @@ const HEADS: Heads = Heads {
     dim: 8,
 };
 
+/// The CPU kernel's and the stock ops' outputs for one call.
+fn both_backends(
+    q: &Tensor,
+    shared: Option<&Shared<'_>>,
+    own: &Own<'_>,
+    heads: Heads,
+) -> (Tensor, Tensor) {
+    let call = Call {
+        q,
+        shared,
+        own,
+        heads,
+    };
+    (attend_cpu(&call).unwrap(), attend_ops(&call).unwrap())
+}
+
 /// Largest difference between the CPU kernel and the stock ops on a fresh causal prefill of
 /// `q` against its own unpadded keys and values (every row `T` real slots, no shared prefix).
 fn fresh_prefill_diff(q: &Tensor, k: &Tensor, v: &Tensor, heads: Heads) -> f32 {
@@ -44,8 +60,7 @@ fn fresh_prefill_diff(q: &Tensor, k: &Tensor, v: &Tensor, heads: Heads) -> f32 {
         len: t,
         real: &real,
     };
-    let fast = attend_cpu(q, None, &own, heads).unwrap();
-    let slow = attend_ops(q, None, &own, heads).unwrap();
+    let (fast, slow) = both_backends(q, None, &own, heads);
     max_diff(&fast, &slow)
 }
 
@@ -66,7 +81,7 @@ fn long_prefill_equals_the_stock_ops() {
         len: t,
         real: &real,
     };
-    let slow = attend_ops(&q, None, &own, HEADS).unwrap();
+    let (_, slow) = both_backends(&q, None, &own, HEADS);
     assert!(max_diff(&fast, &slow) < 1e-5);
 
     let mut padded = vec![false; 70];
@@ -78,8 +93,7 @@ fn long_prefill_equals_the_stock_ops() {
         len: t,
         real: &real,
     };
-    let fast = attend_cpu(&q, None, &own, HEADS).unwrap();
-    let slow = attend_ops(&q, None, &own, HEADS).unwrap();
+    let (fast, slow) = both_backends(&q, None, &own, HEADS);
     // Padding queries see no key: zeros here, an average there; compare the real ones.
     let real_rows = |x: &Tensor| x.narrow(1, 70, t - 70).unwrap();
     assert!(max_diff(&real_rows(&fast), &real_rows(&slow)) < 1e-5);
@@ -157,8 +171,7 @@ fn shared_prefix_and_padding_equal_the_stock_ops() {
                 real: &own_real,
             };
             let q = noise(&[3, t, heads.q, d], 80 + n);
-            let fast = attend_cpu(&q, Some(&shared), &own, heads).unwrap();
-            let slow = attend_ops(&q, Some(&shared), &own, heads).unwrap();
+            let (fast, slow) = both_backends(&q, Some(&shared), &own, heads);
             let diff = max_diff(&fast, &slow);
             assert!(diff < 1e-5, "{heads:?}, {len} own slots, {t} new: {diff}");
         }
@@ -193,7 +206,6 @@ fn stock_op_fallback_equals_the_cpu_kernel() {
         real: &own_real,
     };
     let q = tensor(&[3, 2, 4, 8], 8);
-    let fast = attend_cpu(&q, Some(&shared), &own, HEADS).unwrap();
-    let slow = attend_ops(&q, Some(&shared), &own, HEADS).unwrap();
+    let (fast, slow) = both_backends(&q, Some(&shared), &own, HEADS);
     assert!(max_diff(&fast, &slow) < 1e-5);
 }
