@@ -192,19 +192,14 @@ pub fn candidates(canary: &Canary, count: usize, seed: u64) -> Vec<String> {
     out
 }
 
-/// Writes `canaries.json` into `dir`.
+/// Writes `canaries.json` into `dir`, atomically and fsynced.
 pub fn write(dir: &Path, set: &CanarySet) -> Result<()> {
     let path = dir.join(CANARY_FILE);
     let json = serde_json::to_vec_pretty(set).map_err(|source| AuditError::Json {
         path: path.clone(),
         source,
     })?;
-    let tmp = dir.join(format!(".{CANARY_FILE}.tmp-{}", std::process::id()));
-    std::fs::write(&tmp, json).map_err(|source| AuditError::Io {
-        path: tmp.clone(),
-        source,
-    })?;
-    std::fs::rename(&tmp, &path).map_err(|source| AuditError::Io { path, source })
+    persist::write_atomic(&path, &json).map_err(|source| AuditError::Io { path, source })
 }
 
 /// Reads a `canaries.json`.

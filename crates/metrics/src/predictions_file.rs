@@ -2,7 +2,7 @@
 //! ours or external, can be scored by writing it.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use types::Prediction;
@@ -34,37 +34,20 @@ pub fn read_predictions(path: &Path) -> Result<Vec<Prediction>, MetricsError> {
     Ok(out)
 }
 
-/// Writes predictions atomically: a temporary file in the same directory, flushed and synced, then
-/// renamed over `path`, so a crash never leaves a half-written file that scores as a shorter run.
+/// Writes predictions atomically ([`persist::write_atomic`]: a synced temporary file renamed over
+/// `path`, then the folder synced), so a crash never leaves a half-written file that scores as a
+/// shorter run. A prediction that cannot be serialised writes nothing.
 pub fn write_predictions(path: &Path, predictions: &[Prediction]) -> Result<(), MetricsError> {
-    let write_err = |source| MetricsError::Write {
+    let mut bytes = Vec::new();
+    for p in predictions {
+        serde_json::to_writer(&mut bytes, p).map_err(|source| MetricsError::Serialise {
+            id: p.id.clone(),
+            source,
+        })?;
+        bytes.push(b'\n');
+    }
+    persist::write_atomic(path, &bytes).map_err(|source| MetricsError::Write {
         path: path.to_path_buf(),
         source,
-    };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "predictions.jsonl".to_string());
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut w = BufWriter::new(File::create(&tmp).map_err(write_err)?);
-        for p in predictions {
-            serde_json::to_writer(&mut w, p).map_err(|source| MetricsError::Serialise {
-                id: p.id.clone(),
-                source,
-            })?;
-            w.write_all(b"\n").map_err(write_err)?;
-        }
-        let file = w.into_inner().map_err(|e| write_err(e.into_error()))?;
-        file.sync_all().map_err(write_err)?;
-        std::fs::rename(&tmp, path).map_err(write_err)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    })
 }

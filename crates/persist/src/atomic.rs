@@ -19,10 +19,24 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 ///
 /// The error is the bare I/O error: callers wrap it in their own typed error naming `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomic_with(path, |temp| File::create(temp)?.write_all(bytes))
+}
+
+/// [`write_atomic`] for content that a writer streams to a file of its own making (a safetensors
+/// serialiser, say) rather than bytes in memory: `write` creates and fills the temporary file at
+/// the path it is given; the file is then fsynced, renamed over `path` and the folder fsynced, as
+/// in [`write_atomic`]. If `write` fails, its error is returned, the temporary file removed and an
+/// existing `path` left as it was.
+pub fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&Path) -> io::Result<()>,
+) -> io::Result<()> {
     let dir = parent_dir(path);
     std::fs::create_dir_all(dir)?;
     let temp = temp_sibling(dir, path)?;
-    let result = write_synced(&temp, bytes).and_then(|()| std::fs::rename(&temp, path));
+    let result = write(&temp)
+        .and_then(|()| sync_file(&temp))
+        .and_then(|()| std::fs::rename(&temp, path));
     if result.is_err() {
         let _ = std::fs::remove_file(&temp);
     }
@@ -63,11 +77,13 @@ fn temp_sibling(dir: &Path, path: &Path) -> io::Result<PathBuf> {
     )))
 }
 
-fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut file = File::create(path)?;
-    file.write_all(bytes)?;
-    // Without this the rename could reach the disk before the data and publish an empty file.
-    file.sync_all()
+/// Flushes a written file to disk. Without this the rename could reach the disk before the data
+/// and publish an empty file. Opened for writing because Windows flushes only writable handles.
+fn sync_file(path: &Path) -> io::Result<()> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)?
+        .sync_all()
 }
 
 #[cfg(unix)]
@@ -120,6 +136,22 @@ mod tests {
         std::fs::write(target.join("inside"), "x").unwrap();
         assert!(write_atomic(&target, b"new").is_err());
         assert_eq!(std::fs::read(target.join("inside")).unwrap(), b"x");
+        assert!(temp_files(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn a_streamed_write_lands_whole_and_a_failed_one_keeps_the_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("merged.safetensors");
+        write_atomic_with(&path, |temp| std::fs::write(temp, b"first")).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"first");
+        let err = write_atomic_with(&path, |temp| {
+            std::fs::write(temp, b"half")?;
+            Err(io::Error::other("serialiser failed"))
+        })
+        .unwrap_err();
+        assert_eq!(err.to_string(), "serialiser failed");
+        assert_eq!(std::fs::read(&path).unwrap(), b"first");
         assert!(temp_files(dir.path()).is_empty());
     }
 

@@ -18,6 +18,6 @@ mod atomic;
 mod jsonl;
 mod path_error;
 
-pub use atomic::{write_atomic, write_json_atomic};
+pub use atomic::{write_atomic, write_atomic_with, write_json_atomic};
 pub use jsonl::{read_jsonl, write_jsonl_atomic, JsonlAppender, JsonlError};
 pub use path_error::{io_err, PathIoError};
