@@ -49,18 +49,22 @@ fn both_backends(
     (attend_cpu(&call).unwrap(), attend_ops(&call).unwrap())
 }
 
+/// Own keys and values filling every slot, the queries' own (no shared prefix); `real` per row.
+fn unshared<'a>(k: &'a Tensor, v: &'a Tensor, real: &'a [Vec<bool>]) -> Own<'a> {
+    Own {
+        k,
+        v,
+        len: real[0].len(),
+        real,
+    }
+}
+
 /// Largest difference between the CPU kernel and the stock ops on a fresh causal prefill of
 /// `q` against its own unpadded keys and values (every row `T` real slots, no shared prefix).
 fn fresh_prefill_diff(q: &Tensor, k: &Tensor, v: &Tensor, heads: Heads) -> f32 {
     let (b, t) = (q.dim(0).unwrap(), q.dim(1).unwrap());
     let real = vec![vec![true; t]; b];
-    let own = Own {
-        k,
-        v,
-        len: t,
-        real: &real,
-    };
-    let (fast, slow) = both_backends(q, None, &own, heads);
+    let (fast, slow) = both_backends(q, None, &unshared(k, v, &real), heads);
     max_diff(&fast, &slow)
 }
 
@@ -73,27 +77,20 @@ fn long_prefill_equals_the_stock_ops() {
     let q = tensor(&[1, t, 4, 8], 11);
     let k = tensor(&[1, t, 2, 8], 12);
     let v = tensor(&[1, t, 2, 8], 13);
-    let fast = causal_prefill(&q, &k, &v).unwrap();
+    let entry = causal_prefill(&q, &k, &v).unwrap();
     let real = vec![vec![true; t]];
-    let own = Own {
-        k: &k,
-        v: &v,
-        len: t,
-        real: &real,
-    };
-    let (_, slow) = both_backends(&q, None, &own, HEADS);
+    let (fast, slow) = both_backends(&q, None, &unshared(&k, &v, &real), HEADS);
+    assert_eq!(
+        max_diff(&entry, &fast),
+        0.0,
+        "the public entry runs the CPU kernel"
+    );
     assert!(max_diff(&fast, &slow) < 1e-5);
 
     let mut padded = vec![false; 70];
     padded.extend(vec![true; t - 70]);
     let real = vec![padded];
-    let own = Own {
-        k: &k,
-        v: &v,
-        len: t,
-        real: &real,
-    };
-    let (fast, slow) = both_backends(&q, None, &own, HEADS);
+    let (fast, slow) = both_backends(&q, None, &unshared(&k, &v, &real), HEADS);
     // Padding queries see no key: zeros here, an average there; compare the real ones.
     let real_rows = |x: &Tensor| x.narrow(1, 70, t - 70).unwrap();
     assert!(max_diff(&real_rows(&fast), &real_rows(&slow)) < 1e-5);
